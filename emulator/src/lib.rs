@@ -1,0 +1,3 @@
+//! An in-memory Kubernetes API server for Landlord's tests, demos and benchmarks.
+
+pub mod schema;

@@ -1,0 +1,1 @@
+//! Structural schema validation (placeholder module replaced by the schema work).

@@ -1,0 +1,1 @@
+//! Landlord: segregated, encrypted, verifiably erasable client tenants on Kubernetes.

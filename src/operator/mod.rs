@@ -1,0 +1,131 @@
+//! The operator process that `landlord run` starts: configuration, logging, the API
+//! connection, the health and metrics endpoints, and a clean stop on SIGTERM.
+//!
+//! Controllers are started from here as they land; until then the process connects,
+//! checks that every Landlord CRD is served and that it may read them, and reports that
+//! through `/readyz` and `/metrics`.
+
+mod health;
+mod metrics;
+mod readiness;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{error, info};
+
+pub use health::serve as serve_health;
+pub use metrics::Metrics;
+pub use readiness::{Readiness, check_api};
+
+/// Settings of a running operator.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address of the `/healthz`, `/readyz` and `/metrics` endpoints.
+    pub listen_addr: SocketAddr,
+    /// How often the API check behind `/readyz` runs.
+    pub recheck_interval: Duration,
+}
+
+/// Errors that stop the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "no Kubernetes configuration found (in-cluster service account, $KUBECONFIG or ~/.kube/config)"
+    )]
+    Config(#[source] kube::Error),
+    #[error("cannot serve the health and metrics endpoints on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the operator until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(RunError::Config)?;
+    run_with_client(config, client, shutdown_signal()).await
+}
+
+/// Runs the operator with the given client until `shutdown` completes.
+pub async fn run_with_client(
+    config: Config,
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: config.listen_addr,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| RunError::Listen {
+        addr: config.listen_addr,
+        source,
+    })?;
+    info!(addr = %local_addr, "serving /healthz, /readyz and /metrics");
+    let server = tokio::spawn(health::serve(
+        listener,
+        readiness.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
+
+    let checker = tokio::spawn(readiness::keep_checking(
+        client,
+        readiness.clone(),
+        metrics.clone(),
+        config.recheck_interval,
+        stop_rx,
+    ));
+
+    shutdown.await;
+    info!("stopping");
+    readiness.set_stopping();
+    let _ = stop_tx.send(true);
+    if let Err(e) = checker.await {
+        error!(error = %e, "API check task ended abnormally");
+    }
+    if let Err(e) = server.await {
+        error!(error = %e, "health server task ended abnormally");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!(signal = "SIGINT", "received"),
+        () = terminate => info!(signal = "SIGTERM", "received"),
+    }
+}

@@ -419,7 +419,6 @@ def check_follows_values(objects: list[dict[str, Any]], values: dict[str, Any]) 
     constraints = pod.get("topologySpreadConstraints") or []
     require(len(constraints) == len(values["topologySpreadConstraints"]),
             "topologySpreadConstraints count differs from the values")
-    selector = get(deployment, "spec", "selector", "matchLabels") or {}
     for constraint in constraints:
         require(constraint.get("labelSelector"), f"topology spread constraint {constraint} has no labelSelector")
 

@@ -43,6 +43,17 @@ struct RunArgs {
     /// Seconds between the API checks behind /readyz.
     #[arg(long, env = "LANDLORD_RECHECK_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     recheck_seconds: u64,
+    /// Namespace of the leader-election Lease; defaults to the kubeconfig's namespace (the
+    /// service account's in a pod).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LANDLORD_LEASE_NAME", default_value = "landlord-leader")]
+    lease_name: String,
+    /// This replica's identity in the election; defaults to the pod name, else the host
+    /// name and process id.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -98,11 +109,21 @@ fn write_crds(output_dir: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "landlord".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
 async fn run(args: RunArgs) -> Result<(), String> {
     init_logging(args.log_format, &args.log_level)?;
     let config = landlord::operator::Config {
         listen_addr: args.listen_addr,
         recheck_interval: Duration::from_secs(args.recheck_seconds),
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        identity: args.identity.unwrap_or_else(default_identity),
     };
     landlord::operator::run(config).await.map_err(|e| {
         let mut message = e.to_string();

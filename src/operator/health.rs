@@ -98,3 +98,76 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn body(response: Response<Full<Bytes>>) -> String {
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    }
+
+    #[tokio::test]
+    async fn readyz_fails_until_the_api_check_passes_and_after_stop() {
+        let readiness = Readiness::default();
+        let metrics = Metrics::new();
+        let get = |path| route(&Method::GET, path, &readiness, &metrics);
+        assert_eq!(get("/healthz").status(), StatusCode::OK);
+        let starting = get("/readyz");
+        assert_eq!(starting.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body(starting).await, "not ready: starting\n");
+
+        readiness.set_for_test(true);
+        assert_eq!(get("/readyz").status(), StatusCode::OK);
+        readiness.set_stopping();
+        assert_eq!(body(get("/readyz")).await, "not ready: stopping\n");
+        assert_eq!(
+            get("/healthz").status(),
+            StatusCode::OK,
+            "liveness is unaffected by stopping"
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let readiness = Readiness::default();
+        let metrics = Metrics::new();
+        metrics.record_api_check(Some("crd_missing"));
+        metrics.set_leader(true);
+        let response = route(&Method::GET, "/metrics", &readiness, &metrics);
+        assert_eq!(
+            response.headers()[hyper::header::CONTENT_TYPE],
+            PROMETHEUS_TEXT
+        );
+        let text = body(response).await;
+        assert!(text.contains("landlord_ready 0"), "{text}");
+        assert!(text.contains("landlord_leader 1"), "{text}");
+        assert!(
+            text.contains("landlord_api_checks_total{result=\"crd_missing\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("landlord_build_info{version=\""), "{text}");
+    }
+
+    #[test]
+    fn unknown_paths_and_methods_are_refused() {
+        let readiness = Readiness::default();
+        let metrics = Metrics::new();
+        assert_eq!(
+            route(&Method::GET, "/", &readiness, &metrics).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            route(&Method::POST, "/healthz", &readiness, &metrics).status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+}

@@ -21,6 +21,7 @@ struct CheckLabels {
 pub struct Metrics {
     registry: Registry,
     ready: Gauge,
+    leader: Gauge,
     api_checks: Family<CheckLabels, Counter>,
 }
 
@@ -41,6 +42,12 @@ impl Metrics {
             "1 when every Landlord CRD is served and readable, else 0",
             ready.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader-election Lease, else 0",
+            leader.clone(),
+        );
         let api_checks = Family::<CheckLabels, Counter>::default();
         registry.register(
             "api_checks",
@@ -50,6 +57,7 @@ impl Metrics {
         Metrics {
             registry,
             ready,
+            leader,
             api_checks,
         }
     }
@@ -62,6 +70,11 @@ impl Metrics {
                 result: failure.unwrap_or("ok").to_owned(),
             })
             .inc();
+    }
+
+    /// Records whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// The metrics in the Prometheus text exposition format.

@@ -6,6 +6,7 @@
 //! through `/readyz` and `/metrics`.
 
 mod health;
+mod leader;
 mod metrics;
 mod readiness;
 
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 pub use health::serve as serve_health;
+pub use leader::{LeaseSettings, campaign};
 pub use metrics::Metrics;
 pub use readiness::{Readiness, check_api};
 
@@ -27,6 +29,12 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// How often the API check behind `/readyz` runs.
     pub recheck_interval: Duration,
+    /// Name of the leader-election Lease.
+    pub lease_name: String,
+    /// Namespace of the Lease; the kubeconfig's (or service account's) namespace when unset.
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the election, usually the pod name.
+    pub identity: String,
 }
 
 /// Errors that stop the operator.
@@ -80,6 +88,30 @@ pub async fn run_with_client(
         stop_rx.clone(),
     ));
 
+    let lease = LeaseSettings::new(
+        config
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned()),
+        config.lease_name.clone(),
+        config.identity.clone(),
+    );
+    let (leading_tx, mut leading_rx) = watch::channel(false);
+    let election = tokio::spawn(leader::campaign(
+        client.clone(),
+        lease,
+        leading_tx,
+        stop_rx.clone(),
+    ));
+    let leader_metrics = metrics.clone();
+    tokio::spawn(async move {
+        // Controllers start and stop on this signal as they land; for now it is published
+        // as the `landlord_leader` gauge.
+        while leading_rx.changed().await.is_ok() {
+            leader_metrics.set_leader(*leading_rx.borrow());
+        }
+    });
+
     let checker = tokio::spawn(readiness::keep_checking(
         client,
         readiness.clone(),
@@ -92,6 +124,9 @@ pub async fn run_with_client(
     info!("stopping");
     readiness.set_stopping();
     let _ = stop_tx.send(true);
+    if let Err(e) = election.await {
+        error!(error = %e, "leader election task ended abnormally");
+    }
     if let Err(e) = checker.await {
         error!(error = %e, "API check task ended abnormally");
     }

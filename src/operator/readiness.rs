@@ -122,6 +122,11 @@ impl Readiness {
         });
     }
 
+    #[cfg(test)]
+    pub(crate) fn set_for_test(&self, ready: bool) {
+        self.with(|s| s.ready = ready);
+    }
+
     /// Marks the process as stopping: `/readyz` fails from now on.
     pub fn set_stopping(&self) {
         self.with(|s| s.stopping = true);

@@ -57,84 +57,105 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Config)?;
-    run_with_client(config, client, shutdown_signal()).await
+    let operator = Operator::start(config, client).await?;
+    shutdown_signal().await;
+    operator.stop().await;
+    Ok(())
 }
 
-/// Runs the operator with the given client until `shutdown` completes.
-pub async fn run_with_client(
-    config: Config,
-    client: kube::Client,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
-    let metrics = Arc::new(Metrics::new());
-    let readiness = Readiness::default();
-    let (stop_tx, stop_rx) = watch::channel(false);
+/// A running operator: its tasks, and the address of its health endpoints.
+pub struct Operator {
+    local_addr: SocketAddr,
+    readiness: Readiness,
+    stop_tx: watch::Sender<bool>,
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+}
 
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
-        .await
-        .map_err(|source| RunError::Listen {
+impl Operator {
+    /// Starts the health endpoints, the leader election and the API checks.
+    pub async fn start(config: Config, client: kube::Client) -> Result<Operator, RunError> {
+        let listen_error = |source| RunError::Listen {
             addr: config.listen_addr,
             source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| RunError::Listen {
-        addr: config.listen_addr,
-        source,
-    })?;
-    info!(addr = %local_addr, "serving /healthz, /readyz and /metrics");
-    let server = tokio::spawn(health::serve(
-        listener,
-        readiness.clone(),
-        metrics.clone(),
-        stop_rx.clone(),
-    ));
+        };
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Readiness::default();
+        let (stop_tx, stop_rx) = watch::channel(false);
 
-    let lease = LeaseSettings::new(
-        config
-            .lease_namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_owned()),
-        config.lease_name.clone(),
-        config.identity.clone(),
-    );
-    let (leading_tx, mut leading_rx) = watch::channel(false);
-    let election = tokio::spawn(leader::campaign(
-        client.clone(),
-        lease,
-        leading_tx,
-        stop_rx.clone(),
-    ));
-    let leader_metrics = metrics.clone();
-    tokio::spawn(async move {
-        // Controllers start and stop on this signal as they land; for now it is published
-        // as the `landlord_leader` gauge.
-        while leading_rx.changed().await.is_ok() {
-            leader_metrics.set_leader(*leading_rx.borrow());
+        let listener = tokio::net::TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(listen_error)?;
+        let local_addr = listener.local_addr().map_err(listen_error)?;
+        info!(addr = %local_addr, "serving /healthz, /readyz and /metrics");
+        let server = tokio::spawn(health::serve(
+            listener,
+            readiness.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
+
+        let lease = LeaseSettings::new(
+            config
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned()),
+            config.lease_name.clone(),
+            config.identity.clone(),
+        );
+        let (leading_tx, mut leading_rx) = watch::channel(false);
+        let election = tokio::spawn(leader::campaign(
+            client.clone(),
+            lease,
+            leading_tx,
+            stop_rx.clone(),
+        ));
+        let leader_metrics = metrics.clone();
+        let leadership = tokio::spawn(async move {
+            // Controllers start and stop on this signal as they land; for now it is
+            // published as the `landlord_leader` gauge.
+            while leading_rx.changed().await.is_ok() {
+                leader_metrics.set_leader(*leading_rx.borrow());
+            }
+        });
+
+        let checker = tokio::spawn(readiness::keep_checking(
+            client,
+            readiness.clone(),
+            metrics,
+            config.recheck_interval,
+            stop_rx,
+        ));
+        Ok(Operator {
+            local_addr,
+            readiness,
+            stop_tx,
+            tasks: vec![
+                ("leader election", election),
+                ("leadership", leadership),
+                ("API check", checker),
+                ("health server", server),
+            ],
+        })
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops every task: `/readyz` fails at once, the Lease is released, then the
+    /// endpoints close.
+    pub async fn stop(self) {
+        info!("stopping");
+        self.readiness.set_stopping();
+        self.stop_tx.send_replace(true);
+        for (name, task) in self.tasks {
+            if let Err(e) = task.await {
+                error!(error = %e, task = name, "task ended abnormally");
+            }
         }
-    });
-
-    let checker = tokio::spawn(readiness::keep_checking(
-        client,
-        readiness.clone(),
-        metrics.clone(),
-        config.recheck_interval,
-        stop_rx,
-    ));
-
-    shutdown.await;
-    info!("stopping");
-    readiness.set_stopping();
-    let _ = stop_tx.send(true);
-    if let Err(e) = election.await {
-        error!(error = %e, "leader election task ended abnormally");
+        info!("stopped");
     }
-    if let Err(e) = checker.await {
-        error!(error = %e, "API check task ended abnormally");
-    }
-    if let Err(e) = server.await {
-        error!(error = %e, "health server task ended abnormally");
-    }
-    info!("stopped");
-    Ok(())
 }
 
 /// Completes on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).

@@ -1,3 +1,4 @@
 //! An in-memory Kubernetes API server for Landlord's tests, demos and benchmarks.
 
+pub mod auth;
 pub mod schema;

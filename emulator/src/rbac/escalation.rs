@@ -340,19 +340,21 @@ fn compact(rules: Vec<Rule>) -> Vec<Rule> {
     let mut compacted = Vec::new();
     let mut simple: BTreeMap<(String, String, Option<String>), Rule> = BTreeMap::new();
     for rule in rules {
-        let is_simple = rule.resource_names.len() <= 1
-            && rule.non_resource_urls.is_empty()
-            && rule.api_groups.len() == 1
-            && rule.resources.len() == 1;
-        if !is_simple {
-            compacted.push(rule);
-            continue;
-        }
-        let key = (
-            rule.api_groups[0].clone(),
-            rule.resources[0].clone(),
-            rule.resource_names.first().cloned(),
-        );
+        let key = match (&rule.api_groups[..], &rule.resources[..]) {
+            ([group], [resource])
+                if rule.resource_names.len() <= 1 && rule.non_resource_urls.is_empty() =>
+            {
+                (
+                    group.clone(),
+                    resource.clone(),
+                    rule.resource_names.first().cloned(),
+                )
+            }
+            _ => {
+                compacted.push(rule);
+                continue;
+            }
+        };
         match simple.get_mut(&key) {
             Some(existing) => existing.verbs.extend(rule.verbs),
             None => {

@@ -65,33 +65,25 @@ pub fn parse_request(
     } else {
         trimmed.split('/').collect()
     };
-    if segments.len() < 3 {
-        return Ok(info);
-    }
-    let prefix = segments[0];
-    if prefix != "api" && prefix != "apis" {
-        return Ok(info);
-    }
-    let mut rest = &segments[1..];
-    if prefix == "apis" {
-        // one part (the prefix) is consumed, so this asks for four parts in all
-        if rest.len() < 3 {
-            return Ok(info);
-        }
-        info.api_group = rest[0].to_owned();
-        rest = &rest[1..];
-    }
+    // /api/<version>/<resource>... or /apis/<group>/<version>/<resource>...
+    let (prefix, group, version, mut rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] if !rest.is_empty() => ("api", "", *version, rest),
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => ("apis", *group, *version, rest),
+        _ => return Ok(info),
+    };
     info.api_prefix = prefix.to_owned();
+    info.api_group = group.to_owned();
+    info.api_version = version.to_owned();
     info.is_resource_request = true;
-    info.api_version = rest[0].to_owned();
-    rest = &rest[1..];
 
-    if SPECIAL_VERBS.contains(&rest[0]) {
-        if rest.len() < 2 {
+    if let [verb, after_verb @ ..] = rest
+        && SPECIAL_VERBS.contains(verb)
+    {
+        if after_verb.is_empty() {
             return Err(RequestInfoError::MissingResourceAfterVerb(path));
         }
-        info.verb = rest[0].to_owned();
-        rest = &rest[1..];
+        info.verb = (*verb).to_owned();
+        rest = after_verb;
     } else {
         info.verb = match method.to_ascii_uppercase().as_str() {
             "POST" => "create",
@@ -114,18 +106,12 @@ pub fn parse_request(
             rest = more;
         }
     }
-    let parts = rest;
-    info.parts = parts.iter().map(|p| (*p).to_owned()).collect();
-
-    if parts.len() >= 3 && info.verb != "proxy" {
-        info.subresource = Some(parts[2].to_owned());
-    }
-    if parts.len() >= 2 {
-        info.name = Some(parts[1].to_owned());
-    }
-    if let Some(resource) = parts.first() {
-        info.resource = (*resource).to_owned();
-    }
+    info.parts = rest.iter().map(|p| (*p).to_owned()).collect();
+    let mut parts = rest.iter().map(|p| (*p).to_owned());
+    info.resource = parts.next().unwrap_or_default();
+    info.name = parts.next();
+    // proxy requests carry a path after the name, not a subresource
+    info.subresource = parts.next().filter(|_| info.verb != "proxy");
 
     if info.name.is_none() && info.verb == "get" {
         let params = parse_query(query.unwrap_or(""));

@@ -1,3 +1,5 @@
 //! An in-memory Kubernetes API server for Landlord's tests, demos and benchmarks.
 
+pub mod apply;
+pub mod patch;
 pub mod schema;

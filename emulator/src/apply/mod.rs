@@ -1,0 +1,3 @@
+//! Server-side apply and `metadata.managedFields`.
+
+pub mod schema;

@@ -602,3 +602,41 @@ fn apply_bodies_are_yaml() {
     assert_eq!(err.code(), 400);
     assert!(err.to_string().starts_with("error decoding YAML: "));
 }
+
+// "Merge strategy": labels are a granular map; a label the applier dropped is removed,
+// labels set by other writers and the object's identity stay.
+#[test]
+fn dropped_labels_are_removed() {
+    let cm = |labels: Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "c", "namespace": "ns", "labels": labels}, "data": {"k": "v"}})
+    };
+    let live = apply(
+        None,
+        &cm(json!({"a": "1", "b": "2"})),
+        "landlord",
+        false,
+        None,
+        T0,
+    )
+    .unwrap();
+    let mut labelled = live.clone();
+    labelled["metadata"]["labels"]["team"] = json!("x");
+    let live = track_update(Some(&live), &labelled, "kubectl-label", None, T1);
+    let object = apply(
+        Some(&live),
+        &cm(json!({"a": "1"})),
+        "landlord",
+        false,
+        None,
+        T2,
+    )
+    .unwrap();
+    assert_eq!(object["metadata"]["labels"], json!({"a": "1", "team": "x"}));
+    assert_eq!(object["metadata"]["name"], "c");
+    assert_eq!(object["data"], json!({"k": "v"}));
+    assert_eq!(
+        entry(&object, "landlord")["fieldsV1"],
+        json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:a": {}}}})
+    );
+}

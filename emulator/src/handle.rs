@@ -1,0 +1,255 @@
+//! The library API: start an emulator in-process, get clients for it, count requests,
+//! inject faults, write a kubeconfig.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use hyper::header::{AUTHORIZATION, HeaderValue};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cluster::Cluster;
+use crate::faults::{FaultRule, Faults};
+use crate::metrics::RequestCounter;
+use crate::server::{self, Shared, User};
+
+/// Why an emulator could not start or a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot build a client: {0}")]
+    Client(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Configures an emulator before it starts.
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    listen: String,
+    history_limit: usize,
+    bookmark_interval: Duration,
+}
+
+impl Default for Emulator {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:0".to_string(),
+            history_limit: 100_000,
+            bookmark_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+fn random_token() -> String {
+    (0..32).map(|_| fastrand::alphanumeric()).collect()
+}
+
+/// The user the admin client and the written kubeconfig act as.
+pub const ADMIN_USER: &str = "kubernetes-admin";
+
+impl Emulator {
+    pub fn builder() -> Self {
+        Self::default()
+    }
+
+    /// Starts an emulator on a free loopback port with default settings.
+    pub async fn start() -> Result<EmulatorHandle, EmulatorError> {
+        Self::default().serve().await
+    }
+
+    /// The address to listen on (`127.0.0.1:0` picks a free port).
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = addr.to_string();
+        self
+    }
+
+    /// How many changes are kept for watches and paged lists (older ones get 410 Gone).
+    pub fn history_limit(mut self, n: usize) -> Self {
+        self.history_limit = n.max(1);
+        self
+    }
+
+    /// How often watches that allow bookmarks get one.
+    pub fn bookmark_interval(mut self, every: Duration) -> Self {
+        self.bookmark_interval = every;
+        self
+    }
+
+    /// Binds and starts serving in the current tokio runtime.
+    pub async fn serve(self) -> Result<EmulatorHandle, EmulatorError> {
+        let listener =
+            TcpListener::bind(&self.listen)
+                .await
+                .map_err(|source| EmulatorError::Bind {
+                    addr: self.listen.clone(),
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: self.listen.clone(),
+                source,
+            })?;
+        let admin_token = random_token();
+        let mut tokens = HashMap::new();
+        tokens.insert(
+            admin_token.clone(),
+            User {
+                name: ADMIN_USER.to_string(),
+                groups: vec![
+                    "system:masters".to_string(),
+                    "system:authenticated".to_string(),
+                ],
+            },
+        );
+        let (drop_watches, _) = watch::channel(0);
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            cluster: Mutex::new(Cluster::new(self.history_limit)),
+            requests: RequestCounter::default(),
+            faults: Faults::default(),
+            tokens: RwLock::new(tokens),
+            drop_watches,
+            shutdown,
+            address: addr.to_string(),
+            bookmark_interval: self.bookmark_interval,
+        });
+        tokio::spawn(server::serve(listener, shared.clone()));
+        Ok(EmulatorHandle {
+            shared,
+            addr,
+            admin_token,
+        })
+    }
+}
+
+/// A running emulator; it stops when dropped.
+pub struct EmulatorHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    admin_token: String,
+}
+
+impl EmulatorHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn client_with_token(&self, token: &str) -> Result<kube::Client, EmulatorError> {
+        let uri = self
+            .url()
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| EmulatorError::Client(e.to_string()))?;
+        let mut config = kube::Config::new(uri);
+        config.default_namespace = "default".to_string();
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| EmulatorError::Client(e.to_string()))?;
+        config.headers.push((AUTHORIZATION, value));
+        kube::Client::try_from(config).map_err(|e| EmulatorError::Client(e.to_string()))
+    }
+
+    /// A client acting as the cluster administrator.
+    pub fn client(&self) -> Result<kube::Client, EmulatorError> {
+        self.client_with_token(&self.admin_token)
+    }
+
+    /// A client acting as `user` in `groups` (`system:authenticated` is added).
+    pub fn client_as(&self, user: &str, groups: &[&str]) -> Result<kube::Client, EmulatorError> {
+        let token = random_token();
+        let mut g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+        if !g.iter().any(|x| x == "system:authenticated") {
+            g.push("system:authenticated".to_string());
+        }
+        if let Ok(mut t) = self.shared.tokens.write() {
+            t.insert(
+                token.clone(),
+                User {
+                    name: user.to_string(),
+                    groups: g,
+                },
+            );
+        }
+        self.client_with_token(&token)
+    }
+
+    /// The bearer token of the administrator.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Writes a kubeconfig (plain http on loopback, admin token) for kubectl and kube-rs.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), EmulatorError> {
+        write_kubeconfig(path, &self.url(), &self.admin_token)
+    }
+
+    /// How many requests with this verb reached this resource (`tenants`, `tenants/status`).
+    pub fn request_count(&self, verb: &str, resource: &str) -> u64 {
+        self.shared.requests.get(verb, resource)
+    }
+
+    /// All request counts by `(verb, resource)`.
+    pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.shared.requests.snapshot()
+    }
+
+    pub fn reset_request_counts(&self) {
+        self.shared.requests.reset();
+    }
+
+    pub fn inject_fault(&self, rule: FaultRule) {
+        self.shared.faults.add(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// Ends every open watch (clients see the stream close and re-watch).
+    pub fn drop_watches(&self) {
+        self.shared.drop_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets the change history, so watches and continues from older resourceVersions get
+    /// 410 Gone.
+    pub fn compact(&self) {
+        self.shared.lock().store.compact();
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.lock().store.current_rv()
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}
+
+/// Writes a kubeconfig for a server at `url` with a bearer token.
+pub fn write_kubeconfig(path: &Path, url: &str, token: &str) -> Result<(), EmulatorError> {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-emulator\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-emulator\n  context:\n    cluster: kube-emulator\n    namespace: default\n    user: {ADMIN_USER}\ncurrent-context: kube-emulator\nusers:\n- name: {ADMIN_USER}\n  user:\n    token: {token}\npreferences: {{}}\n"
+    );
+    std::fs::write(path, text).map_err(|source| EmulatorError::Write {
+        path: path.display().to_string(),
+        source,
+    })
+}

@@ -1,1 +1,160 @@
-fn main() {}
+//! The `landlord` command: the operator and the tools around it.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+/// Landlord: segregated, encrypted, verifiably erasable client tenants on Kubernetes.
+#[derive(Parser, Debug)]
+#[command(name = "landlord", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the operator against the cluster of the current kubeconfig (or in-cluster).
+    Run(RunArgs),
+    /// Print every Landlord CustomResourceDefinition as YAML, or write one file per CRD.
+    Crds {
+        /// Write `<plural>.landlord.dev.yaml` files into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Address of the /healthz, /readyz and /metrics endpoints.
+    #[arg(long, env = "LANDLORD_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    listen_addr: SocketAddr,
+    /// Log format: `json` (one object per line, for log pipelines) or `text`.
+    #[arg(long, env = "LANDLORD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+    /// Log filter in `tracing` syntax, e.g. `info` or `landlord=debug,kube=info`.
+    #[arg(long, env = "LANDLORD_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Seconds between the API checks behind /readyz.
+    #[arg(long, env = "LANDLORD_RECHECK_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    recheck_seconds: u64,
+    /// Namespace of the leader-election Lease; defaults to the kubeconfig's namespace (the
+    /// service account's in a pod).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LANDLORD_LEASE_NAME", default_value = "landlord-leader")]
+    lease_name: String,
+    /// This replica's identity in the election; defaults to the pod name, else the host
+    /// name and process id.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> Result<(), String> {
+    let filter =
+        EnvFilter::try_new(filter).map_err(|e| format!("invalid --log-level {filter:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| format!("cannot start logging: {e}"))
+}
+
+fn write_crds(output_dir: Option<PathBuf>) -> Result<(), String> {
+    match output_dir {
+        None => {
+            let stream = landlord::crd::render_stream().map_err(|e| format!("{e}"))?;
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(stream.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                // A reader that stops early (`landlord crds | head`) is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(format!("cannot write to standard output: {e}"));
+                }
+                _ => {}
+            }
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            for (file, yaml) in landlord::crd::render_all().map_err(|e| format!("{e}"))? {
+                let path = dir.join(file);
+                std::fs::write(&path, yaml)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "landlord".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    init_logging(args.log_format, &args.log_level)?;
+    let config = landlord::operator::Config {
+        listen_addr: args.listen_addr,
+        recheck_interval: Duration::from_secs(args.recheck_seconds),
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        identity: args.identity.unwrap_or_else(default_identity),
+    };
+    landlord::operator::run(config).await.map_err(|e| {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(error = %message, "operator stopped");
+        message
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crds { output_dir } => write_crds(output_dir),
+        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(run(args)),
+            Err(e) => Err(format!("cannot start the async runtime: {e}")),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("landlord: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

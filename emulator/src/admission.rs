@@ -3,18 +3,27 @@
 
 use serde_json::Value;
 
-use crate::error::ApiResult;
-use crate::resources::ResourceType;
+use crate::error::{ApiError, ApiResult};
+use crate::schema::{CrdValidator, invalid_status};
 
-/// Admits a custom resource about to be stored (`old` on update); returns the paths of
-/// unknown fields that were pruned. Until the schema module is wired in, objects are
-/// stored as sent.
+/// Prunes, defaults and validates a custom resource about to be stored (`old` on update).
+/// Returns the unknown fields that were pruned (`unknown field "spec.foo"`), or the 422.
 pub fn admit_custom_resource(
-    rt: &ResourceType,
-    version: &str,
+    validator: &CrdValidator,
+    name: &str,
     obj: &mut Value,
     old: Option<&Value>,
 ) -> ApiResult<Vec<String>> {
-    let _ = (rt, version, obj, old);
-    Ok(Vec::new())
+    match validator.admit(obj.clone(), old) {
+        Ok(admitted) => {
+            *obj = admitted.object;
+            Ok(admitted.unknown_fields)
+        }
+        Err(errors) => Err(ApiError::from_status(&invalid_status(
+            validator.kind(),
+            validator.group(),
+            name,
+            &errors,
+        ))),
+    }
 }

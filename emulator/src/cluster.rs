@@ -7,7 +7,7 @@
 //! <https://kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/>,
 //! <https://kubernetes.io/docs/concepts/architecture/garbage-collection/>.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -17,7 +17,9 @@ use crate::builtin;
 use crate::error::{ApiError, ApiResult, FieldCause, GroupResource};
 use crate::events;
 use crate::meta;
+use crate::rbac::RbacSnapshot;
 use crate::resources::{Registry, ResourceType};
+use crate::schema::CrdValidator;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{ObjKey, Store, TooOld};
 use crate::validation;
@@ -53,6 +55,16 @@ impl Propagation {
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 pub const ORPHAN_FINALIZER: &str = "orphan";
 
+/// `unknown field "spec.foo"`, as the server words it.
+pub fn unknown_field(path: &str) -> String {
+    format!("unknown field \"{path}\"")
+}
+
+/// `duplicate field "spec.foo"`, as the server words it.
+pub fn duplicate_field(path: &str) -> String {
+    format!("duplicate field \"{path}\"")
+}
+
 /// `fieldValidation`: what happens to unknown and duplicate fields.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum FieldValidation {
@@ -75,23 +87,9 @@ impl FieldValidation {
         }
     }
 
-    /// Warnings to send, or the strict decoding error.
-    pub fn check(
-        self,
-        kind: &str,
-        version: &str,
-        unknown: &[String],
-        duplicates: &[String],
-    ) -> ApiResult<Vec<String>> {
-        let problems: Vec<String> = unknown
-            .iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .chain(
-                duplicates
-                    .iter()
-                    .map(|f| format!("duplicate field \"{f}\"")),
-            )
-            .collect();
+    /// Warnings to send, or the strict decoding error, for these problems
+    /// (`unknown field "spec.foo"`, `duplicate field "x"`).
+    pub fn check(self, kind: &str, version: &str, problems: Vec<String>) -> ApiResult<Vec<String>> {
         match self {
             Self::Ignore => Ok(Vec::new()),
             Self::Warn => Ok(problems),
@@ -168,6 +166,10 @@ pub(crate) enum Work {
 pub struct Cluster {
     pub registry: Registry,
     pub store: Store,
+    /// Compiled schemas of served CRD versions, by resource and version.
+    pub(crate) validators: HashMap<(GroupResource, String), Arc<CrdValidator>>,
+    /// The RBAC objects as the authorizer sees them; rebuilt after RBAC writes.
+    rbac_cache: Option<Arc<RbacSnapshot>>,
     queue: VecDeque<Work>,
     queued: HashSet<Work>,
 }
@@ -239,11 +241,53 @@ impl Cluster {
         let mut c = Self {
             registry: Registry::with_builtins(),
             store: Store::new(history_limit),
+            validators: HashMap::new(),
+            rbac_cache: None,
             queue: VecDeque::new(),
             queued: HashSet::new(),
         };
         c.bootstrap_namespaces();
+        c.bootstrap_rbac();
         c
+    }
+
+    /// The default ClusterRoles and ClusterRoleBindings every cluster has.
+    fn bootstrap_rbac(&mut self) {
+        for obj in crate::rbac::bootstrap_policy() {
+            let plural = match obj.get("kind").and_then(Value::as_str) {
+                Some("ClusterRole") => "clusterroles",
+                _ => "clusterrolebindings",
+            };
+            let Some(rt) = self.resolve(crate::rbac::RBAC_GROUP, "v1", plural) else {
+                continue;
+            };
+            if let Err(e) = self.create(&rt, "v1", "", obj, &WriteOptions::default()) {
+                tracing::error!(error = %e, "bootstrap RBAC policy");
+            }
+        }
+    }
+
+    /// The stored Roles, ClusterRoles and bindings, for the authorizer.
+    pub fn rbac_snapshot(&mut self) -> Arc<RbacSnapshot> {
+        if let Some(s) = &self.rbac_cache {
+            return s.clone();
+        }
+        let mut objects = Vec::new();
+        for plural in [
+            "roles",
+            "rolebindings",
+            "clusterroles",
+            "clusterrolebindings",
+        ] {
+            let gr = GroupResource::new(crate::rbac::RBAC_GROUP, plural);
+            objects.extend(self.store.list(&gr, None).map(|o| o.as_ref().clone()));
+        }
+        let snapshot = Arc::new(RbacSnapshot::from_objects(&objects).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "RBAC objects");
+            RbacSnapshot::new()
+        }));
+        self.rbac_cache = Some(snapshot.clone());
+        snapshot
     }
 
     pub fn resolve(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
@@ -335,10 +379,19 @@ impl Cluster {
             ));
         }
         if rt.is_crd() {
-            let unknown = crate::admission::admit_custom_resource(rt, version, obj, old)?;
-            return opts
-                .field_validation
-                .check(&rt.kind, version, &unknown, &[]);
+            let Some(validator) = self
+                .validators
+                .get(&(rt.group_resource(), version.to_string()))
+                .cloned()
+            else {
+                return Err(ApiError::internal(format!(
+                    "no schema for {}/{version}",
+                    rt.group_resource()
+                )));
+            };
+            let name = meta::name(obj).to_string();
+            let unknown = crate::admission::admit_custom_resource(&validator, &name, obj, old)?;
+            return opts.field_validation.check(&rt.kind, version, unknown);
         }
         Ok(Vec::new())
     }
@@ -641,6 +694,9 @@ impl Cluster {
     }
 
     fn after_change(&mut self, storage: &GroupResource, obj: &Value, removed: bool) {
+        if storage.group == crate::rbac::RBAC_GROUP {
+            self.rbac_cache = None;
+        }
         let ns = meta::namespace(obj).to_string();
         let name = meta::name(obj).to_string();
         if removed {

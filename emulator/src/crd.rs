@@ -4,6 +4,7 @@
 //! <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/>
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -13,6 +14,7 @@ use crate::meta;
 use crate::resources::{
     ColumnSource, Origin, PrinterColumn, ResourceType, ResourceVersion, STANDARD_VERBS,
 };
+use crate::schema::CrdValidator;
 use crate::validation;
 
 /// The finalizer the server adds when a CRD is deleted, removed once its objects are gone.
@@ -113,6 +115,15 @@ pub fn validate(obj: &Value, old: Option<&Value>, causes: &mut Vec<FieldCause>) 
                         "schemas are required",
                     ));
                 }
+            }
+        }
+    }
+    if causes.is_empty() {
+        for v in versions.into_iter().flatten() {
+            if v.get("served").and_then(Value::as_bool) == Some(true)
+                && let Err(e) = CrdValidator::new(obj, s(v, "/name"))
+            {
+                causes.push(FieldCause::worded(&e));
             }
         }
     }
@@ -344,6 +355,7 @@ impl Cluster {
                 .map(|t| t.group_resource())
                 .collect();
             for gr in served {
+                self.validators.retain(|(g, _), _| g != &gr);
                 self.registry.remove(&gr);
             }
             return;
@@ -356,6 +368,17 @@ impl Cluster {
                 .filter(|t| t.origin != rt.origin)
                 .map(|_| format!("\"{}\" is already in use", rt.plural));
             if conflict.is_none() {
+                let gr = rt.group_resource();
+                self.validators.retain(|(g, _), _| g != &gr);
+                for v in &rt.versions {
+                    match CrdValidator::new(&crd, &v.name) {
+                        Ok(validator) => {
+                            self.validators
+                                .insert((gr.clone(), v.name.clone()), Arc::new(validator));
+                        }
+                        Err(e) => tracing::warn!(crd = name, version = v.name, error = e, "schema"),
+                    }
+                }
                 self.registry.insert(rt);
             }
             let updated = accepted_status(&crd, conflict.as_deref());

@@ -39,6 +39,8 @@ pub enum CauseKind {
     Forbidden,
     NotSupported,
     Duplicate,
+    /// A message already worded by its producer (`Required value: ...`).
+    Worded,
 }
 
 /// One field error of a 422 `Invalid` response.
@@ -76,6 +78,11 @@ impl FieldCause {
     pub fn duplicate(field: &str, value: Value) -> Self {
         Self::new(CauseKind::Duplicate, field, Some(value), "")
     }
+    /// A cause from a `field: message` line worded elsewhere.
+    pub fn worded(line: &str) -> Self {
+        let (field, body) = line.split_once(": ").unwrap_or(("<nil>", line));
+        Self::new(CauseKind::Worded, field, None, body)
+    }
     fn new(kind: CauseKind, field: &str, value: Option<Value>, detail: &str) -> Self {
         Self {
             kind,
@@ -92,6 +99,7 @@ impl FieldCause {
             CauseKind::Forbidden => "FieldValueForbidden",
             CauseKind::NotSupported => "FieldValueNotSupported",
             CauseKind::Duplicate => "FieldValueDuplicate",
+            CauseKind::Worded => "FieldValueInvalid",
         }
     }
 
@@ -103,6 +111,7 @@ impl FieldCause {
             CauseKind::Forbidden => "Forbidden",
             CauseKind::NotSupported => "Unsupported value",
             CauseKind::Duplicate => "Duplicate value",
+            CauseKind::Worded => return self.detail.clone(),
         };
         let mut s = head.to_string();
         if let Some(v) = &self.value {
@@ -232,6 +241,29 @@ impl ApiError {
             format!("{qualified} \"{name}\" is invalid: {list}"),
         )
         .with_details(d)
+    }
+
+    /// An error from a `Status` object built elsewhere (the schema module's 422s).
+    pub fn from_status(status: &Value) -> Self {
+        let code = status.get("code").and_then(Value::as_u64).unwrap_or(500) as u16;
+        let reason = match status.get("reason").and_then(Value::as_str) {
+            Some("Invalid") => "Invalid",
+            Some("Forbidden") => "Forbidden",
+            Some("BadRequest") => "BadRequest",
+            Some("Unauthorized") => "Unauthorized",
+            _ => "InternalError",
+        };
+        let message = status
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        Self {
+            code,
+            reason,
+            message,
+            details: status.get("details").cloned(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

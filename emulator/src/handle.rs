@@ -1,7 +1,7 @@
 //! The library API: start an emulator in-process, get clients for it, count requests,
 //! inject faults, write a kubeconfig.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -11,10 +11,11 @@ use hyper::header::{AUTHORIZATION, HeaderValue};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::{Authenticator, UserInfo};
 use crate::cluster::Cluster;
 use crate::faults::{FaultRule, Faults};
 use crate::metrics::RequestCounter;
-use crate::server::{self, Shared, User};
+use crate::server::{self, Shared};
 
 /// Why an emulator could not start or a client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,10 @@ pub enum EmulatorError {
     },
     #[error("cannot build a client: {0}")]
     Client(String),
+    #[error("invalid token file: {0}")]
+    TokenFile(String),
+    #[error("the token file has no user in group system:masters to act as administrator")]
+    NoAdminToken,
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -39,6 +44,8 @@ pub struct Emulator {
     listen: String,
     history_limit: usize,
     bookmark_interval: Duration,
+    rbac: bool,
+    token_file: Option<String>,
 }
 
 impl Default for Emulator {
@@ -47,8 +54,22 @@ impl Default for Emulator {
             listen: "127.0.0.1:0".to_string(),
             history_limit: 100_000,
             bookmark_interval: Duration::from_secs(10),
+            rbac: false,
+            token_file: None,
         }
     }
+}
+
+/// The first token of a static token file whose user is in `system:masters`: the user
+/// kube-apiserver lets do anything, so the one a kubeconfig for an administrator carries.
+fn admin_token_in(token_file: &str) -> Option<String> {
+    token_file
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .find(|l| l.contains(crate::rbac::PRIVILEGED_GROUP))
+        .and_then(|l| l.split(',').next())
+        .map(|t| t.trim().trim_matches('"').to_string())
 }
 
 fn random_token() -> String {
@@ -86,6 +107,21 @@ impl Emulator {
         self
     }
 
+    /// Authenticates requests by bearer token and authorizes them by the stored RBAC
+    /// objects (401/403 like kube-apiserver with `--authorization-mode=RBAC`).
+    pub fn rbac(mut self, enabled: bool) -> Self {
+        self.rbac = enabled;
+        self
+    }
+
+    /// Users from a kube-apiserver static token file (`token,user,uid,"group1,group2"`);
+    /// implies [`Emulator::rbac`]. The administrator is the first user in `system:masters`.
+    pub fn token_file(mut self, content: &str) -> Self {
+        self.token_file = Some(content.to_string());
+        self.rbac = true;
+        self
+    }
+
     /// Binds and starts serving in the current tokio runtime.
     pub async fn serve(self) -> Result<EmulatorHandle, EmulatorError> {
         let listener =
@@ -101,25 +137,33 @@ impl Emulator {
                 addr: self.listen.clone(),
                 source,
             })?;
-        let admin_token = random_token();
-        let mut tokens = HashMap::new();
-        tokens.insert(
-            admin_token.clone(),
-            User {
-                name: ADMIN_USER.to_string(),
-                groups: vec![
-                    "system:masters".to_string(),
-                    "system:authenticated".to_string(),
-                ],
-            },
-        );
+        let (mut authenticator, admin_token) = match &self.token_file {
+            Some(content) => {
+                let a = Authenticator::from_token_file(content)
+                    .map_err(|e| EmulatorError::TokenFile(e.to_string()))?;
+                let token = admin_token_in(content).ok_or(EmulatorError::NoAdminToken)?;
+                (a, token)
+            }
+            None => (Authenticator::new(), random_token()),
+        };
+        if self.token_file.is_none() {
+            authenticator.insert(
+                admin_token.clone(),
+                UserInfo {
+                    name: ADMIN_USER.to_string(),
+                    uid: String::new(),
+                    groups: vec![crate::rbac::PRIVILEGED_GROUP.to_string()],
+                },
+            );
+        }
         let (drop_watches, _) = watch::channel(0);
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             cluster: Mutex::new(Cluster::new(self.history_limit)),
             requests: RequestCounter::default(),
             faults: Faults::default(),
-            tokens: RwLock::new(tokens),
+            authenticator: RwLock::new(authenticator),
+            rbac: self.rbac,
             drop_watches,
             shutdown,
             address: addr.to_string(),
@@ -169,23 +213,27 @@ impl EmulatorHandle {
         self.client_with_token(&self.admin_token)
     }
 
-    /// A client acting as `user` in `groups` (`system:authenticated` is added).
+    /// A client acting as `user` in `groups` (`system:authenticated` is added; a
+    /// `system:serviceaccount:<ns>:<name>` user gets the ServiceAccount groups).
     pub fn client_as(&self, user: &str, groups: &[&str]) -> Result<kube::Client, EmulatorError> {
+        let token = self.token_for(user, groups);
+        self.client_with_token(&token)
+    }
+
+    /// Registers a new bearer token for `user` in `groups` and returns it.
+    pub fn token_for(&self, user: &str, groups: &[&str]) -> String {
         let token = random_token();
-        let mut g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
-        if !g.iter().any(|x| x == "system:authenticated") {
-            g.push("system:authenticated".to_string());
-        }
-        if let Ok(mut t) = self.shared.tokens.write() {
-            t.insert(
+        if let Ok(mut a) = self.shared.authenticator.write() {
+            a.insert(
                 token.clone(),
-                User {
+                UserInfo {
                     name: user.to_string(),
-                    groups: g,
+                    uid: String::new(),
+                    groups: groups.iter().map(|s| s.to_string()).collect(),
                 },
             );
         }
-        self.client_with_token(&token)
+        token
     }
 
     /// The bearer token of the administrator.

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod admission;
+pub mod auth;
 pub mod builtin;
 pub mod cluster;
 pub mod crd;
@@ -22,6 +23,7 @@ pub mod meta;
 pub mod metrics;
 pub mod namespaces;
 pub mod openapi;
+pub mod rbac;
 pub mod resources;
 pub mod reviews;
 pub mod schema;

@@ -15,6 +15,11 @@ struct Args {
     /// Where to write a kubeconfig for kubectl and kube-rs.
     #[arg(long)]
     kubeconfig: PathBuf,
+    /// A kube-apiserver static token file (`token,user,uid,"group1,group2"`): requests are
+    /// then authenticated by bearer token and authorized by the stored RBAC objects. The
+    /// kubeconfig carries the token of the first user in group `system:masters`.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -23,7 +28,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
-    let handle = Emulator::builder().listen(&args.listen).serve().await?;
+    let mut emulator = Emulator::builder().listen(&args.listen);
+    if let Some(path) = &args.token_file {
+        emulator = emulator.token_file(&std::fs::read_to_string(path)?);
+    }
+    let handle = emulator.serve().await?;
     handle.write_kubeconfig(&args.kubeconfig)?;
     eprintln!(
         "kube-emulator serving {} (kubeconfig {})",

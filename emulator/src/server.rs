@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::{Authenticator, UserInfo, unauthorized_status};
 use crate::builtin;
 use crate::cluster::{
     Cluster, DeleteOptions, FieldValidation, ListOptions, Propagation, WriteOptions, to_view,
@@ -28,6 +30,7 @@ use crate::faults::{FaultAction, Faults};
 use crate::meta;
 use crate::metrics::RequestCounter;
 use crate::openapi;
+use crate::rbac::{self, RequestAttributes};
 use crate::resources::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::table::{self, IncludeObject};
@@ -37,20 +40,15 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// The largest request body accepted (the real server's limit).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// An authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub groups: Vec<String>,
-}
-
 /// State shared by all connections.
 pub struct Shared {
     pub cluster: Mutex<Cluster>,
     pub requests: RequestCounter,
     pub faults: Faults,
     /// Bearer tokens and their users.
-    pub tokens: RwLock<HashMap<String, User>>,
+    pub authenticator: RwLock<Authenticator>,
+    /// Authenticate every request and authorize it by the stored RBAC objects.
+    pub rbac: bool,
     /// Bumped to end every open watch.
     pub drop_watches: watch::Sender<u64>,
     /// Set to stop the server.
@@ -246,7 +244,61 @@ fn wants_table(accept: &str) -> bool {
     accept.split(',').any(|p| p.contains("as=Table"))
 }
 
+/// Who makes a request, and what the authorizer saw (RBAC mode only).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserInfo,
+    pub attributes: Option<RequestAttributes>,
+}
+
+/// Authentication and authorization, as kube-apiserver does them in RBAC mode: 401 for a
+/// missing or unknown token, 403 for a request the user's roles do not allow.
+fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Response<Body>> {
+    let header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let authenticated = shared
+        .authenticator
+        .read()
+        .map_err(|_| error_response(&ApiError::internal("authenticator unavailable")))?
+        .authenticate(header);
+    if !shared.rbac {
+        let user = authenticated.ok().flatten().unwrap_or(UserInfo {
+            name: crate::handle::ADMIN_USER.to_string(),
+            uid: String::new(),
+            groups: vec![rbac::PRIVILEGED_GROUP.to_string()],
+        });
+        return Ok(Caller {
+            user,
+            attributes: None,
+        });
+    }
+    let Ok(Some(user)) = authenticated else {
+        return Err(ok_json(401, &unauthorized_status()));
+    };
+    let info = rbac::parse_request(req.method().as_str(), req.uri().path(), req.uri().query())
+        .map_err(|e| error_response(&ApiError::bad_request(e.to_string())))?;
+    let attributes = RequestAttributes::from_request(user.clone(), &info);
+    let snapshot = shared.lock().rbac_snapshot();
+    let decision = rbac::authorize(&attributes, &snapshot);
+    if !decision.is_allowed() {
+        return Err(ok_json(
+            403,
+            &rbac::forbidden_status(&attributes, decision.reason()),
+        ));
+    }
+    Ok(Caller {
+        user,
+        attributes: Some(attributes),
+    })
+}
+
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let caller = match authorize(&shared, &req) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let query = query_map(req.uri());
     let route = route(req.uri().path());
     let accept = header(&req, ACCEPT).to_string();
@@ -317,7 +369,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             None => error_response(&ApiError::path_not_found()),
         },
         Route::NotFound => error_response(&ApiError::path_not_found()),
-        Route::Resource(path) => resource_request(shared, req, path, query, accept).await,
+        Route::Resource(path) => resource_request(shared, req, path, query, accept, caller).await,
     }
 }
 
@@ -327,6 +379,7 @@ async fn resource_request(
     path: ResourcePath,
     query: HashMap<String, String>,
     accept: String,
+    caller: Caller,
 ) -> Response<Body> {
     let verb = verb(req.method(), &path, &query);
     let counted = match &path.subresource {
@@ -392,6 +445,7 @@ async fn resource_request(
         query,
         accept,
         content_type,
+        caller,
     };
     let result = match verb {
         "get" => ctx.get(),
@@ -418,6 +472,7 @@ pub struct RequestContext {
     pub query: HashMap<String, String>,
     pub accept: String,
     pub content_type: String,
+    pub caller: Caller,
 }
 
 impl RequestContext {
@@ -576,12 +631,19 @@ impl RequestContext {
             let d = builtin::decode(&self.rt, self.version(), obj)?;
             (d.object, d.unknown_fields)
         };
-        let warnings = opts.field_validation.check(
-            &self.rt.kind,
-            self.version(),
-            &unknown,
-            &parsed.duplicates,
-        )?;
+        let problems = unknown
+            .iter()
+            .map(|p| crate::cluster::unknown_field(p))
+            .chain(
+                parsed
+                    .duplicates
+                    .iter()
+                    .map(|p| crate::cluster::duplicate_field(p)),
+            )
+            .collect();
+        let warnings = opts
+            .field_validation
+            .check(&self.rt.kind, self.version(), problems)?;
         Ok((obj, warnings))
     }
 
@@ -589,8 +651,9 @@ impl RequestContext {
         let opts = self.write_options()?;
         let (obj, mut warnings) = self.decode_object(body, &opts)?;
         if self.rt.group == "authorization.k8s.io" {
-            return Ok(self.reply(201, &crate::reviews::review(&self.rt, obj), &warnings));
+            return Ok(self.reply(201, &self.review(obj)?, &warnings));
         }
+        self.check_rbac_write(&obj, None)?;
         let written = self
             .shared
             .lock()
@@ -602,6 +665,8 @@ impl RequestContext {
     fn update(&self, body: &[u8]) -> ApiResult<Response<Body>> {
         let opts = self.write_options()?;
         let (obj, mut warnings) = self.decode_object(body, &opts)?;
+        let old = self.shared.lock().get(&self.rt, self.ns(), self.name())?;
+        self.check_rbac_write(&obj, Some(&old))?;
         let written = self.shared.lock().update(
             &self.rt,
             self.version(),
@@ -617,6 +682,30 @@ impl RequestContext {
     fn patch(&self, body: &[u8]) -> ApiResult<Response<Body>> {
         let _ = body;
         Err(ApiError::unsupported_media_type(&self.content_type))
+    }
+
+    /// SelfSubjectAccessReview / SelfSubjectRulesReview: answered for the caller, never stored.
+    fn review(&self, obj: Value) -> ApiResult<Value> {
+        if !self.shared.rbac {
+            return Ok(crate::reviews::review(&self.rt, obj));
+        }
+        let snapshot = self.shared.lock().rbac_snapshot();
+        let user = &self.caller.user;
+        let answer = match self.rt.kind.as_str() {
+            "SelfSubjectAccessReview" => rbac::self_subject_access_review(user, &obj, &snapshot),
+            _ => rbac::self_subject_rules_review(user, &obj, &snapshot),
+        };
+        answer.map_err(|e| ApiError::from_status(&e.status()))
+    }
+
+    /// RBAC's escalation prevention for writes of Roles, ClusterRoles and bindings.
+    fn check_rbac_write(&self, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+        let Some(attrs) = &self.caller.attributes else {
+            return Ok(());
+        };
+        let snapshot = self.shared.lock().rbac_snapshot();
+        rbac::check_rbac_write(attrs, obj, old, &snapshot)
+            .map_err(|e| ApiError::from_status(&e.status()))
     }
 
     fn delete_options(&self, body: &[u8]) -> ApiResult<DeleteOptions> {

@@ -1,1 +1,0 @@
-//! Structural schema validation (placeholder module replaced by the schema work).

@@ -1,1 +1,44 @@
-fn main() {}
+//! `kube-emulator`: serves an in-memory Kubernetes API until killed.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use kube_emulator::Emulator;
+
+/// An in-memory Kubernetes API server for tests, demos and benchmarks.
+#[derive(Parser, Debug)]
+#[command(name = "kube-emulator", version)]
+struct Args {
+    /// Address to listen on (loopback, plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: String,
+    /// Where to write a kubeconfig for kubectl and kube-rs.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// A kube-apiserver static token file (`token,user,uid,"group1,group2"`): requests are
+    /// then authenticated by bearer token and authorized by the stored RBAC objects. The
+    /// kubeconfig carries the token of the first user in group `system:masters`.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args = Args::parse();
+    let mut emulator = Emulator::builder().listen(&args.listen);
+    if let Some(path) = &args.token_file {
+        emulator = emulator.token_file(&std::fs::read_to_string(path)?);
+    }
+    let handle = emulator.serve().await?;
+    handle.write_kubeconfig(&args.kubeconfig)?;
+    eprintln!(
+        "kube-emulator serving {} (kubeconfig {})",
+        handle.url(),
+        args.kubeconfig.display()
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

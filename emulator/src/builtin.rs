@@ -1,0 +1,546 @@
+//! Built-in kinds: decoding through the Kubernetes types (which drops unknown fields, as the
+//! Go structs of the real server do), per-kind create/update strategies and validation.
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use k8s_openapi::api::{
+    admissionregistration::v1 as admission, authorization::v1 as authz, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core, events::v1 as events,
+    networking::v1 as networking, rbac::v1 as rbac,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+
+use crate::error::{ApiError, FieldCause};
+use crate::meta;
+use crate::resources::ResourceType;
+use crate::validation::{self, NameRule};
+
+/// A decoded object and the paths of the fields the type does not know.
+pub struct Decoded {
+    pub object: Value,
+    pub unknown_fields: Vec<String>,
+}
+
+fn roundtrip<T: DeserializeOwned + Serialize>(obj: &Value) -> Result<Value, String> {
+    let typed: T = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(typed).map_err(|e| e.to_string())
+}
+
+/// Paths present (and non-null) in `input` but missing from `output`.
+pub fn missing_paths(input: &Value, output: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, output) {
+        (Value::Object(i), Value::Object(o)) => {
+            for (k, v) in i {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match o.get(k) {
+                    Some(ov) => missing_paths(v, ov, &p, out),
+                    None if !v.is_null() => out.push(p),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(o)) => {
+            for (n, (iv, ov)) in i.iter().zip(o).enumerate() {
+                missing_paths(iv, ov, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn typed_roundtrip(rt: &ResourceType, obj: &Value) -> Option<Result<Value, String>> {
+    Some(match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Namespace") => roundtrip::<core::Namespace>(obj),
+        ("", "Secret") => roundtrip::<core::Secret>(obj),
+        ("", "ConfigMap") => roundtrip::<core::ConfigMap>(obj),
+        ("", "ServiceAccount") => roundtrip::<core::ServiceAccount>(obj),
+        ("", "ResourceQuota") => roundtrip::<core::ResourceQuota>(obj),
+        ("", "LimitRange") => roundtrip::<core::LimitRange>(obj),
+        ("", "Event") => roundtrip::<core::Event>(obj),
+        ("events.k8s.io", "Event") => roundtrip::<events::Event>(obj),
+        ("coordination.k8s.io", "Lease") => roundtrip::<coordination::Lease>(obj),
+        ("networking.k8s.io", "NetworkPolicy") => roundtrip::<networking::NetworkPolicy>(obj),
+        ("rbac.authorization.k8s.io", "Role") => roundtrip::<rbac::Role>(obj),
+        ("rbac.authorization.k8s.io", "RoleBinding") => roundtrip::<rbac::RoleBinding>(obj),
+        ("rbac.authorization.k8s.io", "ClusterRole") => roundtrip::<rbac::ClusterRole>(obj),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            roundtrip::<rbac::ClusterRoleBinding>(obj)
+        }
+        ("batch", "Job") => roundtrip::<batch::Job>(obj),
+        ("batch", "CronJob") => roundtrip::<batch::CronJob>(obj),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            roundtrip::<apiextensions::CustomResourceDefinition>(obj)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            roundtrip::<admission::ValidatingAdmissionPolicy>(obj)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            roundtrip::<admission::ValidatingAdmissionPolicyBinding>(obj)
+        }
+        ("authorization.k8s.io", "SelfSubjectAccessReview") => {
+            roundtrip::<authz::SelfSubjectAccessReview>(obj)
+        }
+        ("authorization.k8s.io", "SelfSubjectRulesReview") => {
+            roundtrip::<authz::SelfSubjectRulesReview>(obj)
+        }
+        _ => return None,
+    })
+}
+
+/// Decodes a built-in object the way the real server decodes into its Go types: wrong
+/// types are a 400, unknown fields are dropped (and reported), Secret `stringData` is
+/// merged into `data`.
+pub fn decode(rt: &ResourceType, version: &str, obj: Value) -> Result<Decoded, ApiError> {
+    let mut obj = obj;
+    if rt.kind == "Secret" && rt.group.is_empty() {
+        merge_string_data(&mut obj);
+    }
+    let Some(result) = typed_roundtrip(rt, &obj) else {
+        return Ok(Decoded {
+            object: obj,
+            unknown_fields: Vec::new(),
+        });
+    };
+    let out = result.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+            kind = rt.kind
+        ))
+    })?;
+    let mut unknown_fields = Vec::new();
+    missing_paths(&obj, &out, "", &mut unknown_fields);
+    // The typed round trip normalises the object; metadata the types drop (null fields) is fine.
+    Ok(Decoded {
+        object: out,
+        unknown_fields,
+    })
+}
+
+/// `stringData` is write-only: merged into `data` (overwriting) and never stored.
+fn merge_string_data(obj: &mut Value) {
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
+    let data = meta::ensure_object(map.entry("data").or_insert(Value::Null));
+    for (k, v) in string_data {
+        let s = v.as_str().unwrap_or_default();
+        data.insert(
+            k,
+            json!(base64::engine::general_purpose::STANDARD.encode(s.as_bytes())),
+        );
+    }
+}
+
+pub fn name_rule(rt: &ResourceType) -> NameRule {
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "namespaces") => NameRule::Dns1123Label,
+        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        _ => NameRule::Dns1123Subdomain,
+    }
+}
+
+/// Strategy on create: server-set fields of built-in kinds.
+pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Namespace") => {
+            let name = meta::name(obj).to_string();
+            let spec = meta::ensure_object(
+                meta::ensure_object(obj)
+                    .entry("spec")
+                    .or_insert(Value::Null),
+            );
+            let mut finalizers = meta::string_list(spec.get("finalizers"));
+            if !finalizers.iter().any(|f| f == "kubernetes") {
+                finalizers.push("kubernetes".to_string());
+            }
+            spec.insert("finalizers".into(), json!(finalizers));
+            obj["status"] = json!({"phase": "Active"});
+            set_namespace_name_label(obj, &name);
+        }
+        ("", "Secret") => {
+            if obj
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                obj["type"] = json!("Opaque");
+            }
+        }
+        _ => {}
+    }
+}
+
+fn set_namespace_name_label(obj: &mut Value, name: &str) {
+    let m = meta::metadata_mut(obj);
+    let labels = meta::ensure_object(m.entry("labels").or_insert(Value::Null));
+    labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+}
+
+/// Strategy on update through the main endpoint.
+pub fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value) {
+    if let ("", "Namespace") = (rt.group.as_str(), rt.kind.as_str()) {
+        // spec.finalizers change only through /finalize.
+        let finalizers = old
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or(json!([]));
+        meta::ensure_object(
+            meta::ensure_object(new)
+                .entry("spec")
+                .or_insert(Value::Null),
+        )
+        .insert("finalizers".into(), finalizers);
+        let name = meta::name(old).to_string();
+        set_namespace_name_label(new, &name);
+    }
+}
+
+fn immutable(field: &str, old: &Value, new: &Value, causes: &mut Vec<FieldCause>) {
+    let o = old.pointer(&format!("/{}", field.replace('.', "/")));
+    let n = new.pointer(&format!("/{}", field.replace('.', "/")));
+    if o != n {
+        causes.push(FieldCause::invalid(
+            field,
+            n.cloned().unwrap_or(Value::Null),
+            "field is immutable",
+        ));
+    }
+}
+
+fn config_keys(
+    field: &str,
+    map: Option<&Value>,
+    seen: &mut BTreeSet<String>,
+    causes: &mut Vec<FieldCause>,
+) {
+    static KEY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new("^[-._a-zA-Z0-9]+$").unwrap_or_else(|e| panic!("{e}"))
+    });
+    for k in map
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
+        if !KEY.is_match(k) || k.len() > 253 {
+            causes.push(FieldCause::invalid(
+                &format!("{field}[{k}]"),
+                json!(k),
+                "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+            ));
+        }
+        if !seen.insert(k.clone()) {
+            causes.push(FieldCause::invalid(
+                &format!("{field}[{k}]"),
+                json!(k),
+                "duplicate of key present in data",
+            ));
+        }
+    }
+}
+
+fn immutable_data(old: &Value, new: &Value, fields: &[&str], causes: &mut Vec<FieldCause>) {
+    if old.get("immutable").and_then(Value::as_bool) != Some(true) {
+        return;
+    }
+    if fields.iter().any(|f| old.get(f) != new.get(f)) {
+        causes.push(FieldCause::forbidden(
+            "data",
+            "field is immutable when `immutable` is set",
+        ));
+    }
+    if new.get("immutable").and_then(Value::as_bool) != Some(true) {
+        causes.push(FieldCause::forbidden(
+            "immutable",
+            "field is immutable when `immutable` is set",
+        ));
+    }
+}
+
+fn policy_rules(obj: &Value, namespaced: bool, causes: &mut Vec<FieldCause>) {
+    for (i, rule) in obj
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = format!("rules[{i}]");
+        let list = |k: &str| meta::string_list(rule.get(k));
+        if list("verbs").is_empty() {
+            causes.push(FieldCause::required(
+                &format!("{f}.verbs"),
+                "verbs must contain at least one value",
+            ));
+        }
+        let non_resource = list("nonResourceURLs");
+        if !non_resource.is_empty() {
+            if namespaced {
+                causes.push(FieldCause::invalid(
+                    &format!("{f}.nonResourceURLs"),
+                    json!(non_resource),
+                    "namespaced rules cannot apply to non-resource URLs",
+                ));
+            }
+            continue;
+        }
+        if list("apiGroups").is_empty() {
+            causes.push(FieldCause::required(
+                &format!("{f}.apiGroups"),
+                "resource rules must supply at least one api group",
+            ));
+        }
+        if list("resources").is_empty() {
+            causes.push(FieldCause::required(
+                &format!("{f}.resources"),
+                "resource rules must supply at least one resource",
+            ));
+        }
+    }
+}
+
+fn binding(obj: &Value, cluster: bool, causes: &mut Vec<FieldCause>) {
+    let role_ref = obj.get("roleRef");
+    let s = |k: &str| {
+        role_ref
+            .and_then(|r| r.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    if s("apiGroup") != "rbac.authorization.k8s.io" {
+        causes.push(FieldCause::not_supported(
+            "roleRef.apiGroup",
+            json!(s("apiGroup")),
+            &["rbac.authorization.k8s.io"],
+        ));
+    }
+    let kinds: &[&str] = if cluster {
+        &["ClusterRole"]
+    } else {
+        &["Role", "ClusterRole"]
+    };
+    if !kinds.contains(&s("kind")) {
+        causes.push(FieldCause::not_supported(
+            "roleRef.kind",
+            json!(s("kind")),
+            kinds,
+        ));
+    }
+    if s("name").is_empty() {
+        causes.push(FieldCause::required("roleRef.name", ""));
+    }
+    for (i, subject) in obj
+        .get("subjects")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let g = |k: &str| subject.get(k).and_then(Value::as_str).unwrap_or("");
+        let f = format!("subjects[{i}]");
+        if g("name").is_empty() {
+            causes.push(FieldCause::required(&format!("{f}.name"), ""));
+        }
+        match g("kind") {
+            "ServiceAccount" => {
+                if cluster && g("namespace").is_empty() {
+                    causes.push(FieldCause::required(&format!("{f}.namespace"), ""));
+                }
+            }
+            "User" | "Group" => {
+                if g("apiGroup") != "rbac.authorization.k8s.io" {
+                    causes.push(FieldCause::not_supported(
+                        &format!("{f}.apiGroup"),
+                        json!(g("apiGroup")),
+                        &["rbac.authorization.k8s.io"],
+                    ));
+                }
+            }
+            other => causes.push(FieldCause::not_supported(
+                &format!("{f}.kind"),
+                json!(other),
+                &["ServiceAccount", "User", "Group"],
+            )),
+        }
+    }
+}
+
+fn required_str(obj: &Value, pointer: &str, field: &str, causes: &mut Vec<FieldCause>) {
+    if obj
+        .pointer(pointer)
+        .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+    {
+        causes.push(FieldCause::required(field, ""));
+    }
+}
+
+/// Kind-specific validation of a built-in object (`old` on update).
+pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
+    let mut causes = Vec::new();
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Secret") => {
+            config_keys("data", obj.get("data"), &mut BTreeSet::new(), &mut causes);
+            if let Some(old) = old {
+                immutable("type", old, obj, &mut causes);
+                immutable_data(old, obj, &["data"], &mut causes);
+            }
+        }
+        ("", "ConfigMap") => {
+            let mut seen = BTreeSet::new();
+            config_keys("data", obj.get("data"), &mut seen, &mut causes);
+            config_keys("binaryData", obj.get("binaryData"), &mut seen, &mut causes);
+            if let Some(old) = old {
+                immutable_data(old, obj, &["data", "binaryData"], &mut causes);
+            }
+        }
+        ("rbac.authorization.k8s.io", "Role") => policy_rules(obj, true, &mut causes),
+        ("rbac.authorization.k8s.io", "ClusterRole") => policy_rules(obj, false, &mut causes),
+        ("rbac.authorization.k8s.io", kind @ ("RoleBinding" | "ClusterRoleBinding")) => {
+            binding(obj, kind == "ClusterRoleBinding", &mut causes);
+            if let Some(old) = old
+                && old.get("roleRef") != obj.get("roleRef")
+            {
+                causes.push(FieldCause::invalid(
+                    "roleRef",
+                    obj.get("roleRef").cloned().unwrap_or(Value::Null),
+                    "cannot change roleRef",
+                ));
+            }
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            for (i, t) in meta::string_list(obj.pointer("/spec/policyTypes"))
+                .iter()
+                .enumerate()
+            {
+                if t != "Ingress" && t != "Egress" {
+                    causes.push(FieldCause::not_supported(
+                        &format!("spec.policyTypes[{i}]"),
+                        json!(t),
+                        &["Ingress", "Egress"],
+                    ));
+                }
+            }
+        }
+        ("batch", "Job") => {
+            if obj.pointer("/spec/template").is_none() {
+                causes.push(FieldCause::required("spec.template", ""));
+            } else {
+                if obj
+                    .pointer("/spec/template/spec/containers")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+                {
+                    causes.push(FieldCause::required("spec.template.spec.containers", ""));
+                }
+                let rp = obj
+                    .pointer("/spec/template/spec/restartPolicy")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if rp != "OnFailure" && rp != "Never" {
+                    causes.push(FieldCause::not_supported(
+                        "spec.template.spec.restartPolicy",
+                        json!(rp),
+                        &["OnFailure", "Never"],
+                    ));
+                }
+            }
+            if let Some(old) = old {
+                immutable("spec.template", old, obj, &mut causes);
+                immutable("spec.completions", old, obj, &mut causes);
+            }
+        }
+        ("batch", "CronJob") => {
+            required_str(obj, "/spec/schedule", "spec.schedule", &mut causes);
+            if obj.pointer("/spec/jobTemplate").is_none() {
+                causes.push(FieldCause::required("spec.jobTemplate", ""));
+            }
+        }
+        ("events.k8s.io", "Event") => {
+            for (p, f) in [
+                ("/eventTime", "eventTime"),
+                ("/reportingController", "reportingController"),
+                ("/reportingInstance", "reportingInstance"),
+                ("/action", "action"),
+                ("/reason", "reason"),
+            ] {
+                required_str(obj, p, f, &mut causes);
+            }
+        }
+        ("coordination.k8s.io", "Lease") => {
+            if let Some(d) = obj
+                .pointer("/spec/leaseDurationSeconds")
+                .and_then(Value::as_i64)
+                && d <= 0
+            {
+                causes.push(FieldCause::invalid(
+                    "spec.leaseDurationSeconds",
+                    json!(d),
+                    "must be greater than 0",
+                ));
+            }
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            crate::crd::validate(obj, old, &mut causes);
+        }
+        _ => {}
+    }
+    causes
+}
+
+/// Validates the metadata and the kind-specific fields of a built-in object.
+pub fn validate_all(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
+    let mut causes = validation::object_meta(obj, name_rule(rt), rt.namespaced);
+    causes.extend(validate(rt, obj, old));
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::Registry;
+
+    fn secret_type() -> ResourceType {
+        let r = Registry::with_builtins();
+        r.lookup("", "v1", "secrets")
+            .map(|t| (**t).clone())
+            .unwrap()
+    }
+
+    #[test]
+    fn secret_string_data_is_merged_and_unknown_fields_reported() {
+        let d = decode(
+            &secret_type(),
+            "v1",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                   "stringData": {"a": "hi"}, "data": {"b": "aGk="}, "bogus": 1}),
+        )
+        .unwrap();
+        assert_eq!(d.object["data"]["a"], "aGk=");
+        assert!(d.object.get("stringData").is_none());
+        assert_eq!(d.unknown_fields, vec!["bogus".to_string()]);
+    }
+
+    #[test]
+    fn secret_with_bad_base64_is_a_bad_request() {
+        let e = decode(
+            &secret_type(),
+            "v1",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "!!"}}),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.code, 400);
+    }
+}

@@ -1,0 +1,809 @@
+//! The HTTP/1.1 server: connection handling, routing of Kubernetes API paths, and the
+//! request handlers for reads and writes.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::{Authenticator, UserInfo, unauthorized_status};
+use crate::builtin;
+use crate::cluster::{
+    Cluster, DeleteOptions, FieldValidation, ListOptions, Propagation, WriteOptions, to_view,
+};
+use crate::decode;
+use crate::discovery;
+use crate::error::{ApiError, ApiResult};
+use crate::faults::{FaultAction, Faults};
+use crate::meta;
+use crate::metrics::RequestCounter;
+use crate::openapi;
+use crate::rbac::{self, RequestAttributes};
+use crate::resources::ResourceType;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::table::{self, IncludeObject};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// The largest request body accepted (the real server's limit).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// State shared by all connections.
+pub struct Shared {
+    pub cluster: Mutex<Cluster>,
+    pub requests: RequestCounter,
+    pub faults: Faults,
+    /// Bearer tokens and their users.
+    pub authenticator: RwLock<Authenticator>,
+    /// Authenticate every request and authorize it by the stored RBAC objects.
+    pub rbac: bool,
+    /// Bumped to end every open watch.
+    pub drop_watches: watch::Sender<u64>,
+    /// Set to stop the server.
+    pub shutdown: watch::Sender<bool>,
+    pub address: String,
+    pub bookmark_interval: Duration,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Accepts connections until shutdown.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            continue;
+        };
+        let shared = shared.clone();
+        let mut stop = shared.shutdown.subscribe();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(shared, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.changed() => {}
+            }
+        });
+    }
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+/// A JSON reply with optional warnings.
+pub fn json_response(
+    code: u16,
+    body: &Value,
+    content_type: &str,
+    warnings: &[String],
+) -> Response<Body> {
+    let mut r = Response::new(full(serde_json::to_vec(body).unwrap_or_default()));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            r.headers_mut().append("Warning", v);
+        }
+    }
+    r
+}
+
+fn ok_json(code: u16, body: &Value) -> Response<Body> {
+    json_response(code, body, "application/json", &[])
+}
+
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    ok_json(e.code, &e.to_status())
+}
+
+/// A parsed resource path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePath {
+    pub group: String,
+    pub version: String,
+    pub namespace: Option<String>,
+    pub resource: String,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Version,
+    Health,
+    Api,
+    Apis,
+    Group(String),
+    GroupVersion(String, String),
+    OpenApiV2,
+    OpenApiV3Index,
+    OpenApiV3(String, String),
+    Resource(ResourcePath),
+    NotFound,
+}
+
+fn route(path: &str) -> Route {
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    match parts.as_slice() {
+        ["version"] => Route::Version,
+        ["healthz" | "readyz" | "livez", ..] => Route::Health,
+        ["api"] => Route::Api,
+        ["apis"] => Route::Apis,
+        ["api", v] => Route::GroupVersion(String::new(), v.to_string()),
+        ["apis", g] => Route::Group(g.to_string()),
+        ["apis", g, v] => Route::GroupVersion(g.to_string(), v.to_string()),
+        ["openapi", "v2"] => Route::OpenApiV2,
+        ["openapi", "v3"] => Route::OpenApiV3Index,
+        ["openapi", "v3", "api", v] => Route::OpenApiV3(String::new(), v.to_string()),
+        ["openapi", "v3", "apis", g, v] => Route::OpenApiV3(g.to_string(), v.to_string()),
+        ["api", v, rest @ ..] => resource_route("", v, rest),
+        ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
+        _ => Route::NotFound,
+    }
+}
+
+fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
+    let mut rest = rest;
+    let mut namespace = None;
+    if rest.first() == Some(&"namespaces") && rest.len() > 1 {
+        namespace = Some(rest[1].to_string());
+        if rest.len() > 2 && rest[2] != "status" && rest[2] != "finalize" {
+            rest = &rest[2..];
+        }
+    }
+    let (resource, name, subresource) = match rest {
+        [r] => (r, None, None),
+        [r, n] => (r, Some(n.to_string()), None),
+        [r, n, s] => (r, Some(n.to_string()), Some(s.to_string())),
+        _ => return Route::NotFound,
+    };
+    // `/api/v1/namespaces/foo` names the namespace itself.
+    if *resource == "namespaces" && group.is_empty() {
+        return Route::Resource(ResourcePath {
+            group: String::new(),
+            version: version.to_string(),
+            namespace: None,
+            resource: "namespaces".into(),
+            name,
+            subresource,
+        });
+    }
+    Route::Resource(ResourcePath {
+        group: group.to_string(),
+        version: version.to_string(),
+        namespace,
+        resource: resource.to_string(),
+        name,
+        subresource,
+    })
+}
+
+/// The API verb of a request.
+pub fn verb(method: &Method, path: &ResourcePath, query: &HashMap<String, String>) -> &'static str {
+    let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    match (method.as_str(), path.name.is_some()) {
+        ("GET" | "HEAD", true) => "get",
+        ("GET" | "HEAD", false) if watch => "watch",
+        ("GET" | "HEAD", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+fn query_map(uri: &hyper::Uri) -> HashMap<String, String> {
+    uri.query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn header<'a>(req: &'a Request<Incoming>, name: hyper::header::HeaderName) -> &'a str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn wants_table(accept: &str) -> bool {
+    accept.split(',').any(|p| p.contains("as=Table"))
+}
+
+/// Who makes a request, and what the authorizer saw (RBAC mode only).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserInfo,
+    pub attributes: Option<RequestAttributes>,
+}
+
+/// Authentication and authorization, as kube-apiserver does them in RBAC mode: 401 for a
+/// missing or unknown token, 403 for a request the user's roles do not allow.
+fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Response<Body>> {
+    let header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let authenticated = shared
+        .authenticator
+        .read()
+        .map_err(|_| error_response(&ApiError::internal("authenticator unavailable")))?
+        .authenticate(header);
+    if !shared.rbac {
+        let user = authenticated.ok().flatten().unwrap_or(UserInfo {
+            name: crate::handle::ADMIN_USER.to_string(),
+            uid: String::new(),
+            groups: vec![rbac::PRIVILEGED_GROUP.to_string()],
+        });
+        return Ok(Caller {
+            user,
+            attributes: None,
+        });
+    }
+    let Ok(Some(user)) = authenticated else {
+        return Err(ok_json(401, &unauthorized_status()));
+    };
+    let info = rbac::parse_request(req.method().as_str(), req.uri().path(), req.uri().query())
+        .map_err(|e| error_response(&ApiError::bad_request(e.to_string())))?;
+    let attributes = RequestAttributes::from_request(user.clone(), &info);
+    let snapshot = shared.lock().rbac_snapshot();
+    let decision = rbac::authorize(&attributes, &snapshot);
+    if !decision.is_allowed() {
+        return Err(ok_json(
+            403,
+            &rbac::forbidden_status(&attributes, decision.reason()),
+        ));
+    }
+    Ok(Caller {
+        user,
+        attributes: Some(attributes),
+    })
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let caller = match authorize(&shared, &req) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let query = query_map(req.uri());
+    let route = route(req.uri().path());
+    let accept = header(&req, ACCEPT).to_string();
+    match route {
+        Route::Version => ok_json(200, &discovery::version()),
+        Route::Health => {
+            let mut r = Response::new(full("ok"));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            r
+        }
+        Route::Api => match discovery::aggregated_media_type(&accept) {
+            Some(ct) => {
+                let v = ct
+                    .split(';')
+                    .find_map(|p| p.strip_prefix("v="))
+                    .unwrap_or("v2");
+                let doc = discovery::aggregated(
+                    &shared.lock().registry,
+                    true,
+                    &format!("apidiscovery.k8s.io/{v}"),
+                );
+                json_response(200, &doc, ct, &[])
+            }
+            None => ok_json(200, &discovery::api_versions(&shared.address)),
+        },
+        Route::Apis => match discovery::aggregated_media_type(&accept) {
+            Some(ct) => {
+                let v = ct
+                    .split(';')
+                    .find_map(|p| p.strip_prefix("v="))
+                    .unwrap_or("v2");
+                let doc = discovery::aggregated(
+                    &shared.lock().registry,
+                    false,
+                    &format!("apidiscovery.k8s.io/{v}"),
+                );
+                json_response(200, &doc, ct, &[])
+            }
+            None => ok_json(200, &discovery::group_list(&shared.lock().registry)),
+        },
+        Route::Group(g) => match discovery::group(&shared.lock().registry, &g) {
+            Some(doc) => ok_json(200, &doc),
+            None => error_response(&ApiError::path_not_found()),
+        },
+        Route::GroupVersion(g, v) => {
+            match discovery::resource_list(&shared.lock().registry, &g, &v) {
+                Some(doc) => ok_json(200, &doc),
+                None => error_response(&ApiError::path_not_found()),
+            }
+        }
+        Route::OpenApiV2 => {
+            if !accept.is_empty() && !accept.contains("json") && !accept.contains("*/*") {
+                return error_response(&ApiError::not_acceptable());
+            }
+            ok_json(200, &openapi::v2_document(&shared.lock().registry))
+        }
+        Route::OpenApiV3Index => ok_json(200, &openapi::v3_index(&shared.lock().registry)),
+        Route::OpenApiV3(g, v) => match openapi::v3_document(&shared.lock().registry, &g, &v) {
+            Some(doc) => {
+                let mut r = ok_json(200, &doc);
+                r.headers_mut().insert(
+                    "Cache-Control",
+                    HeaderValue::from_static("no-cache, private"),
+                );
+                r
+            }
+            None => error_response(&ApiError::path_not_found()),
+        },
+        Route::NotFound => error_response(&ApiError::path_not_found()),
+        Route::Resource(path) => resource_request(shared, req, path, query, accept, caller).await,
+    }
+}
+
+async fn resource_request(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    path: ResourcePath,
+    query: HashMap<String, String>,
+    accept: String,
+    caller: Caller,
+) -> Response<Body> {
+    let verb = verb(req.method(), &path, &query);
+    let counted = match &path.subresource {
+        Some(s) => format!("{}/{}", path.resource, s),
+        None => path.resource.clone(),
+    };
+    shared.requests.record(verb, &counted);
+    for action in shared.faults.take(verb, &counted) {
+        match action {
+            FaultAction::Delay(d) => tokio::time::sleep(d).await,
+            FaultAction::Fail { code, message } => {
+                let reason = match code {
+                    429 => "TooManyRequests",
+                    500 => "InternalError",
+                    503 => "ServiceUnavailable",
+                    504 => "Timeout",
+                    409 => "Conflict",
+                    _ => "Unknown",
+                };
+                return error_response(&ApiError::new(code, reason, message));
+            }
+        }
+    }
+    let Some(rt) = shared
+        .lock()
+        .resolve(&path.group, &path.version, &path.resource)
+    else {
+        return error_response(&ApiError::path_not_found());
+    };
+    if path.namespace.is_some() && !rt.namespaced {
+        return error_response(&ApiError::path_not_found());
+    }
+    if let Some(s) = &path.subresource
+        && !rt.subresources.contains(s)
+    {
+        return error_response(&ApiError::path_not_found());
+    }
+    if !rt.has_verb(verb) {
+        return error_response(&ApiError::method_not_allowed());
+    }
+    let content_type = header(&req, CONTENT_TYPE).to_string();
+    let body = if matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    ) {
+        match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return error_response(&ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    "the request body is too large",
+                ));
+            }
+        }
+    } else {
+        Bytes::new()
+    };
+    let ctx = RequestContext {
+        shared: shared.clone(),
+        rt,
+        path,
+        query,
+        accept,
+        content_type,
+        caller,
+    };
+    let result = match verb {
+        "get" => ctx.get(),
+        "list" => ctx.list(),
+        "watch" => return crate::watch::watch(ctx).await,
+        "create" => ctx.create(&body),
+        "update" => ctx.update(&body),
+        "patch" => ctx.patch(&body),
+        "delete" => ctx.delete(&body),
+        "deletecollection" => ctx.delete_collection(&body),
+        _ => Err(ApiError::method_not_allowed()),
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Everything a resource handler needs.
+pub struct RequestContext {
+    pub shared: Arc<Shared>,
+    pub rt: Arc<ResourceType>,
+    pub path: ResourcePath,
+    pub query: HashMap<String, String>,
+    pub accept: String,
+    pub content_type: String,
+    pub caller: Caller,
+}
+
+impl RequestContext {
+    pub fn ns(&self) -> &str {
+        self.path.namespace.as_deref().unwrap_or("")
+    }
+
+    fn name(&self) -> &str {
+        self.path.name.as_deref().unwrap_or("")
+    }
+
+    pub fn version(&self) -> &str {
+        &self.path.version
+    }
+
+    fn q(&self, k: &str) -> Option<&str> {
+        self.query.get(k).map(String::as_str)
+    }
+
+    fn dry_run(&self) -> ApiResult<bool> {
+        match self.q("dryRun") {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {other}"
+            ))),
+        }
+    }
+
+    fn write_options(&self) -> ApiResult<WriteOptions> {
+        Ok(WriteOptions {
+            dry_run: self.dry_run()?,
+            subresource: self.path.subresource.clone(),
+            field_validation: FieldValidation::parse(self.q("fieldValidation"))?,
+        })
+    }
+
+    pub fn list_options(&self) -> ApiResult<ListOptions> {
+        let exact_rv =
+            match (self.q("resourceVersionMatch"), self.q("resourceVersion")) {
+                (Some("Exact"), Some(rv)) => Some(rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version: {rv}"))
+                })?),
+                _ => None,
+            };
+        Ok(ListOptions {
+            labels: LabelSelector::parse(self.q("labelSelector").unwrap_or(""))?,
+            fields: FieldSelector::parse(self.q("fieldSelector").unwrap_or(""), &self.rt.kind)?,
+            limit: self.q("limit").and_then(|l| l.parse().ok()),
+            continue_token: self
+                .q("continue")
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
+            exact_rv,
+        })
+    }
+
+    pub fn wants_table(&self) -> bool {
+        wants_table(&self.accept)
+    }
+
+    pub fn include_object(&self) -> IncludeObject {
+        IncludeObject::parse(self.q("includeObject"))
+    }
+
+    fn reply(&self, code: u16, obj: &Value, warnings: &[String]) -> Response<Body> {
+        if self.wants_table()
+            && obj.get("kind").and_then(Value::as_str) == Some(self.rt.kind.as_str())
+        {
+            let rv = meta::resource_version(obj).to_string();
+            let t = table::table(
+                &self.rt,
+                self.version(),
+                std::slice::from_ref(obj),
+                &rv,
+                None,
+                self.include_object(),
+            );
+            return json_response(code, &t, "application/json", warnings);
+        }
+        json_response(code, obj, "application/json", warnings)
+    }
+
+    fn get(&self) -> ApiResult<Response<Body>> {
+        let c = self.shared.lock();
+        let stored = c.get(&self.rt, self.ns(), self.name())?;
+        let v = to_view(&self.rt, self.version(), &stored);
+        drop(c);
+        Ok(self.reply(200, &v, &[]))
+    }
+
+    fn list(&self) -> ApiResult<Response<Body>> {
+        let opts = self.list_options()?;
+        let ns = self.path.namespace.as_deref();
+        let page = self
+            .shared
+            .lock()
+            .list(&self.rt, self.version(), ns, &opts)?;
+        if self.wants_table() {
+            let t = table::table(
+                &self.rt,
+                self.version(),
+                &page.items,
+                &page.resource_version,
+                page.continue_token.as_deref(),
+                self.include_object(),
+            );
+            return Ok(ok_json(200, &t));
+        }
+        let mut metadata = json!({ "resourceVersion": page.resource_version });
+        if let Some(c) = &page.continue_token {
+            metadata["continue"] = json!(c);
+        }
+        if let Some(r) = page.remaining {
+            metadata["remainingItemCount"] = json!(r);
+        }
+        Ok(ok_json(
+            200,
+            &json!({
+                "kind": self.rt.list_kind,
+                "apiVersion": self.rt.api_version(self.version()),
+                "metadata": metadata,
+                "items": page.items,
+            }),
+        ))
+    }
+
+    /// Decodes a body into an object of this resource, with the unknown/duplicate field
+    /// warnings that `fieldValidation` asks for.
+    fn decode_object(&self, body: &[u8], opts: &WriteOptions) -> ApiResult<(Value, Vec<String>)> {
+        let parsed = decode::body(body, &self.content_type)?;
+        let obj = parsed.value;
+        let want_av = self.rt.api_version(self.version());
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+        let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        if kind.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "Object 'Kind' is missing in '{}'",
+                String::from_utf8_lossy(body)
+            )));
+        }
+        if av != want_av {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({want_av})"
+            )));
+        }
+        if kind != self.rt.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                self.rt.kind
+            )));
+        }
+        let (obj, unknown) = if self.rt.is_crd() {
+            (obj, Vec::new())
+        } else {
+            let d = builtin::decode(&self.rt, self.version(), obj)?;
+            (d.object, d.unknown_fields)
+        };
+        let problems = unknown
+            .iter()
+            .map(|p| crate::cluster::unknown_field(p))
+            .chain(
+                parsed
+                    .duplicates
+                    .iter()
+                    .map(|p| crate::cluster::duplicate_field(p)),
+            )
+            .collect();
+        let warnings = opts
+            .field_validation
+            .check(&self.rt.kind, self.version(), problems)?;
+        Ok((obj, warnings))
+    }
+
+    fn create(&self, body: &[u8]) -> ApiResult<Response<Body>> {
+        let opts = self.write_options()?;
+        let (obj, mut warnings) = self.decode_object(body, &opts)?;
+        if self.rt.group == "authorization.k8s.io" {
+            return Ok(self.reply(201, &self.review(obj)?, &warnings));
+        }
+        self.check_rbac_write(&obj, None)?;
+        let written = self
+            .shared
+            .lock()
+            .create(&self.rt, self.version(), self.ns(), obj, &opts)?;
+        warnings.extend(written.warnings);
+        Ok(self.reply(201, &written.object, &warnings))
+    }
+
+    fn update(&self, body: &[u8]) -> ApiResult<Response<Body>> {
+        let opts = self.write_options()?;
+        let (obj, mut warnings) = self.decode_object(body, &opts)?;
+        let old = self.shared.lock().get(&self.rt, self.ns(), self.name())?;
+        self.check_rbac_write(&obj, Some(&old))?;
+        let written = self.shared.lock().update(
+            &self.rt,
+            self.version(),
+            self.ns(),
+            self.name(),
+            obj,
+            &opts,
+        )?;
+        warnings.extend(written.warnings);
+        Ok(self.reply(200, &written.object, &warnings))
+    }
+
+    fn patch(&self, body: &[u8]) -> ApiResult<Response<Body>> {
+        let _ = body;
+        Err(ApiError::unsupported_media_type(&self.content_type))
+    }
+
+    /// SelfSubjectAccessReview / SelfSubjectRulesReview: answered for the caller, never stored.
+    fn review(&self, obj: Value) -> ApiResult<Value> {
+        if !self.shared.rbac {
+            return Ok(crate::reviews::review(&self.rt, obj));
+        }
+        let snapshot = self.shared.lock().rbac_snapshot();
+        let user = &self.caller.user;
+        let answer = match self.rt.kind.as_str() {
+            "SelfSubjectAccessReview" => rbac::self_subject_access_review(user, &obj, &snapshot),
+            _ => rbac::self_subject_rules_review(user, &obj, &snapshot),
+        };
+        answer.map_err(|e| ApiError::from_status(&e.status()))
+    }
+
+    /// RBAC's escalation prevention for writes of Roles, ClusterRoles and bindings.
+    fn check_rbac_write(&self, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+        let Some(attrs) = &self.caller.attributes else {
+            return Ok(());
+        };
+        let snapshot = self.shared.lock().rbac_snapshot();
+        rbac::check_rbac_write(attrs, obj, old, &snapshot)
+            .map_err(|e| ApiError::from_status(&e.status()))
+    }
+
+    fn delete_options(&self, body: &[u8]) -> ApiResult<DeleteOptions> {
+        let b: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            decode::body(body, &self.content_type)?.value
+        };
+        let policy = b
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .or(self.q("propagationPolicy"))
+            .map(Propagation::parse)
+            .transpose()?;
+        let dry_run = self.dry_run()?
+            || meta::string_list(b.get("dryRun"))
+                .iter()
+                .any(|d| d == "All");
+        let orphan = b
+            .get("orphanDependents")
+            .and_then(Value::as_bool)
+            .or(self.q("orphanDependents").map(|o| o == "true"));
+        let pre = |k: &str| {
+            b.pointer(&format!("/preconditions/{k}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        Ok(DeleteOptions {
+            dry_run,
+            propagation: policy,
+            orphan_dependents: orphan,
+            precondition_uid: pre("uid"),
+            precondition_rv: pre("resourceVersion"),
+        })
+    }
+
+    fn delete(&self, body: &[u8]) -> ApiResult<Response<Body>> {
+        let opts = self.delete_options(body)?;
+        let d =
+            self.shared
+                .lock()
+                .delete(&self.rt, self.version(), self.ns(), self.name(), &opts)?;
+        let mut warnings = Vec::new();
+        if self.rt.group == "batch"
+            && self.rt.kind == "Job"
+            && opts.propagation.is_none()
+            && opts.orphan_dependents.is_none()
+        {
+            warnings.push("child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress this warning".to_string());
+        }
+        if !d.removed {
+            let code = if opts.orphan_dependents == Some(false) {
+                202
+            } else {
+                200
+            };
+            return Ok(json_response(
+                code,
+                &d.object,
+                "application/json",
+                &warnings,
+            ));
+        }
+        if self.rt.returns_deleted_object {
+            return Ok(json_response(200, &d.object, "application/json", &warnings));
+        }
+        let mut details =
+            json!({"name": self.name(), "kind": self.rt.plural, "uid": meta::uid(&d.object)});
+        if !self.rt.group.is_empty() {
+            details["group"] = json!(self.rt.group);
+        }
+        Ok(json_response(
+            200,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Success", "details": details,
+            }),
+            "application/json",
+            &warnings,
+        ))
+    }
+
+    fn delete_collection(&self, body: &[u8]) -> ApiResult<Response<Body>> {
+        let opts = self.delete_options(body)?;
+        let list = self.list_options()?;
+        let ns = self.path.namespace.as_deref();
+        let mut c = self.shared.lock();
+        let items = c.delete_collection(&self.rt, self.version(), ns, &list, &opts)?;
+        let rv = c.store.current_rv().to_string();
+        drop(c);
+        Ok(ok_json(
+            200,
+            &json!({
+                "kind": self.rt.list_kind,
+                "apiVersion": self.rt.api_version(self.version()),
+                "metadata": {"resourceVersion": rv},
+                "items": items,
+            }),
+        ))
+    }
+}

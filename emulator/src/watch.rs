@@ -1,0 +1,272 @@
+//! Watches: a stream of `{"type", "object"}` lines from a resourceVersion, with bookmarks,
+//! `timeoutSeconds`, `sendInitialEvents`, selector transitions and 410 for history that is
+//! no longer retained.
+//!
+//! <https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes>,
+//! <https://kubernetes.io/docs/reference/using-api/api-concepts/#watch-bookmarks>,
+//! <https://kubernetes.io/docs/reference/using-api/api-concepts/#streaming-lists>.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::Response;
+use hyper::body::Frame;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::cluster::{ListOptions, to_view};
+use crate::error::ApiError;
+use crate::meta;
+use crate::resources::ResourceType;
+use crate::server::{Body, RequestContext, error_response};
+use crate::store::{Change, EventType};
+use crate::table;
+
+struct Filter {
+    rt: Arc<ResourceType>,
+    version: String,
+    namespace: Option<String>,
+    opts: ListOptions,
+}
+
+impl Filter {
+    fn view(&self, obj: &Value) -> Option<Value> {
+        if self
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| meta::namespace(obj) != ns)
+        {
+            return None;
+        }
+        let v = to_view(&self.rt, &self.version, obj);
+        (self.opts.labels.matches(&v) && self.opts.fields.matches(&v)).then_some(v)
+    }
+
+    /// The event a watcher with this filter sees for a change (objects moving in or out
+    /// of the selection appear as ADDED or DELETED).
+    fn translate(&self, c: &Change) -> Option<(EventType, Value)> {
+        if c.storage != self.rt.storage {
+            return None;
+        }
+        let now = self.view(&c.object);
+        let before = c.previous.as_ref().and_then(|p| self.view(p)).is_some();
+        match (c.kind, now) {
+            (EventType::Added, Some(v)) => Some((EventType::Added, v)),
+            (EventType::Modified, Some(v)) if before => Some((EventType::Modified, v)),
+            (EventType::Modified, Some(v)) => Some((EventType::Added, v)),
+            (EventType::Modified, None) if before => Some((
+                EventType::Deleted,
+                to_view(&self.rt, &self.version, &c.object),
+            )),
+            (EventType::Deleted, Some(v)) => Some((EventType::Deleted, v)),
+            _ => None,
+        }
+    }
+}
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+fn gone_line(e: &ApiError) -> Bytes {
+    line("ERROR", &e.to_status())
+}
+
+struct Output {
+    tx: mpsc::Sender<Bytes>,
+    table: Option<(Arc<ResourceType>, String, table::IncludeObject)>,
+    headers_sent: bool,
+}
+
+impl Output {
+    async fn event(&mut self, kind: EventType, obj: &Value) -> bool {
+        let obj = match &self.table {
+            Some((rt, version, include)) => {
+                let mut t = table::table(
+                    rt,
+                    version,
+                    std::slice::from_ref(obj),
+                    meta::resource_version(obj),
+                    None,
+                    *include,
+                );
+                if self.headers_sent {
+                    t["columnDefinitions"] = json!([]);
+                }
+                self.headers_sent = true;
+                t
+            }
+            None => obj.clone(),
+        };
+        self.tx.send(line(kind.as_str(), &obj)).await.is_ok()
+    }
+
+    async fn raw(&self, b: Bytes) -> bool {
+        self.tx.send(b).await.is_ok()
+    }
+}
+
+fn bookmark(rt: &ResourceType, version: &str, rv: u64, initial_end: bool) -> Bytes {
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line(
+        "BOOKMARK",
+        &json!({"kind": rt.kind, "apiVersion": rt.api_version(version), "metadata": metadata}),
+    )
+}
+
+/// Serves a watch request.
+pub async fn watch(ctx: RequestContext) -> Response<Body> {
+    let opts = match ctx.list_options() {
+        Ok(o) => o,
+        Err(e) => return error_response(&e),
+    };
+    let q = |k: &str| ctx.query.get(k).map(String::as_str);
+    let bookmarks = q("allowWatchBookmarks") == Some("true");
+    let send_initial = q("sendInitialEvents") == Some("true");
+    let timeout = q("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0);
+    let rv_param = q("resourceVersion").unwrap_or("").to_string();
+    let filter = Filter {
+        rt: ctx.rt.clone(),
+        version: ctx.version().to_string(),
+        namespace: ctx.path.namespace.clone(),
+        opts,
+    };
+    let requested_rv = if rv_param.is_empty() || rv_param == "0" || send_initial {
+        None
+    } else {
+        match rv_param.parse::<u64>() {
+            Ok(rv) => Some(rv),
+            Err(_) => {
+                return error_response(&ApiError::bad_request(format!(
+                    "invalid resource version: {rv_param}"
+                )));
+            }
+        }
+    };
+
+    // Subscribe and read the starting point under one lock, so nothing falls between.
+    let (mut rx, initial, start_rv, gone) = {
+        let c = ctx.shared.lock();
+        let rx = c.store.subscribe();
+        let current = c.store.current_rv();
+        match requested_rv {
+            None => {
+                let initial: Vec<(EventType, Value)> = c
+                    .store
+                    .list(&filter.rt.storage, filter.namespace.as_deref())
+                    .filter_map(|o| filter.view(o))
+                    .map(|v| (EventType::Added, v))
+                    .collect();
+                (rx, initial, current, None)
+            }
+            Some(rv) => match c.store.changes_since(rv) {
+                Ok(changes) => {
+                    let initial = changes
+                        .iter()
+                        .filter_map(|ch| filter.translate(ch))
+                        .collect();
+                    (rx, initial, current, None)
+                }
+                Err(too_old) => (
+                    rx,
+                    Vec::new(),
+                    current,
+                    Some(ApiError::gone(too_old.to_string())),
+                ),
+            },
+        }
+    };
+
+    let (tx, body_rx) = mpsc::channel::<Bytes>(256);
+    let table = ctx.wants_table().then(|| {
+        (
+            ctx.rt.clone(),
+            ctx.version().to_string(),
+            ctx.include_object(),
+        )
+    });
+    let mut out = Output {
+        tx,
+        table,
+        headers_sent: false,
+    };
+    let mut drop_rx = ctx.shared.drop_watches.subscribe();
+    let mut shutdown = ctx.shared.shutdown.subscribe();
+    let bookmark_every = ctx.shared.bookmark_interval;
+    tokio::spawn(async move {
+        if let Some(e) = gone {
+            out.raw(gone_line(&e)).await;
+            return;
+        }
+        for (kind, obj) in &initial {
+            if !out.event(*kind, obj).await {
+                return;
+            }
+        }
+        if send_initial
+            && bookmarks
+            && !out
+                .raw(bookmark(&filter.rt, &filter.version, start_rv, true))
+                .await
+        {
+            return;
+        }
+        let mut last_rv = start_rv;
+        let deadline = tokio::time::sleep(Duration::from_secs(timeout.unwrap_or(u64::MAX / 4)));
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(bookmark_every);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(change) => {
+                        if change.rv <= start_rv {
+                            continue;
+                        }
+                        last_rv = change.rv;
+                        if let Some((kind, obj)) = filter.translate(&change)
+                            && !out.event(kind, &obj).await
+                        {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let e = ApiError::gone(format!("too old resource version: {last_rv} ({})", last_rv + 1));
+                        out.raw(gone_line(&e)).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = ticker.tick(), if bookmarks => {
+                    if !out.raw(bookmark(&filter.rt, &filter.version, last_rv, false)).await {
+                        return;
+                    }
+                }
+                _ = &mut deadline => return,
+                _ = drop_rx.changed() => return,
+                _ = shutdown.changed() => return,
+                _ = out.tx.closed() => return,
+            }
+        }
+    });
+
+    let stream = futures::stream::unfold(body_rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(Frame::data(b)), rx))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}

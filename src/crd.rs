@@ -17,12 +17,70 @@ pub enum RenderError {
         #[source]
         source: serde_saphyr::SerializeError,
     },
+    #[error("normalizing the schema of CRD {name}")]
+    Json {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Rewraps a doc comment as `kubectl explain` shows it best: lines of one paragraph are
+/// joined with spaces (the terminal wraps them), blank lines still separate paragraphs.
+fn unwrap_description(text: &str) -> String {
+    text.split("\n\n")
+        .map(|paragraph| {
+            paragraph
+                .split('\n')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn unwrap_descriptions(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                match child {
+                    serde_json::Value::String(text) if key == "description" => {
+                        *text = unwrap_description(text);
+                    }
+                    _ => unwrap_descriptions(child),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
 }
 
 /// One CRD as a YAML document, with the generated-file header.
 pub fn render(crd: &CustomResourceDefinition) -> Result<String, RenderError> {
     let name = crd.metadata.name.clone().unwrap_or_default();
-    let yaml = serde_saphyr::to_string(crd).map_err(|source| RenderError::Yaml { name, source })?;
+    let mut schema = crd.clone();
+    for version in &mut schema.spec.versions {
+        if let Some(open_api) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let mut json =
+                serde_json::to_value(&*open_api).map_err(|source| RenderError::Json {
+                    name: name.clone(),
+                    source,
+                })?;
+            unwrap_descriptions(&mut json);
+            *open_api = serde_json::from_value(json).map_err(|source| RenderError::Json {
+                name: name.clone(),
+                source,
+            })?;
+        }
+    }
+    let yaml =
+        serde_saphyr::to_string(&schema).map_err(|source| RenderError::Yaml { name, source })?;
     Ok(format!("{GENERATED_HEADER}{yaml}"))
 }
 
@@ -44,4 +102,30 @@ pub fn render_stream() -> Result<String, RenderError> {
         .into_iter()
         .map(|(_, yaml)| format!("---\n{}", yaml.trim_start_matches(GENERATED_HEADER)))
         .collect::<String>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_unwrapped_but_keep_paragraphs() {
+        assert_eq!(
+            unwrap_description(
+                "What deleting does.\n`Erase`: erase.\n\nSecond paragraph\ncontinues."
+            ),
+            "What deleting does. `Erase`: erase.\n\nSecond paragraph continues."
+        );
+    }
+
+    #[test]
+    fn rendered_crds_carry_the_header_and_no_hard_wrapped_descriptions() {
+        for (file, yaml) in render_all().expect("renders") {
+            assert!(yaml.starts_with(GENERATED_HEADER), "{file}");
+            assert!(
+                !yaml.contains("description: |-"),
+                "{file} has a hard-wrapped description"
+            );
+        }
+    }
 }

@@ -6,5 +6,6 @@
 //! modules as the capabilities they implement land.
 
 pub mod api;
+pub mod controller;
 pub mod crd;
 pub mod operator;

@@ -8,4 +8,5 @@
 pub mod api;
 pub mod controller;
 pub mod crd;
+pub mod isolation;
 pub mod operator;

@@ -1,0 +1,125 @@
+//! The label and annotation keys Landlord owns, and the metadata every object it creates
+//! carries: the two ownership labels and a controller owner reference to the Tenant.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+
+use super::ValidatedTenant;
+use crate::api::Tenant;
+
+/// The field manager of every server-side apply Landlord makes.
+pub const FIELD_MANAGER: &str = "landlord";
+/// Label naming the Tenant an object belongs to.
+pub const TENANT_LABEL: &str = "landlord.dev/tenant";
+/// The standard label naming the tool that manages an object.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`] on Landlord's objects.
+pub const MANAGED_BY: &str = "landlord";
+/// Label the API server puts on every namespace, holding its name. Landlord's
+/// NetworkPolicies select namespaces by it because nobody can set it to another value.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// Prefix of Landlord's own label and annotation keys.
+pub const LANDLORD_PREFIX: &str = "landlord.dev/";
+/// Prefix of the Pod Security Admission labels.
+pub const POD_SECURITY_PREFIX: &str = "pod-security.kubernetes.io/";
+/// Annotation on the allow-list NetworkPolicies: a JSON array with the description of
+/// each rule, in rule order (`""` where the spec gives none).
+pub const RULE_DESCRIPTIONS_ANNOTATION: &str = "landlord.dev/rule-descriptions";
+
+/// The two labels on everything Landlord creates for `tenant`.
+pub fn managed_labels(tenant: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+        (TENANT_LABEL.to_owned(), tenant.to_owned()),
+    ])
+}
+
+/// The label selector (`key=value,...`) that lists every object Landlord created for
+/// `tenant`: what the apply stage lists before calling [`super::prune`].
+pub fn managed_selector(tenant: &str) -> String {
+    managed_labels(tenant)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether a tenant's spec may not set this namespace label: Landlord's own keys
+/// (`landlord.dev/...`, `app.kubernetes.io/managed-by`), the Pod Security Admission labels,
+/// and `kubernetes.io/metadata.name`, which the API server always sets to the name.
+pub fn is_reserved_label(key: &str) -> bool {
+    key.starts_with(LANDLORD_PREFIX)
+        || key.starts_with(POD_SECURITY_PREFIX)
+        || key == MANAGED_BY_LABEL
+        || key == NAMESPACE_NAME_LABEL
+}
+
+/// Whether a tenant's spec may not set this namespace annotation (`landlord.dev/...`).
+pub fn is_reserved_annotation(key: &str) -> bool {
+    key.starts_with(LANDLORD_PREFIX)
+}
+
+/// The controller owner reference to the Tenant. A cluster-scoped owner is legal for both
+/// cluster-scoped and namespaced dependents. `blockOwnerDeletion` needs the operator to be
+/// allowed to update `tenants/finalizers`.
+pub(super) fn owner_reference(tenant: &ValidatedTenant<'_>) -> OwnerReference {
+    OwnerReference {
+        api_version: Tenant::api_version(&()).into_owned(),
+        kind: Tenant::kind(&()).into_owned(),
+        name: tenant.name().to_owned(),
+        uid: tenant.uid().to_owned(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Metadata of an object Landlord creates for the tenant: name, namespace, the managed
+/// labels and the owner reference; nothing the API server fills in.
+pub(super) fn object_meta(
+    tenant: &ValidatedTenant<'_>,
+    namespace: Option<&str>,
+    name: &str,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        labels: Some(managed_labels(tenant.name())),
+        owner_references: Some(vec![owner_reference(tenant)]),
+        ..ObjectMeta::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_selector_lists_both_labels_sorted() {
+        assert_eq!(
+            managed_selector("acme"),
+            "app.kubernetes.io/managed-by=landlord,landlord.dev/tenant=acme"
+        );
+    }
+
+    #[test]
+    fn reserved_label_keys() {
+        for key in [
+            "landlord.dev/tenant",
+            "landlord.dev/anything",
+            "pod-security.kubernetes.io/enforce",
+            "app.kubernetes.io/managed-by",
+            "kubernetes.io/metadata.name",
+        ] {
+            assert!(is_reserved_label(key), "{key} should be reserved");
+        }
+        for key in [
+            "team",
+            "billing.example.com/cost-center",
+            "app.kubernetes.io/name",
+        ] {
+            assert!(!is_reserved_label(key), "{key} should be allowed");
+        }
+    }
+}

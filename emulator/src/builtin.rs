@@ -169,14 +169,13 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
             obj["status"] = json!({"phase": "Active"});
             set_namespace_name_label(obj, &name);
         }
-        ("", "Secret") => {
+        ("", "Secret")
             if obj
                 .get("type")
                 .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                obj["type"] = json!("Opaque");
-            }
+                .is_none_or(str::is_empty) =>
+        {
+            obj["type"] = json!("Opaque");
         }
         _ => {}
     }

@@ -327,18 +327,6 @@ pub fn accepted_status(crd: &Value, conflict: Option<&str>) -> Value {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_priority() {
-        let mut v = vec!["v1alpha1", "v2", "v1beta2", "v1", "foo", "v1beta1"];
-        v.sort_by(|a, b| compare_versions(a, b));
-        assert_eq!(v, vec!["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
-    }
-}
-
 impl Cluster {
     /// The CRD controller: serve what an accepted CRD defines, keep its status, and on
     /// deletion remove every object before letting the CRD go.
@@ -436,5 +424,17 @@ impl Cluster {
             "removed all instances",
         );
         self.commit_stored(&crds_gr(), updated);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_priority() {
+        let mut v = vec!["v1alpha1", "v2", "v1beta2", "v1", "foo", "v1beta1"];
+        v.sort_by(|a, b| compare_versions(a, b));
+        assert_eq!(v, vec!["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
     }
 }

@@ -26,9 +26,12 @@ pub fn version() -> Value {
     })
 }
 
+/// The resources of one version of a group.
+type VersionTypes = (String, Vec<Arc<ResourceType>>);
+
 /// Group name -> version -> resources, groups in the order clients should prefer them.
 struct Groups {
-    groups: Vec<(String, Vec<(String, Vec<Arc<ResourceType>>)>)>,
+    groups: Vec<(String, Vec<VersionTypes>)>,
 }
 
 fn group_order(g: &str) -> (u8, &str) {
@@ -48,10 +51,10 @@ fn groups(registry: &Registry) -> Groups {
                 .push(t.clone());
         }
     }
-    let mut groups: Vec<(String, Vec<(String, Vec<Arc<ResourceType>>)>)> = map
+    let mut groups: Vec<(String, Vec<VersionTypes>)> = map
         .into_iter()
         .map(|(g, versions)| {
-            let mut vs: Vec<(String, Vec<Arc<ResourceType>>)> = versions.into_iter().collect();
+            let mut vs: Vec<VersionTypes> = versions.into_iter().collect();
             vs.sort_by(|a, b| crate::crd::compare_versions(&a.0, &b.0));
             (g, vs)
         })
@@ -120,7 +123,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     }))
 }
 
-fn api_group(name: &str, versions: &[(String, Vec<Arc<ResourceType>>)]) -> Value {
+fn api_group(name: &str, versions: &[VersionTypes]) -> Value {
     let vs: Vec<Value> = versions
         .iter()
         .map(|(v, _)| json!({"groupVersion": format!("{name}/{v}"), "version": v}))

@@ -233,7 +233,7 @@ fn query_map(uri: &hyper::Uri) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-fn header<'a>(req: &'a Request<Incoming>, name: hyper::header::HeaderName) -> &'a str {
+fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> &str {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -253,7 +253,7 @@ pub struct Caller {
 
 /// Authentication and authorization, as kube-apiserver does them in RBAC mode: 401 for a
 /// missing or unknown token, 403 for a request the user's roles do not allow.
-fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Response<Body>> {
+fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Box<Response<Body>>> {
     let header = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -261,7 +261,11 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Respons
     let authenticated = shared
         .authenticator
         .read()
-        .map_err(|_| error_response(&ApiError::internal("authenticator unavailable")))?
+        .map_err(|_| {
+            Box::new(error_response(&ApiError::internal(
+                "authenticator unavailable",
+            )))
+        })?
         .authenticate(header);
     if !shared.rbac {
         let user = authenticated.ok().flatten().unwrap_or(UserInfo {
@@ -275,18 +279,18 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Respons
         });
     }
     let Ok(Some(user)) = authenticated else {
-        return Err(ok_json(401, &unauthorized_status()));
+        return Err(Box::new(ok_json(401, &unauthorized_status())));
     };
     let info = rbac::parse_request(req.method().as_str(), req.uri().path(), req.uri().query())
-        .map_err(|e| error_response(&ApiError::bad_request(e.to_string())))?;
+        .map_err(|e| Box::new(error_response(&ApiError::bad_request(e.to_string()))))?;
     let attributes = RequestAttributes::from_request(user.clone(), &info);
     let snapshot = shared.lock().rbac_snapshot();
     let decision = rbac::authorize(&attributes, &snapshot);
     if !decision.is_allowed() {
-        return Err(ok_json(
+        return Err(Box::new(ok_json(
             403,
             &rbac::forbidden_status(&attributes, decision.reason()),
-        ));
+        )));
     }
     Ok(Caller {
         user,
@@ -297,7 +301,7 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Respons
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let caller = match authorize(&shared, &req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let query = query_map(req.uri());
     let route = route(req.uri().path());

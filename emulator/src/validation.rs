@@ -148,11 +148,7 @@ pub fn object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Vec<FieldCa
             match v.as_str() {
                 Some(s) => {
                     for e in label_value(s) {
-                        causes.push(FieldCause::invalid(
-                            &format!("metadata.labels"),
-                            json!(s),
-                            &e,
-                        ));
+                        causes.push(FieldCause::invalid("metadata.labels", json!(s), &e));
                     }
                 }
                 None => causes.push(FieldCause::invalid(

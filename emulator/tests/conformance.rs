@@ -1,0 +1,884 @@
+//! Conformance of the emulator with documented Kubernetes API behaviour, one test per
+//! behaviour, each citing the documentation it checks. Clients are kube-rs clients against
+//! an in-process emulator.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use kube_emulator::{Emulator, EmulatorHandle, FaultRule};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+async fn start() -> Result<(EmulatorHandle, Client), Box<dyn std::error::Error>> {
+    let e = Emulator::start().await?;
+    let c = e.client()?;
+    Ok((e, c))
+}
+
+fn api_error(e: kube::Error) -> (u16, String, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.reason.clone(), s.message.clone()),
+        other => (0, String::new(), other.to_string()),
+    }
+}
+
+/// A raw HTTP request: (status, headers, body).
+async fn raw(
+    e: &EmulatorHandle,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String, String), Box<dyn std::error::Error>> {
+    let mut s = tokio::net::TcpStream::connect(e.addr()).await?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n",
+        e.addr(),
+        e.admin_token(),
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).unwrap_or("0").parse()?;
+    // Chunked bodies: keep the JSON lines only.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body.lines()
+            .filter(|l| l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        body.to_string()
+    };
+    Ok((code, head.to_string(), body))
+}
+
+fn cm(name: &str, labels: Value) -> ConfigMap {
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}),
+    )
+    .unwrap()
+}
+
+const TENANT_CRD: &str = r#"{
+  "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+  "metadata": {"name": "widgets.example.dev"},
+  "spec": {"group": "example.dev", "scope": "Namespaced",
+    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"], "categories": ["example"]},
+    "versions": [{"name": "v1", "served": true, "storage": true,
+      "subresources": {"status": {}},
+      "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+      "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {
+          "size": {"type": "integer", "minimum": 1, "default": 1},
+          "color": {"type": "string", "enum": ["red", "blue"]}}},
+        "status": {"type": "object", "properties": {"phase": {"type": "string"}}}}}}}]}}"#;
+
+async fn install_crd(client: &Client) -> Result<Api<DynamicObject>, Box<dyn std::error::Error>> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &serde_json::from_str(TENANT_CRD)?)
+        .await?;
+    let gvk = GroupVersionKind::gvk("example.dev", "v1", "Widget");
+    Ok(Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&gvk, "widgets"),
+    ))
+}
+
+fn widget(name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({"apiVersion": "example.dev/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions
+// "resource versions ... changes whenever the object changes"; uid and creationTimestamp
+// are set by the server (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#uids).
+#[tokio::test]
+async fn create_sets_system_metadata_and_resource_versions_increase() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let a = api
+        .create(&PostParams::default(), &cm("a", json!({})))
+        .await?;
+    let b = api
+        .create(&PostParams::default(), &cm("b", json!({})))
+        .await?;
+    assert_eq!(a.uid().map(|u| u.len()), Some(36));
+    assert!(a.creation_timestamp().is_some());
+    let rv = |o: &ConfigMap| {
+        o.resource_version()
+            .unwrap_or_default()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    assert!(rv(&b) > rv(&a));
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#generated-values
+// generateName: the server appends a random suffix.
+#[tokio::test]
+async fn generate_name_appends_a_random_suffix() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let mut o: ConfigMap = serde_json::from_value(json!({"metadata": {"generateName": "gen-"}}))?;
+    o.metadata.name = None;
+    let created = api.create(&PostParams::default(), &o).await?;
+    let name = created.name_any();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#conflicts and
+// https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md#concurrency-control-and-consistency
+#[tokio::test]
+async fn stale_resource_version_gets_409_conflict() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let first = api
+        .create(&PostParams::default(), &cm("acme", json!({})))
+        .await?;
+    let mut newer = first.clone();
+    newer.data = Some([("k".to_string(), "2".to_string())].into());
+    api.replace("acme", &PostParams::default(), &newer).await?;
+    let mut stale = first;
+    stale.data = Some([("k".to_string(), "3".to_string())].into());
+    let err = api
+        .replace("acme", &PostParams::default(), &stale)
+        .await
+        .err()
+        .map(api_error);
+    assert_eq!(
+        err,
+        Some((409, "Conflict".into(), "Operation cannot be fulfilled on configmaps \"acme\": the object has been modified; please apply your changes to the latest version and try again".into()))
+    );
+    Ok(())
+}
+
+// https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#status-subresource
+// "PUT requests to the /status subresource ... ignore changes to anything except the status
+// stanza"; "PUT/POST/PATCH requests to the custom resource ignore changes to the status
+// stanza"; "metadata.generation is incremented on all changes except changes to .metadata or .status".
+#[tokio::test]
+async fn status_subresource_and_generation() -> TestResult {
+    let (_e, c) = start().await?;
+    let api = install_crd(&c).await?;
+    let mut w = widget("w1", json!({"size": 2}));
+    w.data["status"] = json!({"phase": "ignored"});
+    let created = api.create(&PostParams::default(), &w).await?;
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(
+        created.data.get("status").is_none(),
+        "status is dropped on create"
+    );
+    let mut s = created.clone();
+    s.data["status"] = json!({"phase": "Ready"});
+    s.data["spec"]["size"] = json!(9);
+    let after_status = api.replace_status("w1", &PostParams::default(), &s).await?;
+    assert_eq!(after_status.data["status"]["phase"], "Ready");
+    assert_eq!(
+        after_status.data["spec"]["size"], 2,
+        "/status does not change spec"
+    );
+    assert_eq!(after_status.metadata.generation, Some(1));
+    let mut m = after_status.clone();
+    m.metadata.labels = Some([("x".to_string(), "y".to_string())].into());
+    let after_meta = api.replace("w1", &PostParams::default(), &m).await?;
+    assert_eq!(
+        after_meta.metadata.generation,
+        Some(1),
+        "metadata changes keep generation"
+    );
+    let mut sp = after_meta.clone();
+    sp.data["spec"]["size"] = json!(3);
+    sp.data["status"] = json!({"phase": "Changed"});
+    let after_spec = api.replace("w1", &PostParams::default(), &sp).await?;
+    assert_eq!(after_spec.metadata.generation, Some(2));
+    assert_eq!(
+        after_spec.data["status"]["phase"], "Ready",
+        "main endpoint ignores status"
+    );
+    Ok(())
+}
+
+// https://kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/#how-finalizers-work
+// Deleting an object with finalizers sets deletionTimestamp; it is removed when the last
+// finalizer goes. No new finalizers can be added while deleting.
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let mut o = cm("held", json!({}));
+    o.metadata.finalizers = Some(vec!["example.dev/hold".into()]);
+    api.create(&PostParams::default(), &o).await?;
+    api.delete("held", &DeleteParams::default()).await?;
+    let mut marked = api.get("held").await?;
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(0));
+    let mut more = marked.clone();
+    more.metadata.finalizers = Some(vec!["example.dev/hold".into(), "example.dev/new".into()]);
+    let (code, _, msg) = api
+        .replace("held", &PostParams::default(), &more)
+        .await
+        .err()
+        .map(api_error)
+        .unwrap_or_default();
+    assert_eq!(code, 422);
+    assert!(
+        msg.contains("no new finalizers can be added if the object is being deleted"),
+        "{msg}"
+    );
+    marked.metadata.finalizers = None;
+    api.replace("held", &PostParams::default(), &marked).await?;
+    assert_eq!(api.get_opt("held").await?.map(|o| o.name_any()), None);
+    Ok(())
+}
+
+// https://kubernetes.io/docs/tasks/administer-cluster/namespaces/#deleting-a-namespace and
+// https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/ : a deleted
+// namespace is Terminating until its contents are gone; nothing new may be created in it.
+#[tokio::test]
+async fn namespace_lifecycle() -> TestResult {
+    let (_e, c) = start().await?;
+    let nss: Api<Namespace> = Api::all(c.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "team"}}))?,
+    )
+    .await?;
+    let ns = nss.get("team").await?;
+    assert_eq!(ns.status.and_then(|s| s.phase).as_deref(), Some("Active"));
+    assert_eq!(
+        ns.spec.and_then(|s| s.finalizers),
+        Some(vec!["kubernetes".to_string()])
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "team");
+    let mut held = cm("held", json!({}));
+    held.metadata.finalizers = Some(vec!["example.dev/hold".into()]);
+    cms.create(&PostParams::default(), &held).await?;
+    cms.create(&PostParams::default(), &cm("plain", json!({})))
+        .await?;
+    nss.delete("team", &DeleteParams::default()).await?;
+    let terminating = nss.get("team").await?;
+    assert_eq!(
+        terminating.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    assert!(
+        cms.get_opt("plain").await?.is_none(),
+        "contents are deleted"
+    );
+    let err = cms
+        .create(&PostParams::default(), &cm("late", json!({})))
+        .await
+        .err()
+        .map(api_error);
+    assert_eq!(err, Some((403, "Forbidden".into(), "configmaps \"late\" is forbidden: unable to create new content in namespace team because it is being terminated".into())));
+    let mut h = cms.get("held").await?;
+    h.metadata.finalizers = None;
+    cms.replace("held", &PostParams::default(), &h).await?;
+    assert!(
+        nss.get_opt("team").await?.is_none(),
+        "the namespace goes once empty"
+    );
+    Ok(())
+}
+
+fn owned_cm(name: &str, owner: &Namespace, block: bool) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": [{
+        "apiVersion": "v1", "kind": "Namespace", "name": owner.name_any(),
+        "uid": owner.uid().unwrap_or_default(), "blockOwnerDeletion": block}]}}))
+    .unwrap()
+}
+
+async fn owner_ns(c: &Client, name: &str) -> Result<Namespace, Box<dyn std::error::Error>> {
+    let nss: Api<Namespace> = Api::all(c.clone());
+    let mut ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+    ns.metadata.finalizers = Some(vec!["example.dev/keep".into()]);
+    Ok(nss.create(&PostParams::default(), &ns).await?)
+}
+
+// https://kubernetes.io/docs/concepts/architecture/garbage-collection/#background-deletion
+// Background cascading deletion; cluster-scoped owners may own namespaced dependents
+// (https://kubernetes.io/docs/concepts/overview/working-with-objects/owners-dependents/).
+#[tokio::test]
+async fn background_deletion_removes_dependents_of_a_cluster_scoped_owner() -> TestResult {
+    let (_e, c) = start().await?;
+    let nss: Api<Namespace> = Api::all(c.clone());
+    let owner = nss
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner-bg"}}))?,
+        )
+        .await?;
+    let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    cms.create(&PostParams::default(), &owned_cm("dep-bg", &owner, false))
+        .await?;
+    nss.delete("owner-bg", &DeleteParams::background()).await?;
+    assert!(cms.get_opt("dep-bg").await?.is_none());
+    Ok(())
+}
+
+// https://kubernetes.io/docs/concepts/architecture/garbage-collection/#foreground-deletion
+// The owner gets deletionTimestamp and the foregroundDeletion finalizer and stays until
+// dependents with blockOwnerDeletion=true are gone.
+#[tokio::test]
+async fn foreground_deletion_waits_for_blocking_dependents() -> TestResult {
+    let (_e, c) = start().await?;
+    let owner = owner_ns(&c, "owner-fg").await?;
+    let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    let mut dep = owned_cm("dep-fg", &owner, true);
+    dep.metadata.finalizers = Some(vec!["example.dev/hold".into()]);
+    cms.create(&PostParams::default(), &dep).await?;
+    let nss: Api<Namespace> = Api::all(c.clone());
+    nss.delete("owner-fg", &DeleteParams::foreground()).await?;
+    let o = nss.get("owner-fg").await?;
+    assert!(o.finalizers().contains(&"foregroundDeletion".to_string()));
+    let mut d = cms.get("dep-fg").await?;
+    assert!(
+        d.metadata.deletion_timestamp.is_some(),
+        "dependent is being deleted"
+    );
+    d.metadata.finalizers = None;
+    cms.replace("dep-fg", &PostParams::default(), &d).await?;
+    let o = nss.get("owner-fg").await?;
+    assert!(!o.finalizers().contains(&"foregroundDeletion".to_string()));
+    Ok(())
+}
+
+// https://kubernetes.io/docs/concepts/architecture/garbage-collection/#orphaned-dependents
+#[tokio::test]
+async fn orphan_deletion_keeps_dependents_without_the_reference() -> TestResult {
+    let (_e, c) = start().await?;
+    let nss: Api<Namespace> = Api::all(c.clone());
+    let owner = nss
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner-or"}}))?,
+        )
+        .await?;
+    let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    cms.create(&PostParams::default(), &owned_cm("dep-or", &owner, false))
+        .await?;
+    nss.delete("owner-or", &DeleteParams::orphan()).await?;
+    let d = cms.get("dep-or").await?;
+    assert!(d.metadata.owner_references.unwrap_or_default().is_empty());
+    Ok(())
+}
+
+// https://kubernetes.io/docs/concepts/overview/working-with-objects/owners-dependents/
+// "if the owner ... does not exist, the dependent is deleted" (an absent owner uid).
+#[tokio::test]
+async fn dependents_of_a_missing_owner_are_collected() -> TestResult {
+    let (_e, c) = start().await?;
+    let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    let ghost: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": "ghost", "uid": "00000000-0000-4000-8000-000000000000"}}),
+    )?;
+    cms.create(&PostParams::default(), &owned_cm("orphaned", &ghost, false))
+        .await?;
+    assert!(cms.get_opt("orphaned").await?.is_none());
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run
+#[tokio::test]
+async fn dry_run_does_not_persist() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let o = api.create(&pp, &cm("dry", json!({}))).await?;
+    assert_eq!(o.name_any(), "dry");
+    assert!(api.get_opt("dry").await?.is_none());
+    Ok(())
+}
+
+// https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors and
+// https://kubernetes.io/docs/concepts/overview/working-with-objects/field-selectors/
+#[tokio::test]
+async fn list_with_label_and_field_selectors() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    api.create(
+        &PostParams::default(),
+        &cm("web", json!({"app": "web", "tier": "front"})),
+    )
+    .await?;
+    api.create(&PostParams::default(), &cm("db", json!({"app": "db"})))
+        .await?;
+    let names = |l: kube::core::ObjectList<ConfigMap>| {
+        l.items.iter().map(|o| o.name_any()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app in (web,db),!tier"))
+                .await?
+        ),
+        vec!["db"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app!=db,tier"))
+                .await?
+        ),
+        vec!["web"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().fields("metadata.name=web"))
+                .await?
+        ),
+        vec!["web"]
+    );
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#retrieving-large-results-sets-in-chunks
+// limit/continue; an expired continue token is 410 Gone.
+#[tokio::test]
+async fn paging_with_limit_and_continue_and_410_when_expired() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    for i in 0..5 {
+        api.create(&PostParams::default(), &cm(&format!("p{i}"), json!({})))
+            .await?;
+    }
+    let first = api.list(&ListParams::default().limit(2)).await?;
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let token = first.metadata.continue_.clone().unwrap_or_default();
+    api.create(&PostParams::default(), &cm("later", json!({})))
+        .await?;
+    let second = api
+        .list(&ListParams::default().limit(10).continue_token(&token))
+        .await?;
+    assert_eq!(
+        second
+            .items
+            .iter()
+            .map(|o| o.name_any())
+            .collect::<Vec<_>>(),
+        vec!["p2", "p3", "p4"],
+        "pages are a consistent snapshot"
+    );
+    e.compact();
+    let err = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .err()
+        .map(api_error);
+    assert_eq!(err.map(|e| e.0), Some(410));
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes
+// Watch from a resourceVersion sees later changes; 410 Gone when that version is no longer retained.
+#[tokio::test]
+async fn watch_from_resource_version_and_410_after_compaction() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let a = api
+        .create(&PostParams::default(), &cm("w", json!({})))
+        .await?;
+    let rv = a.resource_version().unwrap_or_default();
+    api.delete("w", &DeleteParams::default()).await?;
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await?
+        .boxed();
+    match stream.try_next().await? {
+        Some(WatchEvent::Deleted(o)) => assert_eq!(o.name_any(), "w"),
+        other => panic!("expected DELETED, got {other:?}"),
+    }
+    e.compact();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await?
+        .boxed();
+    match stream.try_next().await? {
+        Some(WatchEvent::Error(s)) => assert_eq!(s.code, 410),
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#watch-bookmarks
+#[tokio::test]
+async fn watch_bookmarks_carry_the_current_resource_version() -> TestResult {
+    let e = Emulator::builder()
+        .bookmark_interval(Duration::from_millis(100))
+        .serve()
+        .await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(e.client()?);
+    let mut stream = api
+        .watch(
+            &WatchParams {
+                bookmarks: true,
+                ..WatchParams::default().timeout(5)
+            },
+            "0",
+        )
+        .await?
+        .boxed();
+    loop {
+        match stream.try_next().await? {
+            Some(WatchEvent::Bookmark(b)) => {
+                assert!(!b.metadata.resource_version.is_empty());
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("watch ended without a bookmark"),
+        }
+    }
+    Ok(())
+}
+
+// https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#create-a-customresourcedefinition
+// A new CRD becomes Established and its resource is served; deleting the CRD deletes its objects.
+#[tokio::test]
+async fn crd_serves_its_resource_and_deleting_it_deletes_objects() -> TestResult {
+    let (e, c) = start().await?;
+    let api = install_crd(&c).await?;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    let crd = crds.get("widgets.example.dev").await?;
+    let conds = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(
+        conds
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    );
+    assert!(
+        conds
+            .iter()
+            .any(|c| c.type_ == "NamesAccepted" && c.status == "True")
+    );
+    let w = api
+        .create(&PostParams::default(), &widget("w", json!({})))
+        .await?;
+    assert_eq!(w.data["spec"]["size"], 1, "schema defaults apply");
+    crds.delete("widgets.example.dev", &DeleteParams::default())
+        .await?;
+    assert!(crds.get_opt("widgets.example.dev").await?.is_none());
+    let (code, _, _) = raw(
+        &e,
+        "GET",
+        "/apis/example.dev/v1/namespaces/default/widgets",
+        &[],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 404, "the resource is no longer served");
+    Ok(())
+}
+
+// https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation
+// Invalid custom resources are refused with 422 naming the field.
+#[tokio::test]
+async fn invalid_custom_resources_get_422_with_causes() -> TestResult {
+    let (_e, c) = start().await?;
+    let api = install_crd(&c).await?;
+    let err = api
+        .create(
+            &PostParams::default(),
+            &widget("bad", json!({"size": 0, "color": "green"})),
+        )
+        .await
+        .err()
+        .map(api_error);
+    let (code, reason, msg) = err.unwrap_or_default();
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(
+        msg.contains("spec.size") && msg.contains("spec.color"),
+        "{msg}"
+    );
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables and
+// https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#additional-printer-columns
+#[tokio::test]
+async fn tables_use_printer_columns() -> TestResult {
+    let (e, c) = start().await?;
+    let api = install_crd(&c).await?;
+    api.create(&PostParams::default(), &widget("t", json!({"size": 7})))
+        .await?;
+    let (code, _, body) = raw(
+        &e,
+        "GET",
+        "/apis/example.dev/v1/namespaces/default/widgets",
+        &[("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200);
+    let t: Value = serde_json::from_str(&body)?;
+    assert_eq!(t["kind"], "Table");
+    assert_eq!(t["columnDefinitions"][1]["name"], "Size");
+    assert_eq!(t["rows"][0]["cells"], json!(["t", 7]));
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#setting-the-field-validation-level
+// Strict refuses unknown fields (400), the default (Warn) stores and warns.
+#[tokio::test]
+async fn field_validation_strict_and_warn() -> TestResult {
+    let (e, _c) = start().await?;
+    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"fv"},"data":{"a":"b"},"bogus":1}"#;
+    let (code, _, msg) = raw(
+        &e,
+        "POST",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .await?;
+    assert_eq!(code, 400);
+    assert!(
+        msg.contains(r#"strict decoding error: unknown field \"bogus\""#),
+        "{msg}"
+    );
+    let (code, head, _) = raw(
+        &e,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .await?;
+    assert_eq!(code, 201);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(r#"warning: 299 - "unknown field \"bogus\"""#),
+        "{head}"
+    );
+    Ok(())
+}
+
+// https://kubernetes.io/docs/concepts/configuration/secret/#restriction-names-data
+// stringData is merged into data on write and never returned.
+#[tokio::test]
+async fn secret_string_data_is_merged_into_data() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<Secret> = Api::default_namespaced(c);
+    let s: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}}),
+    )?;
+    let created = api.create(&PostParams::default(), &s).await?;
+    assert!(created.string_data.is_none());
+    assert_eq!(created.type_.as_deref(), Some("Opaque"));
+    let data = created.data.unwrap_or_default();
+    assert_eq!(
+        data.get("password").map(|b| b.0.clone()),
+        Some(b"hunter2".to_vec())
+    );
+    Ok(())
+}
+
+// https://kubernetes.io/docs/concepts/overview/kubernetes-api/#discovery-api
+// (aggregated discovery is served for the apidiscovery.k8s.io/v2 Accept type).
+#[tokio::test]
+async fn discovery_plain_and_aggregated() -> TestResult {
+    let (e, _c) = start().await?;
+    let (_, _, v) = raw(&e, "GET", "/version", &[], "").await?;
+    let v: Value = serde_json::from_str(&v)?;
+    assert_eq!(
+        (v["major"].as_str(), v["minor"].as_str()),
+        (Some("1"), Some("33"))
+    );
+    let (code, head, body) = raw(
+        &e,
+        "GET",
+        "/apis",
+        &[(
+            "Accept",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200);
+    assert!(head.contains("as=APIGroupDiscoveryList"));
+    let d: Value = serde_json::from_str(&body)?;
+    assert_eq!(d["kind"], "APIGroupDiscoveryList");
+    let (_, _, plain) = raw(&e, "GET", "/api/v1", &[], "").await?;
+    assert!(plain.contains("\"shortNames\":[\"cm\"]"));
+    Ok(())
+}
+
+// Fault injection and request counting (emulator features, see emulator/README.md).
+#[tokio::test]
+async fn faults_and_request_counters() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    // 500: kube-rs retries 503 by itself.
+    e.inject_fault(FaultRule::fail(Some("create"), Some("configmaps"), 500).times(1));
+    let err = api
+        .create(&PostParams::default(), &cm("f", json!({})))
+        .await
+        .err()
+        .map(api_error);
+    assert_eq!(err.map(|e| e.0), Some(500));
+    api.create(&PostParams::default(), &cm("f", json!({})))
+        .await?;
+    assert_eq!(e.request_count("create", "configmaps"), 2);
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/access-authn-authz/rbac/ and
+// https://kubernetes.io/docs/reference/access-authn-authz/authentication/#static-token-file
+#[tokio::test]
+async fn rbac_mode_authenticates_and_authorizes() -> TestResult {
+    let e = Emulator::builder().rbac(true).serve().await?;
+    let admin = e.client()?;
+    let alice = e.client_as("alice", &[])?;
+    let alice_cms: Api<ConfigMap> = Api::default_namespaced(alice.clone());
+    let err = alice_cms
+        .list(&ListParams::default())
+        .await
+        .err()
+        .map(api_error);
+    assert_eq!(err.map(|e| e.0), Some(403));
+    let roles: Api<Role> = Api::default_namespaced(admin.clone());
+    roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "cm-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]}))?,
+        )
+        .await?;
+    let rbs: Api<RoleBinding> = Api::default_namespaced(admin);
+    rbs.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "alice-reads"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]}))?).await?;
+    alice_cms.list(&ListParams::default()).await?;
+    let err = alice_cms
+        .create(&PostParams::default(), &cm("no", json!({})))
+        .await
+        .err()
+        .map(api_error);
+    assert_eq!(err.map(|e| e.0), Some(403));
+    let (code, _, _) = {
+        let mut s = tokio::net::TcpStream::connect(e.addr()).await?;
+        s.write_all(
+            format!(
+                "GET /api/v1/namespaces HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                e.addr()
+            )
+            .as_bytes(),
+        )
+        .await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        (
+            out.split_whitespace()
+                .nth(1)
+                .unwrap_or("0")
+                .parse::<u16>()?,
+            (),
+            (),
+        )
+    };
+    assert_eq!(code, 401);
+    Ok(())
+}
+
+// A kube-rs Controller with a finalizer, end to end: it adds its finalizer, and on deletion
+// does its cleanup and removes it, after which the object is gone
+// (https://kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/).
+#[tokio::test]
+async fn kube_runtime_controller_with_a_finalizer() -> TestResult {
+    use kube::runtime::controller::{Action, Controller};
+    use std::sync::Arc;
+    const FINALIZER: &str = "example.dev/cleanup";
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    let cleaned = Arc::new(tokio::sync::Notify::new());
+    let ctx = Arc::new((api.clone(), cleaned.clone()));
+    async fn reconcile(
+        o: Arc<ConfigMap>,
+        ctx: Arc<(Api<ConfigMap>, Arc<tokio::sync::Notify>)>,
+    ) -> Result<Action, kube::Error> {
+        let (api, cleaned) = &*ctx;
+        let mut o = (*o).clone();
+        let has = o.finalizers().iter().any(|f| f == FINALIZER);
+        if o.metadata.deletion_timestamp.is_some() {
+            if has {
+                o.metadata.finalizers = Some(
+                    o.finalizers()
+                        .iter()
+                        .filter(|f| *f != FINALIZER)
+                        .cloned()
+                        .collect(),
+                );
+                api.replace(&o.name_any(), &PostParams::default(), &o)
+                    .await?;
+                cleaned.notify_one();
+            }
+        } else if !has {
+            o.finalizers_mut().push(FINALIZER.to_string());
+            api.replace(&o.name_any(), &PostParams::default(), &o)
+                .await?;
+        }
+        Ok(Action::await_change())
+    }
+    fn error_policy(
+        _: Arc<ConfigMap>,
+        _: &kube::Error,
+        _: Arc<(Api<ConfigMap>, Arc<tokio::sync::Notify>)>,
+    ) -> Action {
+        Action::requeue(Duration::from_millis(100))
+    }
+    let controller = tokio::spawn(
+        Controller::new(api.clone(), kube::runtime::watcher::Config::default())
+            .run(reconcile, error_policy, ctx)
+            .for_each(|_| async {}),
+    );
+    api.create(&PostParams::default(), &cm("managed", json!({})))
+        .await?;
+    let mut has_finalizer = false;
+    for _ in 0..50 {
+        if api
+            .get("managed")
+            .await?
+            .finalizers()
+            .iter()
+            .any(|f| f == FINALIZER)
+        {
+            has_finalizer = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(has_finalizer, "the controller added its finalizer");
+    api.delete("managed", &DeleteParams::default()).await?;
+    tokio::time::timeout(Duration::from_secs(5), cleaned.notified()).await?;
+    for _ in 0..50 {
+        if api.get_opt("managed").await?.is_none() {
+            controller.abort();
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("object still present after its finalizer was removed");
+}

@@ -1,0 +1,209 @@
+//! The real kubectl (/usr/bin/kubectl) driving an in-process emulator, as a platform
+//! engineer would.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use kube_emulator::{Emulator, EmulatorHandle};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::Command;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+fn kubectl_path() -> String {
+    if std::path::Path::new(KUBECTL).exists() {
+        return KUBECTL.to_string();
+    }
+    panic!(
+        "kubectl is missing at {KUBECTL}: install it (e.g. `apt-get install kubectl` from the Kubernetes apt repository, or a static binary from dl.k8s.io) to run the kubectl tests"
+    );
+}
+
+struct Kubectl {
+    _emulator: EmulatorHandle,
+    dir: PathBuf,
+}
+
+impl Kubectl {
+    async fn start(name: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let emulator = Emulator::start().await?;
+        let dir = std::env::temp_dir().join(format!(
+            "kube-emulator-kubectl-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        emulator.write_kubeconfig(&dir.join("kubeconfig"))?;
+        Ok(Self {
+            _emulator: emulator,
+            dir,
+        })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(kubectl_path());
+        c.args(args)
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .env("KUBECACHEDIR", self.dir.join("cache"))
+            .env("HOME", &self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs kubectl with `stdin`; returns stdout, failing the test on a non-zero exit.
+    async fn run(&self, args: &[&str], stdin: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let mut child = self.command(args).spawn()?;
+        if let Some(mut i) = child.stdin.take() {
+            tokio::io::AsyncWriteExt::write_all(&mut i, stdin.as_bytes()).await?;
+        }
+        let out = child.wait_with_output().await?;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        Ok(stdout)
+    }
+
+    fn client(&self) -> Result<kube::Client, Box<dyn std::error::Error>> {
+        Ok(self._emulator.client()?)
+    }
+}
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: tenants.landlord.dev
+spec:
+  group: landlord.dev
+  scope: Cluster
+  names: {plural: tenants, singular: tenant, kind: Tenant, shortNames: [tn], categories: [landlord]}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Owner, type: string, jsonPath: .spec.owner}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              owner: {type: string}
+"#;
+
+const TENANT: &str = r#"
+apiVersion: landlord.dev/v1alpha1
+kind: Tenant
+metadata: {name: acme}
+spec: {owner: alice}
+"#;
+
+// kubectl apply (with its default server-side field validation, which reads /openapi/v3)
+// of a CRD and a custom resource; `get -o yaml`; `get` with printer columns and by category.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_a_crd_and_a_custom_resource_and_prints_columns() -> TestResult {
+    let k = Kubectl::start("apply").await?;
+    k.run(&["apply", "-f", "-"], CRD).await?;
+    let out = k.run(&["apply", "-f", "-"], TENANT).await?;
+    assert!(out.contains("tenant.landlord.dev/acme created"), "{out}");
+    let yaml = k.run(&["get", "tenant", "acme", "-o", "yaml"], "").await?;
+    assert!(
+        yaml.contains("owner: alice") && yaml.contains("uid:"),
+        "{yaml}"
+    );
+    let table = k.run(&["get", "tn"], "").await?;
+    let header = table.lines().next().unwrap_or("");
+    assert!(
+        header.contains("OWNER") && header.contains("AGE"),
+        "{table}"
+    );
+    assert!(table.contains("acme") && table.contains("alice"), "{table}");
+    let by_category = k.run(&["get", "landlord"], "").await?;
+    assert!(
+        by_category.lines().any(|l| l.starts_with("acme")),
+        "{by_category}"
+    );
+    Ok(())
+}
+
+// `kubectl delete --wait` returns once the finalizer is removed (by the test, as a controller would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_waits_for_finalizers() -> TestResult {
+    let k = Kubectl::start("delete").await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(k.client()?);
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "held", "finalizers": ["example.dev/hold"]}}))?;
+    api.create(&PostParams::default(), &cm).await?;
+    let child = k
+        .command(&[
+            "delete",
+            "configmap",
+            "held",
+            "--wait=true",
+            "--timeout=20s",
+        ])
+        .spawn()?;
+    let mut marked = None;
+    for _ in 0..100 {
+        let o = api.get("held").await?;
+        if o.metadata.deletion_timestamp.is_some() {
+            marked = Some(o);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut o = marked.ok_or("kubectl did not delete")?;
+    o.metadata.finalizers = None;
+    api.replace("held", &PostParams::default(), &o).await?;
+    let out = child.wait_with_output().await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configmap \"held\" deleted"));
+    assert!(api.get_opt("held").await?.is_none());
+    Ok(())
+}
+
+// `kubectl get --watch` prints a row for a change made while it watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_receives_an_event() -> TestResult {
+    let k = Kubectl::start("watch").await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(k.client()?);
+    let mut child = k
+        .command(&["get", "configmaps", "--watch", "--request-timeout=20s"])
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cm: ConfigMap = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "seen"}, "data": {"a": "b"}}),
+    )?;
+    api.create(&PostParams::default(), &cm).await?;
+    let found = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("seen") {
+                return true;
+            }
+        }
+        false
+    })
+    .await?;
+    child.start_kill()?;
+    assert!(found, "kubectl --watch did not print the new configmap");
+    Ok(())
+}

@@ -1168,7 +1168,10 @@ mod tests {
             json!({"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress", "Egress"]}),
         );
         let b = [deny_all("tenant-b"), allow_all_egress("tenant-b")];
-        let report = run(namespaces, &[&b[..], &[web_only.clone()]].concat());
+        let report = run(
+            namespaces,
+            &[&b[..], std::slice::from_ref(&web_only)].concat(),
+        );
         assert_eq!(
             only_breach(&report, "a").ingress,
             Opening::NotIsolated {

@@ -229,3 +229,6 @@ pub fn prune(desired: &[ObjectId], existing: impl IntoIterator<Item = ObjectId>)
     inner.extend(namespaces);
     inner
 }
+
+#[cfg(test)]
+mod tests;

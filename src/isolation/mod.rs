@@ -232,3 +232,6 @@ pub fn prune(desired: &[ObjectId], existing: impl IntoIterator<Item = ObjectId>)
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod snapshot;

@@ -539,3 +539,87 @@ fn prune_removes_what_is_no_longer_desired() {
     );
     assert!(prune(&before, before.clone()).is_empty());
 }
+
+/// The namespaces and NetworkPolicies Landlord builds for these tenants, as the analyzer
+/// reads them.
+fn built_cluster(
+    tenants: &[(&Tenant, Option<&DatabaseServer>)],
+) -> (
+    Vec<analysis::NamespaceInfo>,
+    Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
+) {
+    let mut namespaces = Vec::new();
+    let mut policies = Vec::new();
+    for (tenant, server) in tenants {
+        let v = valid(tenant, *server);
+        for object in build(&v) {
+            match object {
+                DesiredObject::Namespace(ns) => namespaces.push(analysis::NamespaceInfo {
+                    name: ns.metadata.name.clone().unwrap_or_default(),
+                    tenant: v.name().to_owned(),
+                    labels: ns.metadata.labels.clone().unwrap_or_default(),
+                }),
+                DesiredObject::NetworkPolicy(p) => policies.push(p),
+                _ => {}
+            }
+        }
+    }
+    (namespaces, policies)
+}
+
+#[test]
+fn landlords_own_policies_are_isolated() {
+    let acme = example_tenant();
+    let db = server("  network:\n    cidrs: [10.0.12.7/32]\n    namespace: databases\n");
+    let beta = minimal_tenant("beta");
+    let (namespaces, policies) = built_cluster(&[(&acme, Some(&db)), (&beta, None)]);
+    let report = analysis::analyze(&namespaces, &policies, &analysis::AnalysisConfig::default());
+    assert_eq!(report.len(), 2);
+    assert!(
+        report.values().all(analysis::TenantIsolation::is_isolated),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn public_ingress_meets_an_egress_ip_block_unless_pod_cidrs_are_known() {
+    // acme may send to 203.0.113.0/24 on TCP 443; globex admits the whole internet. With
+    // the pod network unknown, acme's ipBlock might hold globex's pods.
+    let acme = example_tenant();
+    let globex = tenant(
+        "apiVersion: landlord.dev/v1alpha1
+kind: Tenant
+metadata: {name: globex}
+spec:
+  isolation:
+    network:
+      ingress:
+        - description: public load balancer traffic
+          peers: [{ipBlock: {cidr: 0.0.0.0/0}}]
+",
+    );
+    let (namespaces, policies) = built_cluster(&[(&acme, None), (&globex, None)]);
+    let unknown = analysis::analyze(&namespaces, &policies, &analysis::AnalysisConfig::default());
+    let breach = unknown["globex"].offending().unwrap();
+    assert_eq!(breach.from_tenant, "acme");
+    assert_eq!(breach.port, "TCP 443");
+    assert_eq!(
+        breach
+            .policies()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "acme-staging/landlord-allow-egress",
+            "tenant-globex/landlord-allow-ingress"
+        ]
+    );
+    let known = analysis::AnalysisConfig {
+        pod_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
+    };
+    let report = analysis::analyze(&namespaces, &policies, &known);
+    assert!(
+        report.values().all(analysis::TenantIsolation::is_isolated),
+        "{report:#?}"
+    );
+}

@@ -61,7 +61,7 @@ use std::rc::Rc;
 use std::str::FromStr;
 
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
+    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -568,6 +568,14 @@ impl NamespaceSet {
         self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, word)| {
+            (0..64)
+                .filter(move |bit| word & (1 << bit) != 0)
+                .map(move |bit| w * 64 + bit)
+        })
+    }
+
     fn union_with(&mut self, other: &NamespaceSet) {
         for (a, b) in self.0.iter_mut().zip(&other.0) {
             *a |= b;
@@ -611,6 +619,8 @@ struct Way {
 struct Analyzer<'a> {
     namespaces: Vec<(&'a NamespaceInfo, BTreeMap<String, String>)>,
     index: HashMap<&'a str, usize>,
+    /// The namespaces carrying each label, to evaluate `In` selectors without a scan.
+    label_index: HashMap<(String, String), Vec<usize>>,
     selector_cache: HashMap<Vec<Req>, Rc<NamespaceSet>>,
     pod_cidrs: &'a [Cidr],
 }
@@ -642,8 +652,24 @@ impl<'a> Analyzer<'a> {
             return Rc::clone(set);
         }
         let mut set = NamespaceSet::new(self.namespaces.len());
-        for (i, (_, labels)) in self.namespaces.iter().enumerate() {
-            if reqs.iter().all(|r| r.matches(labels)) {
+        let candidates: Vec<usize> = match reqs.iter().find_map(|r| match r {
+            Req::In(key, values) => Some((key, values)),
+            _ => None,
+        }) {
+            Some((key, values)) => values
+                .iter()
+                .filter_map(|v| self.label_index.get(&(key.clone(), v.clone())))
+                .flatten()
+                .copied()
+                .collect(),
+            None => (0..self.namespaces.len()).collect(),
+        };
+        for i in candidates {
+            if self
+                .namespaces
+                .get(i)
+                .is_some_and(|(_, labels)| reqs.iter().all(|r| r.matches(labels)))
+            {
                 set.insert(i);
             }
         }
@@ -675,15 +701,16 @@ impl<'a> Analyzer<'a> {
     fn ways(&mut self, ns: &str, policies: &[&NetworkPolicy], direction: Direction) -> Vec<Way> {
         let mut ways = Vec::new();
         let mut clauses = Vec::new();
+        // A policy without spec is what the API server would store for `spec: {}`.
+        let empty = NetworkPolicySpec::default();
         for policy in policies {
-            let spec = policy.spec.clone().unwrap_or_default();
+            let spec = policy.spec.as_ref().unwrap_or(&empty);
             let has_egress_rules = spec.egress.as_ref().is_some_and(|e| !e.is_empty());
-            let types: Vec<String> = match spec.policy_types.filter(|t| !t.is_empty()) {
-                Some(t) => t,
-                None if has_egress_rules => vec!["Ingress".to_owned(), "Egress".to_owned()],
-                None => vec!["Ingress".to_owned()],
+            let applies = match spec.policy_types.as_ref().filter(|t| !t.is_empty()) {
+                Some(types) => types.iter().any(|t| t == direction.name()),
+                None => direction == Direction::Ingress || has_egress_rules,
             };
-            if !types.iter().any(|t| t == direction.name()) {
+            if !applies {
                 continue;
             }
             let local = requirements(spec.pod_selector.as_ref());
@@ -776,9 +803,19 @@ pub fn analyze(
             .enumerate()
             .map(|(i, ns)| (ns.name.as_str(), i))
             .collect(),
+        label_index: HashMap::new(),
         selector_cache: HashMap::new(),
         pod_cidrs: &config.pod_cidrs,
     };
+    for (i, (_, labels)) in analyzer.namespaces.iter().enumerate() {
+        for (k, v) in labels {
+            analyzer
+                .label_index
+                .entry((k.clone(), v.clone()))
+                .or_default()
+                .push(i);
+        }
+    }
     let mut by_namespace: Vec<Vec<&NetworkPolicy>> = vec![Vec::new(); sorted.len()];
     for policy in policies {
         let ns = policy.metadata.namespace.as_deref().unwrap_or_default();
@@ -824,12 +861,17 @@ pub fn analyze(
             )
         })
         .collect();
-    for (a, source) in sorted.iter().enumerate() {
-        for (b, destination) in sorted.iter().enumerate() {
-            if source.tenant == destination.tenant
-                || !egress_reach[a].contains(b)
-                || !ingress_reach[b].contains(a)
-            {
+    for (b, destination) in sorted.iter().enumerate() {
+        // Only the namespaces the destination admits can be sources: usually its own.
+        let sources: Vec<usize> = match &ingress_reach[b] {
+            Admits::All => (0..sorted.len()).collect(),
+            Admits::Some(set) => set.iter().collect(),
+        };
+        for a in sources {
+            let Some(source) = sorted.get(a) else {
+                continue;
+            };
+            if source.tenant == destination.tenant || !egress_reach[a].contains(b) {
                 continue;
             }
             let found = egress[a]
@@ -1168,7 +1210,10 @@ mod tests {
             json!({"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress", "Egress"]}),
         );
         let b = [deny_all("tenant-b"), allow_all_egress("tenant-b")];
-        let report = run(namespaces, &[&b[..], &[web_only.clone()]].concat());
+        let report = run(
+            namespaces,
+            &[&b[..], std::slice::from_ref(&web_only)].concat(),
+        );
         assert_eq!(
             only_breach(&report, "a").ingress,
             Opening::NotIsolated {

@@ -229,3 +229,9 @@ pub fn prune(desired: &[ObjectId], existing: impl IntoIterator<Item = ObjectId>)
     inner.extend(namespaces);
     inner
 }
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod snapshot;

@@ -7,4 +7,5 @@
 
 pub mod api;
 pub mod crd;
+pub mod database;
 pub mod operator;

@@ -595,6 +595,30 @@ impl PostgresAdmin {
     }
 }
 
+/// Whether an existing role and database are exactly as [`DatabaseAdmin::ensure_tenant`]
+/// leaves them.
+fn in_place(
+    tenant: &TenantIdentifiers,
+    connection_limit: i32,
+    role: &RoleRow,
+    database: &DatabaseRow,
+) -> bool {
+    let marker = marker(tenant.tenant());
+    role.comment.as_deref() == Some(marker.as_str())
+        && role.can_login
+        && !(role.superuser
+            || role.create_db
+            || role.create_role
+            || role.replication
+            || role.bypass_rls)
+        && role.connection_limit == connection_limit
+        && role.admin_inherits
+        && database.owner == tenant.role()
+        && database.comment.as_deref() == Some(marker.as_str())
+        && !database.default_acl
+        && database.other_grantees.is_empty()
+}
+
 /// The advisory lock key text for a tenant (hashed by the server).
 fn lock_key(tenant: &TenantIdentifiers) -> String {
     format!("landlord.dev/tenant-role:{}", tenant.role())
@@ -622,6 +646,17 @@ impl DatabaseAdmin for PostgresAdmin {
         password: Option<&Password>,
     ) -> Result<EnsureOutcome, DatabaseError> {
         let mut outcome = EnsureOutcome::default();
+        if password.is_none() {
+            // Steady state: two catalog reads, no lock, no writes.
+            let conn = self.pool.get().await?;
+            let role = Self::role(&conn, tenant.role()).await?;
+            let database = Self::database(&conn, tenant.database()).await?;
+            if let (Some(role), Some(database)) = (role, database)
+                && in_place(tenant, connection_limit, &role, &database)
+            {
+                return Ok(outcome);
+            }
+        }
         // Role, database and database privileges, under the tenant's lock.
         let conn = self.locked(tenant).await?;
         let result = async {

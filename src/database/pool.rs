@@ -6,6 +6,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::types::ToSql;
@@ -41,6 +42,7 @@ pub(crate) struct Pool {
     password: String,
     config: Config,
     tls: Option<MakeRustlsConnect>,
+    connect_timeout: Duration,
     permits: Semaphore,
     idle: Mutex<Vec<Client>>,
     counters: Counters,
@@ -56,7 +58,12 @@ impl Pool {
         tls: Option<MakeRustlsConnect>,
         max: usize,
     ) -> Self {
+        let connect_timeout = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(10));
         Pool {
+            connect_timeout,
             server,
             user,
             password,
@@ -138,18 +145,31 @@ impl Pool {
         let map = |e: tokio_postgres::Error| {
             DatabaseError::from_postgres(&e, &self.server, &self.user, &secrets)
         };
-        let client = match &self.tls {
-            None => {
-                let (client, connection) = config.connect(NoTls).await.map_err(map)?;
-                tokio::spawn(connection);
-                client
-            }
-            Some(tls) => {
-                let (client, connection) = config.connect(tls.clone()).await.map_err(map)?;
-                tokio::spawn(connection);
-                client
+        let connect = async {
+            match &self.tls {
+                None => {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(connection);
+                    Ok(client)
+                }
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls.clone()).await?;
+                    tokio::spawn(connection);
+                    Ok(client)
+                }
             }
         };
+        // tokio-postgres bounds the TCP connect only; bound TLS and authentication too.
+        let client = tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|_| DatabaseError::Unreachable {
+                server: self.server.clone(),
+                detail: format!(
+                    "no answer within {:?} (TCP connect, TLS and authentication)",
+                    self.connect_timeout
+                ),
+            })?
+            .map_err(map)?;
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
         let open = self.counters.open.fetch_add(1, Ordering::Relaxed) + 1;
         self.counters.peak.fetch_max(open, Ordering::Relaxed);

@@ -51,6 +51,23 @@ fn sqlstate(err: &tokio_postgres::Error) -> SqlState {
 async fn reports_the_server_version() {
     let version = admin().server_version().await.unwrap();
     assert!(version.starts_with("15."), "{version}");
+    // Everything here runs as a role without SUPERUSER.
+    let su = shared().superuser("postgres").await;
+    let row = su
+        .query_one(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = $1",
+            &[&support::postgres::ADMIN_USER],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2)
+        ),
+        (false, true, true)
+    );
 }
 
 #[tokio::test]
@@ -247,6 +264,39 @@ async fn ensure_is_idempotent_and_only_repairs_drift() {
     assert!(!row.get::<_, bool>(0) && !row.get::<_, bool>(1));
     assert_eq!(row.get::<_, i32>(2), 3);
     assert!(!admin.ensure_tenant(&ids, 3, None).await.unwrap().changed());
+}
+
+#[tokio::test]
+async fn an_interrupted_provisioning_is_completed() {
+    let admin = admin();
+    let (ids, _) = provision(&admin, "interrupted").await;
+    // As if Landlord stopped after CREATE DATABASE: no completion comment, and the
+    // tenant database's schema public still open to PUBLIC.
+    let su = shared().superuser("postgres").await;
+    su.batch_execute(&format!("COMMENT ON DATABASE {} IS NULL", ids.database()))
+        .await
+        .unwrap();
+    let inside = shared().superuser(ids.database()).await;
+    inside
+        .batch_execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        .await
+        .unwrap();
+    let outcome = admin.ensure_tenant(&ids, 10, None).await.unwrap();
+    assert!(
+        outcome.database_secured && !outcome.database_created,
+        "{outcome:?}"
+    );
+    let row = inside
+        .query_one(
+            "SELECT has_schema_privilege('public', 'public', 'CREATE'), \
+                    shobj_description((SELECT oid FROM pg_database WHERE datname = current_database()), 'pg_database')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, String>(1), "landlord.dev/tenant=interrupted");
+    assert!(!admin.ensure_tenant(&ids, 10, None).await.unwrap().changed());
 }
 
 #[tokio::test]

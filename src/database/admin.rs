@@ -383,16 +383,19 @@ impl PostgresAdmin {
     }
 
     async fn role(conn: &PooledClient<'_>, role: &str) -> Result<Option<RoleRow>, DatabaseError> {
-        Ok(conn.query_opt(ROLE, &[&role]).await?.map(|row| RoleRow {
-            can_login: row.get(0),
-            superuser: row.get(1),
-            create_db: row.get(2),
-            create_role: row.get(3),
-            replication: row.get(4),
-            bypass_rls: row.get(5),
-            connection_limit: row.get(6),
-            comment: row.get(7),
-            admin_inherits: row.get(8),
+        let Some(row) = conn.query_opt(ROLE, &[&role]).await? else {
+            return Ok(None);
+        };
+        Ok(Some(RoleRow {
+            can_login: conn.column(&row, 0)?,
+            superuser: conn.column(&row, 1)?,
+            create_db: conn.column(&row, 2)?,
+            create_role: conn.column(&row, 3)?,
+            replication: conn.column(&row, 4)?,
+            bypass_rls: conn.column(&row, 5)?,
+            connection_limit: conn.column(&row, 6)?,
+            comment: conn.column(&row, 7)?,
+            admin_inherits: conn.column(&row, 8)?,
         }))
     }
 
@@ -400,15 +403,15 @@ impl PostgresAdmin {
         conn: &PooledClient<'_>,
         database: &str,
     ) -> Result<Option<DatabaseRow>, DatabaseError> {
-        Ok(conn
-            .query_opt(DATABASE, &[&database])
-            .await?
-            .map(|row| DatabaseRow {
-                owner: row.get(0),
-                comment: row.get(1),
-                default_acl: row.get(2),
-                other_grantees: row.get(3),
-            }))
+        let Some(row) = conn.query_opt(DATABASE, &[&database]).await? else {
+            return Ok(None);
+        };
+        Ok(Some(DatabaseRow {
+            owner: conn.column(&row, 0)?,
+            comment: conn.column(&row, 1)?,
+            default_acl: conn.column(&row, 2)?,
+            other_grantees: conn.column(&row, 3)?,
+        }))
     }
 
     /// Checks that an existing role is Landlord's role for this tenant.
@@ -634,9 +637,9 @@ impl DatabaseAdmin for PostgresAdmin {
     async fn server_version(&self) -> Result<String, DatabaseError> {
         let conn = self.pool.get().await?;
         let row = conn
-            .query("SELECT pg_catalog.current_setting('server_version')", &[])
+            .query_one("SELECT pg_catalog.current_setting('server_version')", &[])
             .await?;
-        Ok(row.first().map(|r| r.get(0)).unwrap_or_default())
+        conn.column(&row, 0)
     }
 
     async fn ensure_tenant(
@@ -720,18 +723,17 @@ impl DatabaseAdmin for PostgresAdmin {
         tenant: &TenantIdentifiers,
     ) -> Result<TenantPresence, DatabaseError> {
         let conn = self.pool.get().await?;
-        let rows = conn
-            .query(
+        let row = conn
+            .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1), \
                         EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $2)",
                 &[&tenant.role(), &tenant.database()],
             )
             .await?;
-        let (role, database) = rows
-            .first()
-            .map(|row| (row.get(0), row.get(1)))
-            .unwrap_or_default();
-        Ok(TenantPresence { role, database })
+        Ok(TenantPresence {
+            role: conn.column(&row, 0)?,
+            database: conn.column(&row, 1)?,
+        })
     }
 
     async fn drop_tenant(&self, tenant: &TenantIdentifiers) -> Result<DropOutcome, DatabaseError> {
@@ -783,16 +785,14 @@ impl DatabaseAdmin for PostgresAdmin {
     ) -> Result<DropEvidence, DatabaseError> {
         let conn = self.pool.get().await?;
         let header = conn
-            .query(
+            .query_one(
                 "SELECT pg_catalog.current_setting('server_version'), \
                         to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
                 &[],
             )
             .await?;
-        let (server_version, checked_at) = header
-            .first()
-            .map(|row| (row.get(0), row.get(1)))
-            .unwrap_or_default();
+        let server_version = conn.column(&header, 0)?;
+        let checked_at = conn.column(&header, 1)?;
         let mut checks = Vec::with_capacity(2);
         for (catalog, query, name) in [
             ("pg_database", VERIFY_DATABASE, tenant.database()),
@@ -802,8 +802,8 @@ impl DatabaseAdmin for PostgresAdmin {
                 .query(query, &[&name])
                 .await?
                 .iter()
-                .map(|row| row.get(0))
-                .collect();
+                .map(|row| conn.column(row, 0))
+                .collect::<Result<_, _>>()?;
             checks.push(CatalogCheck {
                 catalog: catalog.to_owned(),
                 query: query.to_owned(),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, Config, NoTls, Row};
 
 use super::error::DatabaseError;
@@ -267,6 +267,31 @@ impl PooledClient<'_> {
             .query(sql, params)
             .await
             .map_err(self.map(&[]))
+    }
+
+    /// Runs one query with bound parameters that returns exactly one row.
+    pub(crate) async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, DatabaseError> {
+        self.pool
+            .counters
+            .statements
+            .fetch_add(1, Ordering::Relaxed);
+        self.client()?
+            .query_one(sql, params)
+            .await
+            .map_err(self.map(&[]))
+    }
+
+    /// Column `index` of `row`, as `T`.
+    pub(crate) fn column<'r, T: FromSql<'r>>(
+        &self,
+        row: &'r Row,
+        index: usize,
+    ) -> Result<T, DatabaseError> {
+        row.try_get(index).map_err(self.map(&[]))
     }
 
     /// Runs one query with bound parameters that returns at most one row.

@@ -1,12 +1,14 @@
 //! Landlord: segregated, encrypted, verifiably erasable client tenants on Kubernetes.
 //!
 //! The crate is laid out as `DESIGN.md` describes: [`api`] holds the custom resources,
-//! [`crd`] renders them as CustomResourceDefinitions, and [`operator`] is the process that
-//! `landlord run` starts (health, metrics, signals). Controllers arrive in their own
-//! modules as the capabilities they implement land.
+//! [`crd`] renders them as CustomResourceDefinitions, [`isolation`] builds a tenant's
+//! namespaces and policies (pure), [`database`] provisions its PostgreSQL database,
+//! [`controller`] reconciles, and [`operator`] is the process that `landlord run` starts
+//! (health, metrics, leader election, signals).
 
 pub mod api;
 pub mod controller;
 pub mod crd;
+pub mod database;
 pub mod isolation;
 pub mod operator;

@@ -1,0 +1,809 @@
+//! The Tenant controller: a Tenant becomes its isolated namespaces (Namespace, quota,
+//! limits, owners' RoleBinding, NetworkPolicies), kept as built and reported in status;
+//! deleting it runs the deletion workflow behind the `landlord.dev/erasure` finalizer.
+//!
+//! The reconcile is the pipeline of the conventions: observe (caches) → validate (pure,
+//! [`crate::isolation::validate`]) → build (pure, [`crate::isolation::build`]) → apply
+//! ([`super::apply`], skipping what already matches) → prune → status (computed from
+//! what was applied, written only when it changed).
+
+use std::sync::{Arc, PoisonError};
+
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::apply::{FIELD_MANAGER, Outcome};
+use super::{Context, Error};
+use crate::api::{
+    Condition, ConditionStatus, DeletionPolicy, DeletionStep, StepState, Tenant, TenantPhase,
+    TenantStatus, find_condition, set_condition,
+};
+use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
+use crate::isolation::{self, DesiredObject, ObjectId, ObjectKind, ValidatedTenant};
+
+/// The finalizer behind which deletion runs.
+pub const FINALIZER: &str = "landlord.dev/erasure";
+
+/// Condition types this controller owns.
+pub mod conditions {
+    pub const READY: &str = "Ready";
+    pub const NAMESPACES_READY: &str = "NamespacesReady";
+    pub const NETWORK_ISOLATED: &str = "NetworkIsolated";
+    pub const ISOLATED: &str = "Isolated";
+}
+
+fn tenant_error(tenant: &Tenant) -> impl Fn(kube::Error) -> Error + '_ {
+    move |source| Error::Tenant {
+        name: tenant.name_any(),
+        source,
+    }
+}
+
+/// Entry point for the controller runtime.
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.stores.ready().await?;
+    let result = if tenant.metadata.deletion_timestamp.is_some() {
+        delete(&tenant, &ctx).await
+    } else {
+        provision(&tenant, &ctx).await
+    };
+    ctx.metrics
+        .record_reconcile("tenant", result.as_ref().err().map(Error::category));
+    result
+}
+
+/// Backs off by error category, and says so in the log.
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(tenant = %tenant.name_any(), category = error.category(), error = %error, "reconcile failed");
+    Action::requeue(error.backoff())
+}
+
+// ---------------------------------------------------------------------------------------
+// Provisioning
+
+/// What applying found, for the status.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Namespaces another owner holds: never touched.
+    taken: Vec<String>,
+    /// Objects written (created or changed) in this pass.
+    written: usize,
+}
+
+async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
+    ensure_finalizer(tenant, ctx).await?;
+
+    // observe
+    let server = tenant.spec.database.as_ref().and_then(|db| {
+        ctx.stores
+            .database_servers
+            .get(&ObjectRef::new(&db.server_ref))
+    });
+    // validate
+    let validated = match isolation::validate(tenant, server.as_deref(), &ctx.config.isolation) {
+        Ok(v) => v,
+        Err(errors) => {
+            let message = errors.to_string();
+            let mut status = tenant.status.clone().unwrap_or_default();
+            let reason = reason_of(errors.category());
+            let generation = tenant.metadata.generation;
+            set_condition(
+                &mut status.conditions,
+                Condition::new(
+                    conditions::NAMESPACES_READY,
+                    ConditionStatus::False,
+                    &reason,
+                    &message,
+                    generation,
+                ),
+            );
+            finish_status(tenant, ctx, status).await?;
+            return Ok(Action::requeue(ctx.config.resync));
+        }
+    };
+    // build + apply + prune
+    let applied = apply_all(&validated, ctx).await?;
+    // status
+    let status = provisioned_status(tenant, &validated, &applied, ctx);
+    finish_status(tenant, ctx, status).await?;
+    Ok(Action::requeue(ctx.config.resync))
+}
+
+fn reason_of(category: &str) -> String {
+    category
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+async fn ensure_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
+    if tenant.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    // The whole list, guarded by the resourceVersion read: a concurrent change (another
+    // controller's finalizer) makes this a 409 and a retry, never a lost finalizer.
+    let mut finalizers = tenant.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    let patch = json!({"metadata": {"resourceVersion": tenant.resource_version(), "finalizers": finalizers}});
+    api.patch(
+        &tenant.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(tenant_error(tenant))?;
+    Ok(())
+}
+
+fn cached<K>(store: &Store<K>, id: &ObjectId) -> Option<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let reference = match &id.namespace {
+        Some(ns) => ObjectRef::new(&id.name).within(ns),
+        None => ObjectRef::new(&id.name),
+    };
+    store.get(&reference)
+}
+
+async fn apply_one<K>(
+    ctx: &Context,
+    desired: &K,
+    store: &Store<K>,
+    id: &ObjectId,
+) -> Result<Outcome, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + 'static,
+{
+    let namespace = id.namespace.as_deref().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = cached(store, id);
+    Ok(super::apply::apply(&api, desired, live.as_deref()).await?)
+}
+
+/// Applies every desired object, in order, then prunes what is no longer wanted.
+async fn apply_all(validated: &ValidatedTenant<'_>, ctx: &Context) -> Result<Applied, Error> {
+    let mut applied = Applied::default();
+    let stores = &ctx.stores;
+    let objects = isolation::build(validated);
+    for object in &objects {
+        let id = object.id();
+        let namespace = id.namespace.as_deref().unwrap_or(&id.name);
+        if applied.taken.iter().any(|t| t == namespace) {
+            continue;
+        }
+        let outcome = match object {
+            DesiredObject::Namespace(ns) => match apply_namespace(validated, ns, ctx).await? {
+                NamespaceOutcome::Taken(why) => {
+                    warn!(tenant = %validated.name(), namespace = %id.name, %why, "namespace not adopted");
+                    applied.taken.push(id.name.clone());
+                    continue;
+                }
+                NamespaceOutcome::Done(outcome) => outcome,
+            },
+            DesiredObject::ResourceQuota(o) => apply_one(ctx, o, &stores.quotas, &id).await?,
+            DesiredObject::LimitRange(o) => apply_one(ctx, o, &stores.limits, &id).await?,
+            DesiredObject::RoleBinding(o) => apply_one(ctx, o, &stores.bindings, &id).await?,
+            DesiredObject::NetworkPolicy(o) => apply_one(ctx, o, &stores.policies, &id).await?,
+        };
+        if outcome == Outcome::Applied {
+            applied.written += 1;
+        }
+    }
+    prune(validated, &objects, ctx).await?;
+    Ok(applied)
+}
+
+enum NamespaceOutcome {
+    Done(Outcome),
+    Taken(String),
+}
+
+/// A namespace is created only if it does not exist (a create, not an apply, so one that
+/// appears meanwhile is refused by the server instead of taken over), and updated only if
+/// it is this tenant's.
+async fn apply_namespace(
+    validated: &ValidatedTenant<'_>,
+    desired: &Namespace,
+    ctx: &Context,
+) -> Result<NamespaceOutcome, Error> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let name = desired.name_any();
+    let live = ctx.stores.namespaces.get(&ObjectRef::new(&name));
+    match live {
+        Some(live) => {
+            if let Err(e) = isolation::check_namespace_claim(validated, &live) {
+                return Ok(NamespaceOutcome::Taken(e.to_string()));
+            }
+            if live.metadata.deletion_timestamp.is_some() {
+                return Err(Error::NamespacesTerminating(format!(
+                    "namespace {name} is still terminating; it is re-created once it is gone"
+                )));
+            }
+            Ok(NamespaceOutcome::Done(
+                super::apply::apply(&api, desired, Some(&live)).await?,
+            ))
+        }
+        None => {
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PostParams::default()
+            };
+            match api.create(&params, desired).await {
+                Ok(_) => Ok(NamespaceOutcome::Done(Outcome::Applied)),
+                Err(kube::Error::Api(status)) if status.code == 409 => Ok(NamespaceOutcome::Taken(
+                    format!("namespace {name} was created by someone else meanwhile"),
+                )),
+                Err(source) => {
+                    Err(super::apply::ApplyError::new("create", "Namespace", &name, source).into())
+                }
+            }
+        }
+    }
+}
+
+fn labelled_for<K>(store: &Store<K>, tenant: &str, kind: ObjectKind) -> Vec<ObjectId>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| {
+            let labels = o.labels();
+            labels.get(TENANT_LABEL).is_some_and(|t| t == tenant)
+                && labels
+                    .get(MANAGED_BY_LABEL)
+                    .is_some_and(|m| m == MANAGED_BY)
+        })
+        .map(|o| ObjectId {
+            kind,
+            namespace: o.meta().namespace.clone(),
+            name: o.name_any(),
+        })
+        .collect()
+}
+
+/// Every object in the caches that Landlord labelled for this tenant.
+fn existing_objects(ctx: &Context, tenant: &str) -> Vec<ObjectId> {
+    let stores = &ctx.stores;
+    let mut ids = labelled_for(&stores.namespaces, tenant, ObjectKind::Namespace);
+    ids.extend(labelled_for(
+        &stores.quotas,
+        tenant,
+        ObjectKind::ResourceQuota,
+    ));
+    ids.extend(labelled_for(&stores.limits, tenant, ObjectKind::LimitRange));
+    ids.extend(labelled_for(
+        &stores.bindings,
+        tenant,
+        ObjectKind::RoleBinding,
+    ));
+    ids.extend(labelled_for(
+        &stores.policies,
+        tenant,
+        ObjectKind::NetworkPolicy,
+    ));
+    ids
+}
+
+async fn delete_object(ctx: &Context, id: &ObjectId) -> Result<(), Error> {
+    let client = ctx.client.clone();
+    let ns = id.namespace.as_deref().unwrap_or_default();
+    match id.kind {
+        ObjectKind::Namespace => {
+            super::apply::delete(&Api::<Namespace>::all(client), &id.name).await?
+        }
+        ObjectKind::ResourceQuota => {
+            super::apply::delete(&Api::<ResourceQuota>::namespaced(client, ns), &id.name).await?
+        }
+        ObjectKind::LimitRange => {
+            super::apply::delete(&Api::<LimitRange>::namespaced(client, ns), &id.name).await?
+        }
+        ObjectKind::RoleBinding => {
+            super::apply::delete(&Api::<RoleBinding>::namespaced(client, ns), &id.name).await?
+        }
+        ObjectKind::NetworkPolicy => {
+            super::apply::delete(&Api::<NetworkPolicy>::namespaced(client, ns), &id.name).await?
+        }
+    }
+    Ok(())
+}
+
+async fn prune(
+    validated: &ValidatedTenant<'_>,
+    objects: &[DesiredObject],
+    ctx: &Context,
+) -> Result<(), Error> {
+    let desired: Vec<ObjectId> = objects.iter().map(DesiredObject::id).collect();
+    let existing = existing_objects(ctx, validated.name());
+    for id in isolation::prune(&desired, existing) {
+        info!(tenant = %validated.name(), object = %id, "pruning an object the Tenant no longer asks for");
+        delete_object(ctx, &id).await?;
+    }
+    Ok(())
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if ok {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    Condition::new(type_, status, reason, message, generation)
+}
+
+fn provisioned_status(
+    tenant: &Tenant,
+    validated: &ValidatedTenant<'_>,
+    applied: &Applied,
+    ctx: &Context,
+) -> TenantStatus {
+    let generation = tenant.metadata.generation;
+    let mut status = tenant.status.clone().unwrap_or_default();
+    status.namespaces = validated.namespaces().to_vec();
+
+    let namespaces_ok = applied.taken.is_empty();
+    let namespaces = if namespaces_ok {
+        condition(
+            conditions::NAMESPACES_READY,
+            true,
+            "Provisioned",
+            format!(
+                "namespaces {} are in place",
+                validated.namespaces().join(", ")
+            ),
+            generation,
+        )
+    } else {
+        condition(
+            conditions::NAMESPACES_READY,
+            false,
+            "NamespaceTaken",
+            format!(
+                "namespace {} already exists and is not this tenant's; Landlord never adopts another owner's namespace: choose another name or delete that namespace",
+                applied.taken.join(", ")
+            ),
+            generation,
+        )
+    };
+    set_condition(&mut status.conditions, namespaces);
+    set_condition(
+        &mut status.conditions,
+        condition(
+            conditions::NETWORK_ISOLATED,
+            namespaces_ok,
+            if namespaces_ok {
+                "PoliciesApplied"
+            } else {
+                "NamespaceTaken"
+            },
+            if namespaces_ok {
+                "default-deny NetworkPolicies and the tenant's allow-lists are applied in every namespace"
+            } else {
+                "the tenant's NetworkPolicies could not be applied in every namespace"
+            },
+            generation,
+        ),
+    );
+    let verdict = ctx
+        .isolation
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(validated.name())
+        .cloned();
+    let isolated = match verdict {
+        Some(v) if v.is_isolated() => condition(
+            conditions::ISOLATED,
+            true,
+            "NoCrossTenantPath",
+            v.message(),
+            generation,
+        ),
+        Some(v) => condition(
+            conditions::ISOLATED,
+            false,
+            "CrossTenantPath",
+            v.message(),
+            generation,
+        ),
+        None => Condition::new(
+            conditions::ISOLATED,
+            ConditionStatus::Unknown,
+            "Analyzing",
+            "the isolation analysis has not covered this tenant's namespaces yet",
+            generation,
+        ),
+    };
+    set_condition(&mut status.conditions, isolated);
+
+    let pending: Vec<&str> = [
+        conditions::NAMESPACES_READY,
+        conditions::NETWORK_ISOLATED,
+        conditions::ISOLATED,
+    ]
+    .into_iter()
+    .filter(|t| !find_condition(&status.conditions, t).is_some_and(Condition::is_true))
+    .collect();
+    let ready = if pending.is_empty() {
+        condition(
+            conditions::READY,
+            true,
+            "Ready",
+            "the tenant's environment is in place and isolated",
+            generation,
+        )
+    } else {
+        condition(
+            conditions::READY,
+            false,
+            "NotReady",
+            format!("waiting for {}", pending.join(", ")),
+            generation,
+        )
+    };
+    let was_ready =
+        find_condition(&status.conditions, conditions::READY).is_some_and(Condition::is_true);
+    set_condition(&mut status.conditions, ready);
+    status.phase = Some(if pending.is_empty() {
+        TenantPhase::Ready
+    } else if was_ready || status.phase == Some(TenantPhase::Degraded) {
+        TenantPhase::Degraded
+    } else {
+        TenantPhase::Provisioning
+    });
+    status.observed_generation = generation;
+    status
+}
+
+/// Writes `status` if it differs from the Tenant's, and publishes an Event for every
+/// condition that changed its status.
+async fn finish_status(tenant: &Tenant, ctx: &Context, status: TenantStatus) -> Result<(), Error> {
+    let old = tenant.status.clone().unwrap_or_default();
+    if old == status {
+        return Ok(());
+    }
+    for new in &status.conditions {
+        let before = find_condition(&old.conditions, &new.type_).map(|c| c.status);
+        if before == Some(new.status) {
+            continue;
+        }
+        let type_ = match new.status {
+            ConditionStatus::False => EventType::Warning,
+            _ => EventType::Normal,
+        };
+        if before.is_none() && new.status != ConditionStatus::False {
+            // The first Unknown/True is not news; failures always are.
+            if new.type_ != conditions::READY {
+                continue;
+            }
+        }
+        publish(
+            tenant,
+            ctx,
+            type_,
+            &new.reason,
+            &format!("{}: {}", new.type_, new.message),
+        )
+        .await;
+    }
+    write_status(tenant, ctx, &status).await
+}
+
+async fn write_status(tenant: &Tenant, ctx: &Context, status: &TenantStatus) -> Result<(), Error> {
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let patch = json!({
+        "apiVersion": Tenant::api_version(&()),
+        "kind": Tenant::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &tenant.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(tenant_error(tenant))?;
+    Ok(())
+}
+
+async fn publish(tenant: &Tenant, ctx: &Context, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &tenant.object_ref(&())).await {
+        warn!(tenant = %tenant.name_any(), error = %e, "could not publish an event");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Deletion
+
+/// The steps of the deletion workflow, in order, for a deletion policy. Later
+/// capabilities (database, backups, key, receipt) insert their steps here.
+fn plan(policy: DeletionPolicy) -> &'static [&'static str] {
+    match policy {
+        DeletionPolicy::Erase => &["DeleteNamespaces", "RemoveFinalizer"],
+        DeletionPolicy::Retain => &["ReleaseObjects", "RemoveFinalizer"],
+    }
+}
+
+fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
+    if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let mut status = tenant.status.clone().unwrap_or_default();
+    if status.deletion.is_empty() {
+        status.deletion = plan(tenant.spec.deletion_policy)
+            .iter()
+            .map(|name| DeletionStep {
+                name: (*name).to_owned(),
+                state: StepState::Pending,
+                started_at: None,
+                completed_at: None,
+                message: None,
+            })
+            .collect();
+        status.phase = Some(TenantPhase::Deleting);
+        publish(
+            tenant,
+            ctx,
+            EventType::Normal,
+            "Deleting",
+            &format!(
+                "deletionPolicy {:?}: running {}",
+                tenant.spec.deletion_policy,
+                plan(tenant.spec.deletion_policy).join(", ")
+            ),
+        )
+        .await;
+        write_status(tenant, ctx, &status).await?;
+    }
+    let name = tenant.name_any();
+    for index in 0..status.deletion.len() {
+        if status.deletion[index].state == StepState::Done {
+            continue;
+        }
+        let step = status.deletion[index].name.clone();
+        if status.deletion[index].state != StepState::Running {
+            status.deletion[index].state = StepState::Running;
+            status.deletion[index].started_at = Some(now());
+            write_status(tenant, ctx, &status).await?;
+        }
+        let outcome = match step.as_str() {
+            "DeleteNamespaces" => delete_namespaces(tenant, ctx).await,
+            "ReleaseObjects" => release_objects(tenant, ctx).await,
+            "RemoveFinalizer" => {
+                // Recorded before it runs: once the finalizer is gone, so is the Tenant.
+                status.deletion[index].state = StepState::Done;
+                status.deletion[index].completed_at = Some(now());
+                write_status(tenant, ctx, &status).await?;
+                remove_finalizer(tenant, ctx).await?;
+                info!(tenant = %name, "deletion finished");
+                return Ok(Action::await_change());
+            }
+            other => Ok(format!("unknown step {other}: skipped")),
+        };
+        match outcome {
+            Ok(message) => {
+                status.deletion[index].state = StepState::Done;
+                status.deletion[index].completed_at = Some(now());
+                status.deletion[index].message = Some(message);
+                write_status(tenant, ctx, &status).await?;
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if status.deletion[index].message.as_deref() != Some(message.as_str()) {
+                    status.deletion[index].message = Some(message);
+                    write_status(tenant, ctx, &status).await?;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(Action::requeue(std::time::Duration::from_secs(1)))
+}
+
+/// The tenant's namespaces: those in its status and those labelled for it.
+fn tenant_namespaces(tenant: &Tenant, ctx: &Context) -> Vec<String> {
+    let mut names: Vec<String> = tenant
+        .status
+        .as_ref()
+        .map(|s| s.namespaces.clone())
+        .unwrap_or_default();
+    names.extend(
+        labelled_for(
+            &ctx.stores.namespaces,
+            &tenant.name_any(),
+            ObjectKind::Namespace,
+        )
+        .into_iter()
+        .map(|id| id.name),
+    );
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Deletes every namespace of the tenant that is really the tenant's, and waits until the
+/// API no longer has them.
+async fn delete_namespaces(tenant: &Tenant, ctx: &Context) -> Result<String, Error> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let mut remaining = Vec::new();
+    for name in tenant_namespaces(tenant, ctx) {
+        // Read from the API, not the cache: this step decides that data is gone.
+        let Some(live) = api.get_opt(&name).await.map_err(tenant_error(tenant))? else {
+            continue;
+        };
+        if live.labels().get(TENANT_LABEL) != Some(&tenant.name_any()) {
+            // Never this tenant's (a name it could not claim): not ours to delete.
+            continue;
+        }
+        if live.metadata.deletion_timestamp.is_none() {
+            super::apply::delete(&api, &name).await?;
+        }
+        remaining.push(name);
+    }
+    if remaining.is_empty() {
+        Ok("every namespace of the tenant is gone (404 from the API)".to_owned())
+    } else {
+        Err(Error::NamespacesTerminating(remaining.join(", ")))
+    }
+}
+
+/// `Retain`: takes the Tenant's owner references off everything Landlord created, so the
+/// garbage collector leaves it all in place when the Tenant goes.
+async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error> {
+    let uid = tenant.uid().unwrap_or_default();
+    let ids = existing_objects(ctx, &tenant.name_any());
+    let mut released = 0;
+    for id in &ids {
+        let client = ctx.client.clone();
+        let ns = id.namespace.clone().unwrap_or_default();
+        let done = match id.kind {
+            ObjectKind::Namespace => {
+                release(
+                    &Api::<Namespace>::all(client),
+                    &ctx.stores.namespaces,
+                    id,
+                    &uid,
+                )
+                .await
+            }
+            ObjectKind::ResourceQuota => {
+                release(
+                    &Api::<ResourceQuota>::namespaced(client, &ns),
+                    &ctx.stores.quotas,
+                    id,
+                    &uid,
+                )
+                .await
+            }
+            ObjectKind::LimitRange => {
+                release(
+                    &Api::<LimitRange>::namespaced(client, &ns),
+                    &ctx.stores.limits,
+                    id,
+                    &uid,
+                )
+                .await
+            }
+            ObjectKind::RoleBinding => {
+                release(
+                    &Api::<RoleBinding>::namespaced(client, &ns),
+                    &ctx.stores.bindings,
+                    id,
+                    &uid,
+                )
+                .await
+            }
+            ObjectKind::NetworkPolicy => {
+                release(
+                    &Api::<NetworkPolicy>::namespaced(client, &ns),
+                    &ctx.stores.policies,
+                    id,
+                    &uid,
+                )
+                .await
+            }
+        }?;
+        released += usize::from(done);
+    }
+    Ok(format!(
+        "released {released} of {} objects (namespaces kept): they no longer belong to the Tenant",
+        ids.len()
+    ))
+}
+
+async fn release<K>(api: &Api<K>, store: &Store<K>, id: &ObjectId, uid: &str) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + 'static,
+{
+    let Some(live) = cached(store, id) else {
+        return Ok(false);
+    };
+    if !live.owner_references().iter().any(|r| r.uid == uid) {
+        return Ok(false);
+    }
+    let kept: Vec<_> = live
+        .owner_references()
+        .iter()
+        .filter(|r| r.uid != uid)
+        .collect();
+    let patch =
+        json!({"metadata": {"resourceVersion": live.resource_version(), "ownerReferences": kept}});
+    match api
+        .patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(source) => {
+            Err(super::apply::ApplyError::new("release", id.kind.as_str(), &id.name, source).into())
+        }
+    }
+}
+
+async fn remove_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let kept: Vec<&String> = tenant
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let patch =
+        json!({"metadata": {"resourceVersion": tenant.resource_version(), "finalizers": kept}});
+    match api
+        .patch(
+            &tenant.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Tenant {
+            name: tenant.name_any(),
+            source,
+        }),
+    }
+}

@@ -1,0 +1,272 @@
+//! What can go wrong talking to a database server, in categories a controller can act on.
+
+use std::error::Error as StdError;
+
+use thiserror::Error;
+use tokio_postgres::error::SqlState;
+
+use super::tls::TlsSetupError;
+
+/// A failure of a database operation. Messages name the server and what to fix; they never
+/// contain a password.
+#[derive(Debug, Error)]
+pub enum DatabaseError {
+    /// The server could not be reached: refused, timed out, name not resolved, connection
+    /// lost.
+    #[error("cannot reach the database server {server}: {detail}")]
+    Unreachable {
+        /// `host:port`.
+        server: String,
+        /// What failed, from the client library and the operating system.
+        detail: String,
+    },
+    /// The server refused the credentials (wrong password, no `pg_hba.conf` entry, no
+    /// such role).
+    #[error("the database server {server} refused the credentials of role {user:?}: {detail}")]
+    AuthFailed {
+        /// `host:port`.
+        server: String,
+        /// The role that tried to log in.
+        user: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// TLS could not be set up: the server does not offer TLS, its certificate is not
+    /// signed by the CA or does not name the host, or the CA is not valid PEM.
+    #[error("TLS with the database server {server} failed: {detail}")]
+    TlsFailed {
+        /// `host:port`.
+        server: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The server answered with an error (permissions, limits, a statement that failed).
+    #[error("the database server {server} reported an error{}: {detail}", code.as_ref().map(|c| format!(" (SQLSTATE {c})")).unwrap_or_default())]
+    ServerError {
+        /// `host:port`.
+        server: String,
+        /// The SQLSTATE, when the server sent one.
+        code: Option<String>,
+        /// The server's message.
+        detail: String,
+    },
+    /// A database or role with the tenant's name exists but is not one Landlord created
+    /// for that tenant (or has been given privileges only a superuser can take away).
+    /// Landlord neither adopts nor drops it.
+    #[error("refusing to use {object} on the database server {server}: {detail}")]
+    Conflict {
+        /// `host:port`.
+        server: String,
+        /// E.g. `role "tenant_acme"`.
+        object: String,
+        /// Why it is not Landlord's.
+        detail: String,
+    },
+    /// The tenant's role does not exist (yet).
+    #[error("{object} does not exist on the database server {server}")]
+    NotProvisioned {
+        /// `host:port`.
+        server: String,
+        /// E.g. `role "tenant_acme"`.
+        object: String,
+    },
+}
+
+impl DatabaseError {
+    /// CamelCase reason for conditions and events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DatabaseError::Unreachable { .. } => "Unreachable",
+            DatabaseError::AuthFailed { .. } => "AuthFailed",
+            DatabaseError::TlsFailed { .. } => "TLSFailed",
+            DatabaseError::ServerError { .. } => "ServerError",
+            DatabaseError::Conflict { .. } => "NameConflict",
+            DatabaseError::NotProvisioned { .. } => "NotProvisioned",
+        }
+    }
+
+    /// snake_case category for metric labels and back-off decisions.
+    pub fn category(&self) -> &'static str {
+        match self {
+            DatabaseError::Unreachable { .. } => "database_unreachable",
+            DatabaseError::AuthFailed { .. } => "database_auth_failed",
+            DatabaseError::TlsFailed { .. } => "database_tls_failed",
+            DatabaseError::ServerError { .. } => "database_server_error",
+            DatabaseError::Conflict { .. } => "database_conflict",
+            DatabaseError::NotProvisioned { .. } => "database_not_provisioned",
+        }
+    }
+
+    /// Classifies an error from `tokio-postgres`. `user` is the role that was logging in;
+    /// every string in `secrets` is replaced by `[redacted]` in the message.
+    pub(crate) fn from_postgres(
+        err: &tokio_postgres::Error,
+        server: &str,
+        user: &str,
+        secrets: &[&str],
+    ) -> Self {
+        let server = server.to_owned();
+        let detail = redact(&describe(err), secrets);
+        if let Some(db) = err.as_db_error() {
+            let code = db.code();
+            return if code == &SqlState::INVALID_PASSWORD
+                || code == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            {
+                DatabaseError::AuthFailed {
+                    server,
+                    user: user.to_owned(),
+                    detail,
+                }
+            } else {
+                DatabaseError::ServerError {
+                    server,
+                    code: Some(code.code().to_owned()),
+                    detail,
+                }
+            };
+        }
+        // tokio-postgres exposes its error kinds only through their fixed messages.
+        let kind = err.to_string();
+        if is_tls_failure(err) || kind == "error performing TLS handshake" {
+            DatabaseError::TlsFailed { server, detail }
+        } else if kind == "authentication error" {
+            DatabaseError::AuthFailed {
+                server,
+                user: user.to_owned(),
+                detail,
+            }
+        } else if matches!(
+            kind.as_str(),
+            "error connecting to server"
+                | "timeout waiting for server"
+                | "error communicating with the server"
+                | "connection closed"
+        ) {
+            DatabaseError::Unreachable { server, detail }
+        } else {
+            DatabaseError::ServerError {
+                server,
+                code: None,
+                detail,
+            }
+        }
+    }
+}
+
+/// The error and its chain of causes, `: `-separated.
+fn describe(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = match cause.downcast_ref::<std::io::Error>() {
+            // io::Error::source skips the wrapped error; look at it directly.
+            Some(io) => io.get_ref().and_then(|inner| inner.source()),
+            None => cause.source(),
+        };
+    }
+    out
+}
+
+/// Whether a rustls error (or our TLS set-up error) is among the causes.
+fn is_tls_failure(err: &(dyn StdError + 'static)) -> bool {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(cause) = next {
+        if cause.is::<rustls::Error>() || cause.is::<TlsSetupError>() {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && (inner.is::<rustls::Error>() || inner.is::<TlsSetupError>())
+        {
+            return true;
+        }
+        next = cause.source();
+    }
+    false
+}
+
+/// Replaces every non-empty secret in `text` with `[redacted]`.
+pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_owned(), |acc, secret| {
+            acc.replace(secret, "[redacted]")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_and_categories_are_stable() {
+        let server = "db:5432".to_owned();
+        let cases = [
+            (
+                DatabaseError::Unreachable {
+                    server: server.clone(),
+                    detail: String::new(),
+                },
+                "Unreachable",
+                "database_unreachable",
+            ),
+            (
+                DatabaseError::AuthFailed {
+                    server: server.clone(),
+                    user: "landlord".into(),
+                    detail: String::new(),
+                },
+                "AuthFailed",
+                "database_auth_failed",
+            ),
+            (
+                DatabaseError::TlsFailed {
+                    server: server.clone(),
+                    detail: String::new(),
+                },
+                "TLSFailed",
+                "database_tls_failed",
+            ),
+            (
+                DatabaseError::ServerError {
+                    server,
+                    code: Some("42501".into()),
+                    detail: "permission denied".into(),
+                },
+                "ServerError",
+                "database_server_error",
+            ),
+        ];
+        for (err, reason, category) in cases {
+            assert_eq!(err.reason(), reason);
+            assert_eq!(err.category(), category);
+        }
+    }
+
+    #[test]
+    fn server_errors_show_their_sqlstate() {
+        let err = DatabaseError::ServerError {
+            server: "db:5432".into(),
+            code: Some("42501".into()),
+            detail: "permission denied".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "the database server db:5432 reported an error (SQLSTATE 42501): permission denied"
+        );
+    }
+
+    #[test]
+    fn redaction_removes_every_secret() {
+        assert_eq!(
+            redact("a s3cr3t b s3cr3t", &["s3cr3t", ""]),
+            "a [redacted] b [redacted]"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! PostgreSQL provisioning: a database and a role per tenant on shared servers.
+//!
+//! - [`identifiers`]: tenant names to database and role names, and SQL quoting (pure).
+//! - [`password`]: random passwords that stay out of logs.
+//! - [`admin`]: the [`DatabaseAdmin`] trait the controllers call, and [`PostgresAdmin`],
+//!   its implementation over `tokio-postgres` with a bounded pool and rustls TLS.
+//!
+//! Nothing in Landlord drops a database or a role except
+//! [`DatabaseAdmin::drop_tenant`], and only the erasure workflow calls it.
+
+pub mod admin;
+mod error;
+pub mod identifiers;
+pub mod password;
+mod pool;
+mod tls;
+
+pub use admin::{
+    CatalogCheck, DatabaseAdmin, DropEvidence, DropOutcome, EnsureOutcome, PostgresAdmin,
+    ServerConfig, TenantPresence,
+};
+pub use error::DatabaseError;
+pub use identifiers::{
+    InvalidIdentifier, TenantIdentifiers, quote_ident, quote_literal, tenant_identifier,
+};
+pub use password::{Password, RandomError};
+pub use pool::AdminStats;
+pub use tls::TlsSetupError;

@@ -1,0 +1,242 @@
+//! TLS for connections to PostgreSQL, with rustls (ring) only.
+//!
+//! `require` encrypts without checking the certificate, like libpq's `sslmode=require`;
+//! `verify-full` checks the chain against the given CA (or the system roots) and that the
+//! certificate names the host. Channel binding (`SCRAM-SHA-256-PLUS`) is not offered.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
+
+use crate::api::TlsMode;
+
+/// TLS could not be configured.
+#[derive(Debug, Error)]
+pub enum TlsSetupError {
+    /// The CA bundle holds no PEM certificate, or one that cannot be parsed.
+    #[error("the CA bundle is not valid PEM: {0}")]
+    InvalidCa(String),
+    /// rustls refused the configuration.
+    #[error("TLS configuration refused: {0}")]
+    Config(#[from] rustls::Error),
+    /// The host is neither a DNS name nor an IP address.
+    #[error("{0:?} is not a valid TLS server name")]
+    ServerName(String),
+}
+
+/// Builds the rustls configuration for a mode; `None` for `disable`.
+pub(crate) fn client_config(
+    mode: TlsMode,
+    ca_pem: Option<&[u8]>,
+) -> Result<Option<MakeRustlsConnect>, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let config = match mode {
+        TlsMode::Disable => return Ok(None),
+        TlsMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate {
+                algorithms: provider.signature_verification_algorithms,
+            }))
+            .with_no_client_auth(),
+        TlsMode::VerifyFull => builder
+            .with_root_certificates(root_store(ca_pem)?)
+            .with_no_client_auth(),
+    };
+    Ok(Some(MakeRustlsConnect {
+        config: Arc::new(config),
+    }))
+}
+
+fn root_store(ca_pem: Option<&[u8]>) -> Result<RootCertStore, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| TlsSetupError::InvalidCa(e.to_string()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsSetupError::InvalidCa(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(TlsSetupError::InvalidCa(
+                    "no CERTIFICATE section found".to_owned(),
+                ));
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+        }
+    }
+    Ok(roots)
+}
+
+/// `sslmode=require`: accepts any certificate, but still checks that the server holds its
+/// key (handshake signatures are verified).
+#[derive(Debug)]
+struct AnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Makes rustls connections for `tokio-postgres`.
+#[derive(Clone)]
+pub(crate) struct MakeRustlsConnect {
+    config: Arc<ClientConfig>,
+}
+
+impl<S> MakeTlsConnect<S> for MakeRustlsConnect
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = RustlsStream<S>;
+    type TlsConnect = RustlsConnect;
+    type Error = TlsSetupError;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, TlsSetupError> {
+        let name = ServerName::try_from(domain.to_owned())
+            .map_err(|_| TlsSetupError::ServerName(domain.to_owned()))?;
+        Ok(RustlsConnect {
+            config: self.config.clone(),
+            name,
+        })
+    }
+}
+
+/// One TLS handshake to one server name.
+pub(crate) struct RustlsConnect {
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+}
+
+impl<S> TlsConnect<S> for RustlsConnect
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = RustlsStream<S>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream<S>>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        Box::pin(async move {
+            tokio_rustls::TlsConnector::from(self.config)
+                .connect(self.name, stream)
+                .await
+                .map(RustlsStream)
+        })
+    }
+}
+
+/// An established TLS stream.
+pub(crate) struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for RustlsStream<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        ChannelBinding::none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disable_needs_no_tls() {
+        assert!(client_config(TlsMode::Disable, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn require_and_verify_full_build_a_connector() {
+        assert!(client_config(TlsMode::Require, None).unwrap().is_some());
+        assert!(client_config(TlsMode::VerifyFull, None).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_ca_without_certificates_is_refused() {
+        for pem in [
+            &b""[..],
+            b"not pem at all",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
+            let err = client_config(TlsMode::VerifyFull, Some(pem))
+                .err()
+                .unwrap_or_else(|| panic!("{pem:?} was accepted"));
+            assert!(matches!(err, TlsSetupError::InvalidCa(_)), "{err}");
+        }
+    }
+}

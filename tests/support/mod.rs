@@ -1,0 +1,5 @@
+//! Shared test support, included by integration tests with `mod support;`. Each test
+//! binary uses only part of it, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod postgres;

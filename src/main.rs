@@ -54,6 +54,13 @@ struct RunArgs {
     /// name and process id.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Seconds between two looks at an unchanged Tenant (drift outside Kubernetes that no
+    /// watch reports).
+    #[arg(long, env = "LANDLORD_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=86400))]
+    resync_seconds: u64,
+    /// How many Tenants are reconciled at once.
+    #[arg(long, env = "LANDLORD_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -124,6 +131,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
         lease_name: args.lease_name,
         lease_namespace: args.lease_namespace,
         identity: args.identity.unwrap_or_else(default_identity),
+        resync: Duration::from_secs(args.resync_seconds),
+        concurrency: args.concurrency,
     };
     landlord::operator::run(config).await.map_err(|e| {
         let mut message = e.to_string();

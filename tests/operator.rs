@@ -56,6 +56,8 @@ fn config(identity: &str) -> Config {
         lease_name: "landlord-leader".to_owned(),
         lease_namespace: Some("default".to_owned()),
         identity: identity.to_owned(),
+        resync: Duration::from_secs(300),
+        concurrency: 4,
     }
 }
 
@@ -80,6 +82,10 @@ async fn holder(client: &kube::Client) -> Option<String> {
 
 #[tokio::test]
 async fn readiness_follows_the_crds_and_says_what_is_missing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("landlord=debug,kube_runtime=debug")
+        .with_test_writer()
+        .try_init();
     let emulator = kube_emulator::Emulator::start()
         .await
         .expect("emulator starts");

@@ -10,8 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// Landlord's field manager for server-side apply.
-pub const FIELD_MANAGER: &str = "landlord";
+pub use crate::isolation::labels::FIELD_MANAGER;
 
 /// Whether every field `desired` sets has the same value in `live`: re-applying `desired`
 /// would change nothing Landlord owns.
@@ -50,6 +49,16 @@ pub struct ApplyError {
 }
 
 impl ApplyError {
+    /// A failed `verb` on the object `kind` `name`.
+    pub fn new(verb: &'static str, kind: &str, name: &str, source: kube::Error) -> Self {
+        ApplyError {
+            verb,
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            source,
+        }
+    }
+
     /// Stable short category, for metrics and condition reasons.
     pub fn category(&self) -> &'static str {
         match &self.source {
@@ -61,60 +70,49 @@ impl ApplyError {
     }
 }
 
-/// Applies and deletes the objects Landlord manages.
-#[derive(Clone)]
-pub struct Applier {
-    client: kube::Client,
+/// Server-side applies `desired` (forcing ownership of its fields) unless `live` already
+/// satisfies it.
+pub async fn apply<K>(api: &Api<K>, desired: &K, live: Option<&K>) -> Result<Outcome, ApplyError>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let name = desired.name_any();
+    let error = |verb, source| ApplyError {
+        verb,
+        kind: K::kind(&()).into_owned(),
+        name: name.clone(),
+        source,
+    };
+    let want = serde_json::to_value(desired)
+        .map_err(|e| error("serialize", kube::Error::SerdeError(e)))?;
+    if let Some(live) = live {
+        let have = serde_json::to_value(live)
+            .map_err(|e| error("serialize", kube::Error::SerdeError(e)))?;
+        if satisfied_by(&want, &have) {
+            return Ok(Outcome::Unchanged);
+        }
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(&want))
+        .await
+        .map_err(|e| error("apply", e))?;
+    Ok(Outcome::Applied)
 }
 
-impl Applier {
-    /// An applier writing through `client`.
-    pub fn new(client: kube::Client) -> Self {
-        Applier { client }
-    }
-
-    /// Server-side applies `desired` (forcing ownership of its fields) unless `live`
-    /// already satisfies it.
-    pub async fn apply<K>(&self, api: &Api<K>, desired: &K, live: Option<&K>) -> Result<Outcome, ApplyError>
-    where
-        K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
-    {
-        let name = desired.name_any();
-        let error = |verb, source| ApplyError {
-            verb,
+/// Deletes an object; one that is already gone counts as deleted.
+pub async fn delete<K>(api: &Api<K>, name: &str) -> Result<(), ApplyError>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(ApplyError {
+            verb: "delete",
             kind: K::kind(&()).into_owned(),
-            name: name.clone(),
+            name: name.to_owned(),
             source,
-        };
-        let want = serde_json::to_value(desired).map_err(|e| error("serialize", kube::Error::SerdeError(e)))?;
-        if let Some(live) = live {
-            let have = serde_json::to_value(live).map_err(|e| error("serialize", kube::Error::SerdeError(e)))?;
-            if satisfied_by(&want, &have) {
-                return Ok(Outcome::Unchanged);
-            }
-        }
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(&name, &params, &Patch::Apply(&want))
-            .await
-            .map_err(|e| error("apply", e))?;
-        Ok(Outcome::Applied)
-    }
-
-    /// Deletes an object; one that is already gone counts as deleted.
-    pub async fn delete<K>(&self, api: &Api<K>, name: &str) -> Result<(), ApplyError>
-    where
-        K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
-    {
-        match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(source) => Err(ApplyError {
-                verb: "delete",
-                kind: K::kind(&()).into_owned(),
-                name: name.to_owned(),
-                source,
-            }),
-        }
+        }),
     }
 }
 
@@ -138,7 +136,10 @@ mod tests {
     #[test]
     fn a_changed_or_missing_field_needs_a_write() {
         let desired = json!({"spec": {"hard": {"pods": "5"}}});
-        assert!(!satisfied_by(&desired, &json!({"spec": {"hard": {"pods": "6"}}})));
+        assert!(!satisfied_by(
+            &desired,
+            &json!({"spec": {"hard": {"pods": "6"}}})
+        ));
         assert!(!satisfied_by(&desired, &json!({"spec": {"hard": {}}})));
         assert!(!satisfied_by(&desired, &json!({})));
     }
@@ -146,8 +147,17 @@ mod tests {
     #[test]
     fn lists_are_compared_whole() {
         let desired = json!({"spec": {"policyTypes": ["Ingress", "Egress"]}});
-        assert!(satisfied_by(&desired, &json!({"spec": {"policyTypes": ["Ingress", "Egress"]}})));
-        assert!(!satisfied_by(&desired, &json!({"spec": {"policyTypes": ["Ingress"]}})));
-        assert!(!satisfied_by(&desired, &json!({"spec": {"policyTypes": ["Egress", "Ingress"]}})));
+        assert!(satisfied_by(
+            &desired,
+            &json!({"spec": {"policyTypes": ["Ingress", "Egress"]}})
+        ));
+        assert!(!satisfied_by(
+            &desired,
+            &json!({"spec": {"policyTypes": ["Ingress"]}})
+        ));
+        assert!(!satisfied_by(
+            &desired,
+            &json!({"spec": {"policyTypes": ["Egress", "Ingress"]}})
+        ));
     }
 }

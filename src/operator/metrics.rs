@@ -12,6 +12,12 @@ struct BuildLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    controller: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
     result: String,
 }
@@ -23,6 +29,7 @@ pub struct Metrics {
     ready: Gauge,
     leader: Gauge,
     api_checks: Family<CheckLabels, Counter>,
+    reconciles: Family<ReconcileLabels, Counter>,
 }
 
 impl Metrics {
@@ -54,8 +61,15 @@ impl Metrics {
             "API readiness checks by result (ok, crd_missing, forbidden, api_unreachable)",
             api_checks.clone(),
         );
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by controller and result (ok, or the error category)",
+            reconciles.clone(),
+        );
         Metrics {
             registry,
+            reconciles,
             ready,
             leader,
             api_checks,
@@ -67,6 +81,16 @@ impl Metrics {
         self.ready.set(i64::from(failure.is_none()));
         self.api_checks
             .get_or_create(&CheckLabels {
+                result: failure.unwrap_or("ok").to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records one reconcile: `None` for success, else the error category.
+    pub fn record_reconcile(&self, controller: &str, failure: Option<&str>) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                controller: controller.to_owned(),
                 result: failure.unwrap_or("ok").to_owned(),
             })
             .inc();

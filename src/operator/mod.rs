@@ -14,7 +14,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::runtime::events::Reporter;
 use tokio::sync::watch;
+
+use crate::controller::{self, ControllerConfig};
+use crate::isolation::IsolationConfig;
+use crate::isolation::analysis::AnalysisConfig;
 use tracing::{error, info};
 
 pub use health::serve as serve_health;
@@ -35,6 +40,10 @@ pub struct Config {
     pub lease_namespace: Option<String>,
     /// This replica's identity in the election, usually the pod name.
     pub identity: String,
+    /// How often an unchanged Tenant is reconciled again.
+    pub resync: Duration,
+    /// How many Tenants are reconciled at once.
+    pub concurrency: u16,
 }
 
 /// Errors that stop the operator.
@@ -68,6 +77,9 @@ pub struct Operator {
     local_addr: SocketAddr,
     readiness: Readiness,
     stop_tx: watch::Sender<bool>,
+    release_tx: watch::Sender<bool>,
+    leadership: tokio::task::JoinHandle<()>,
+    election: tokio::task::JoinHandle<()>,
     tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
 }
 
@@ -94,29 +106,44 @@ impl Operator {
             stop_rx.clone(),
         ));
 
+        let namespace = config
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned());
         let lease = LeaseSettings::new(
-            config
-                .lease_namespace
-                .clone()
-                .unwrap_or_else(|| client.default_namespace().to_owned()),
+            namespace.clone(),
             config.lease_name.clone(),
             config.identity.clone(),
         );
-        let (leading_tx, mut leading_rx) = watch::channel(false);
+        // The Lease is released only after the controllers stopped: two replicas never
+        // reconcile at once, not even during a hand-over.
+        let (release_tx, release_rx) = watch::channel(false);
+        let (leading_tx, leading_rx) = watch::channel(false);
         let election = tokio::spawn(leader::campaign(
             client.clone(),
             lease,
             leading_tx,
+            release_rx,
+        ));
+        let controllers = ControllerConfig {
+            isolation: IsolationConfig {
+                operator_namespace: namespace,
+            },
+            analysis: AnalysisConfig::default(),
+            resync: config.resync,
+            concurrency: config.concurrency,
+            reporter: Reporter {
+                controller: "landlord".to_owned(),
+                instance: Some(config.identity.clone()),
+            },
+        };
+        let leadership = tokio::spawn(lead(
+            client.clone(),
+            controllers,
+            metrics.clone(),
+            leading_rx,
             stop_rx.clone(),
         ));
-        let leader_metrics = metrics.clone();
-        let leadership = tokio::spawn(async move {
-            // Controllers start and stop on this signal as they land; for now it is
-            // published as the `landlord_leader` gauge.
-            while leading_rx.changed().await.is_ok() {
-                leader_metrics.set_leader(*leading_rx.borrow());
-            }
-        });
 
         let checker = tokio::spawn(readiness::keep_checking(
             client,
@@ -129,12 +156,10 @@ impl Operator {
             local_addr,
             readiness,
             stop_tx,
-            tasks: vec![
-                ("leader election", election),
-                ("leadership", leadership),
-                ("API check", checker),
-                ("health server", server),
-            ],
+            release_tx,
+            leadership,
+            election,
+            tasks: vec![("API check", checker), ("health server", server)],
         })
     }
 
@@ -143,18 +168,67 @@ impl Operator {
         self.local_addr
     }
 
-    /// Stops every task: `/readyz` fails at once, the Lease is released, then the
-    /// endpoints close.
+    /// Stops in order: `/readyz` fails at once, the controllers finish what they are
+    /// doing, the Lease is released, then the endpoints close.
     pub async fn stop(self) {
         info!("stopping");
         self.readiness.set_stopping();
         self.stop_tx.send_replace(true);
+        if let Err(e) = self.leadership.await {
+            error!(error = %e, "the controllers ended abnormally");
+        }
+        self.release_tx.send_replace(true);
+        if let Err(e) = self.election.await {
+            error!(error = %e, "leader election ended abnormally");
+        }
         for (name, task) in self.tasks {
             if let Err(e) = task.await {
                 error!(error = %e, task = name, "task ended abnormally");
             }
         }
         info!("stopped");
+    }
+}
+
+/// Runs the controllers while this replica leads, until `stop`.
+async fn lead(
+    client: kube::Client,
+    config: ControllerConfig,
+    metrics: Arc<Metrics>,
+    mut leading: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            led = leading.wait_for(|l| *l) => if led.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        metrics.set_leader(true);
+        let (controllers_stop, controllers_stop_rx) = watch::channel(false);
+        let mut controllers = tokio::spawn(controller::run(
+            client.clone(),
+            config.clone(),
+            metrics.clone(),
+            controllers_stop_rx,
+        ));
+        let stopping = tokio::select! {
+            _ = leading.wait_for(|l| !*l) => false,
+            _ = stop.wait_for(|s| *s) => true,
+            ended = &mut controllers => {
+                error!(result = ?ended, "the controllers stopped on their own");
+                false
+            }
+        };
+        metrics.set_leader(false);
+        controllers_stop.send_replace(true);
+        if !controllers.is_finished()
+            && let Err(e) = controllers.await
+        {
+            error!(error = %e, "the controllers ended abnormally");
+        }
+        if stopping {
+            return;
+        }
     }
 }
 

@@ -73,6 +73,21 @@ LANDLORD_KINDS = {
 EXPECTED_CLUSTER_PERMISSIONS = {
     # /readyz lists each kind.
     *((GROUP, plural, "list", None) for plural in LANDLORD_KINDS.values()),
+    # The Tenant controller.
+    (GROUP, "tenants", "watch", None),
+    (GROUP, "tenants", "patch", None),
+    (GROUP, "tenants/status", "patch", None),
+    (GROUP, "tenants/finalizers", "update", None),
+    (GROUP, "databaseservers", "watch", None),
+    *(("", "namespaces", verb, None) for verb in ("get", "list", "watch", "create", "patch", "delete")),
+    *((group, resource, verb, None)
+      for group, resource in (("", "resourcequotas"), ("", "limitranges"),
+                              ("networking.k8s.io", "networkpolicies"),
+                              ("rbac.authorization.k8s.io", "rolebindings"))
+      for verb in ("list", "watch", "create", "patch", "delete")),
+    ("rbac.authorization.k8s.io", "clusterroles", "bind", "admin"),
+    ("events.k8s.io", "events", "create", None),
+    ("events.k8s.io", "events", "patch", None),
 }
 
 

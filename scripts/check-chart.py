@@ -32,6 +32,7 @@ when anything failed.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import traceback
@@ -665,12 +666,32 @@ def check_notes_tenant(chart: Any, crds: list[dict[str, Any]]) -> None:
 
 CHART_APP_VERSION = ""
 
+# The operator's integration tests run it under the emulator's RBAC with exactly these
+# rules, so a permission the chart lacks fails a test.
+RBAC_FIXTURE = ROOT / "tests" / "fixtures" / "chart-rbac.json"
+
+
+def check_rbac_fixture(objects: list[dict[str, Any]], update: bool) -> None:
+    fixture = {
+        "clusterRoleRules": rbac_rules(objects, "ClusterRole"),
+        "leaseRoleRules": rbac_rules(objects, "Role"),
+    }
+    text = json.dumps(fixture, indent=2, sort_keys=True) + "\n"
+    if update:
+        RBAC_FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+        RBAC_FIXTURE.write_text(text)
+    require(RBAC_FIXTURE.exists() and RBAC_FIXTURE.read_text() == text,
+            f"{RBAC_FIXTURE.relative_to(ROOT)} differs from the chart's rendered RBAC: "
+            "run `.venv/bin/python scripts/check-chart.py --update-fixtures`")
+
 
 def main() -> int:
     global CHART_APP_VERSION
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--require-crds", action="store_true",
                         help="fail when charts/landlord/crds/ holds no CRDs")
+    parser.add_argument("--update-fixtures", action="store_true",
+                        help=f"rewrite {RBAC_FIXTURE.relative_to(ROOT)} from the rendered chart")
     parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of crashing checks")
     args = parser.parse_args()
     results = Results(args.verbose)
@@ -720,6 +741,9 @@ def main() -> int:
                     lambda: check_references(objects, merged))
         results.run(f"[{label}] NetworkPolicy", lambda: check_network_policy(objects, merged))
         results.run(f"[{label}] NOTES.txt", lambda: check_notes(manifests, merged))
+        if label == "chart defaults":
+            results.run(f"{RBAC_FIXTURE.relative_to(ROOT)} holds the chart's RBAC rules",
+                        lambda: check_rbac_fixture(objects, args.update_fixtures))
 
     invalid_files = sorted(INVALID_VALUES.glob("*.yaml"))
     results.run("tests/chart/invalid-values holds examples", lambda: require(

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::apply::Writer;
 use crate::builtin;
 use crate::error::{ApiError, ApiResult, FieldCause, GroupResource};
 use crate::events;
@@ -109,6 +110,10 @@ pub struct WriteOptions {
     /// `status` or `finalize` for writes to a subresource.
     pub subresource: Option<String>,
     pub field_validation: FieldValidation,
+    /// The field manager recorded in `managedFields` for this write (an `Update` entry),
+    /// or `None` when the object's `managedFields` are already final (server-side apply,
+    /// writes of the server itself).
+    pub field_manager: Option<String>,
 }
 
 /// A stored object and the warnings for the client.
@@ -212,6 +217,28 @@ fn spec_part(obj: &Value) -> Value {
         }
     }
     v
+}
+
+/// `obj` with the `managedFields` of a non-apply write by `opts.field_manager`
+/// (<https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management>:
+/// every write is tracked, not only apply).
+fn track_fields(
+    rt: &ResourceType,
+    version: &str,
+    old: Option<&Value>,
+    obj: Value,
+    opts: &WriteOptions,
+) -> Value {
+    let Some(manager) = &opts.field_manager else {
+        return obj;
+    };
+    let time = meta::now_rfc3339();
+    let writer = Writer {
+        manager,
+        subresource: opts.subresource.as_deref(),
+        time: &time,
+    };
+    rt.field_manager(version).update(old, &obj, &writer)
 }
 
 fn without_rv(obj: &Value) -> Value {
@@ -472,6 +499,7 @@ impl Cluster {
             self.check_namespace(rt, ns, meta::name(&obj))?;
         }
         let warnings = self.validate(rt, version, &mut obj, None, opts)?;
+        let mut obj = track_fields(rt, version, None, obj, opts);
         // generateName: retry with a new suffix on collision, as the real server does.
         let mut attempts = 0;
         while self.store.get(&rt.storage, ns, meta::name(&obj)).is_some() {
@@ -640,6 +668,7 @@ impl Cluster {
             meta::metadata_mut(&mut result).insert("generation".into(), json!(g + 1));
         }
         let warnings = self.validate(rt, version, &mut result, Some(&old), opts)?;
+        let result = track_fields(rt, version, Some(&old), result, opts);
         if without_rv(&result) == without_rv(&old) {
             return Ok(Written {
                 object: old,

@@ -251,6 +251,10 @@ impl ApiError {
             Some("Forbidden") => "Forbidden",
             Some("BadRequest") => "BadRequest",
             Some("Unauthorized") => "Unauthorized",
+            Some("NotFound") => "NotFound",
+            Some("Conflict") => "Conflict",
+            Some("UnsupportedMediaType") => "UnsupportedMediaType",
+            Some("RequestEntityTooLarge") => "RequestEntityTooLarge",
             _ => "InternalError",
         };
         let message = status

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::apply::FieldManager;
 use crate::error::GroupResource;
+use crate::patch::ResourceKind;
 
 pub const STANDARD_VERBS: &[&str] = &[
     "create",
@@ -140,6 +142,26 @@ impl ResourceType {
 
     pub fn is_crd(&self) -> bool {
         matches!(self.origin, Origin::Crd(_))
+    }
+
+    /// What patches and server-side apply need to know about the kind at `version`:
+    /// built-in, or custom with its CRD version's `openAPIV3Schema`.
+    pub fn patch_kind(&self, version: &str) -> ResourceKind<'_> {
+        if self.is_crd() {
+            ResourceKind::Custom {
+                open_api_v3_schema: self.version(version).and_then(|v| v.schema.as_ref()),
+            }
+        } else {
+            ResourceKind::Builtin {
+                group: &self.group,
+                kind: &self.kind,
+            }
+        }
+    }
+
+    /// The field manager (`managedFields`, server-side apply) of the kind at `version`.
+    pub fn field_manager(&self, version: &str) -> FieldManager<'_> {
+        FieldManager::new(self.patch_kind(version).schema(), self.status_subresource)
     }
 }
 

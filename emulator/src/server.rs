@@ -11,13 +11,14 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::apply::{ApplyError, Writer, decode_apply_body, manager_or_user_agent};
 use crate::auth::{Authenticator, UserInfo, unauthorized_status};
 use crate::builtin;
 use crate::cluster::{
@@ -25,11 +26,12 @@ use crate::cluster::{
 };
 use crate::decode;
 use crate::discovery;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FieldCause};
 use crate::faults::{FaultAction, Faults};
 use crate::meta;
 use crate::metrics::RequestCounter;
 use crate::openapi;
+use crate::patch::{PatchError, PatchType, apply_patch};
 use crate::rbac::{self, RequestAttributes};
 use crate::resources::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
@@ -425,6 +427,7 @@ async fn resource_request(
         return error_response(&ApiError::method_not_allowed());
     }
     let content_type = header(&req, CONTENT_TYPE).to_string();
+    let user_agent = header(&req, USER_AGENT).to_string();
     let body = if matches!(
         verb,
         "create" | "update" | "patch" | "delete" | "deletecollection"
@@ -449,6 +452,7 @@ async fn resource_request(
         query,
         accept,
         content_type,
+        user_agent,
         caller,
     };
     let result = match verb {
@@ -468,6 +472,11 @@ async fn resource_request(
     }
 }
 
+/// The `Status` of a refused patch.
+fn patch_error(e: &PatchError) -> ApiError {
+    ApiError::from_status(&e.to_status())
+}
+
 /// Everything a resource handler needs.
 pub struct RequestContext {
     pub shared: Arc<Shared>,
@@ -476,6 +485,8 @@ pub struct RequestContext {
     pub query: HashMap<String, String>,
     pub accept: String,
     pub content_type: String,
+    /// The `User-Agent` header: the default field manager of writes.
+    pub user_agent: String,
     pub caller: Caller,
 }
 
@@ -511,6 +522,10 @@ impl RequestContext {
             dry_run: self.dry_run()?,
             subresource: self.path.subresource.clone(),
             field_validation: FieldValidation::parse(self.q("fieldValidation"))?,
+            field_manager: Some(manager_or_user_agent(
+                self.q("fieldManager"),
+                &self.user_agent,
+            )),
         })
     }
 
@@ -608,7 +623,19 @@ impl RequestContext {
     /// warnings that `fieldValidation` asks for.
     fn decode_object(&self, body: &[u8], opts: &WriteOptions) -> ApiResult<(Value, Vec<String>)> {
         let parsed = decode::body(body, &self.content_type)?;
-        let obj = parsed.value;
+        self.admit_object(parsed.value, &parsed.duplicates, opts, body)
+    }
+
+    /// Checks that `obj` is an object of this resource and decodes it through its type:
+    /// unknown fields are dropped and, with the `duplicates` of the body, warned about or
+    /// refused as `fieldValidation` asks. `body` is quoted when the kind is missing.
+    fn admit_object(
+        &self,
+        obj: Value,
+        duplicates: &[String],
+        opts: &WriteOptions,
+        body: &[u8],
+    ) -> ApiResult<(Value, Vec<String>)> {
         let want_av = self.rt.api_version(self.version());
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
@@ -639,8 +666,7 @@ impl RequestContext {
             .iter()
             .map(|p| crate::cluster::unknown_field(p))
             .chain(
-                parsed
-                    .duplicates
+                duplicates
                     .iter()
                     .map(|p| crate::cluster::duplicate_field(p)),
             )
@@ -657,11 +683,10 @@ impl RequestContext {
         if self.rt.group == "authorization.k8s.io" {
             return Ok(self.reply(201, &self.review(obj)?, &warnings));
         }
-        self.check_rbac_write(&obj, None)?;
-        let written = self
-            .shared
-            .lock()
-            .create(&self.rt, self.version(), self.ns(), obj, &opts)?;
+        let mut c = self.shared.lock();
+        self.check_rbac_write(&mut c, &obj, None)?;
+        let written = c.create(&self.rt, self.version(), self.ns(), obj, &opts)?;
+        drop(c);
         warnings.extend(written.warnings);
         Ok(self.reply(201, &written.object, &warnings))
     }
@@ -669,23 +694,133 @@ impl RequestContext {
     fn update(&self, body: &[u8]) -> ApiResult<Response<Body>> {
         let opts = self.write_options()?;
         let (obj, mut warnings) = self.decode_object(body, &opts)?;
-        let old = self.shared.lock().get(&self.rt, self.ns(), self.name())?;
-        self.check_rbac_write(&obj, Some(&old))?;
-        let written = self.shared.lock().update(
-            &self.rt,
-            self.version(),
-            self.ns(),
-            self.name(),
-            obj,
-            &opts,
-        )?;
+        let mut c = self.shared.lock();
+        let old = c.get(&self.rt, self.ns(), self.name())?;
+        self.check_rbac_write(&mut c, &obj, Some(&old))?;
+        let written = c.update(&self.rt, self.version(), self.ns(), self.name(), obj, &opts)?;
+        drop(c);
         warnings.extend(written.warnings);
         Ok(self.reply(200, &written.object, &warnings))
     }
 
+    /// PATCH, as `k8s.io/apiserver/pkg/endpoints/handlers/patch.go` does it: the patch is
+    /// applied to the live object, and the result takes the path of an update (or, for a
+    /// server-side apply of an object that does not exist, of a create), under one lock
+    /// so that nothing changes the object in between.
+    /// <https://kubernetes.io/docs/reference/using-api/api-concepts/#patch-and-apply>
     fn patch(&self, body: &[u8]) -> ApiResult<Response<Body>> {
-        let _ = body;
-        Err(ApiError::unsupported_media_type(&self.content_type))
+        let kind = self.rt.patch_kind(self.version());
+        let patch_type = PatchType::from_content_type(&self.content_type)
+            .filter(|t| kind.supported_patch_types().contains(t))
+            .ok_or_else(|| patch_error(&PatchError::unsupported_media_type(&kind)))?;
+        if !matches!(self.path.subresource.as_deref(), None | Some("status")) {
+            return Err(ApiError::method_not_allowed());
+        }
+        self.check_patch_options(patch_type)?;
+        let mut opts = self.write_options()?;
+        let mut c = self.shared.lock();
+        let live = c
+            .store
+            .get(&self.rt.storage, self.ns(), self.name())
+            .map(|stored| to_view(&self.rt, self.version(), stored));
+        if patch_type == PatchType::Apply {
+            let config =
+                decode_apply_body(body).map_err(|e| ApiError::from_status(&e.to_status()))?;
+            let config = self.named_like_the_url(config)?;
+            let time = meta::now_rfc3339();
+            let writer = Writer {
+                manager: self.q("fieldManager").unwrap_or(""),
+                subresource: self.path.subresource.as_deref(),
+                time: &time,
+            };
+            let force = self.q("force").is_some_and(|f| f == "true");
+            let applied = self
+                .rt
+                .field_manager(self.version())
+                .apply(live.as_ref(), &config, &writer, force)
+                .map_err(|e| ApiError::from_status(&e.to_status()))?;
+            // The apply already recorded the manager's fields.
+            opts.field_manager = None;
+            let (obj, mut warnings) = self.admit_object(applied, &[], &opts, body)?;
+            self.check_rbac_write(&mut c, &obj, live.as_ref())?;
+            let (code, written) = match &live {
+                // Apply creates (`forceAllowCreate`), but not through a subresource.
+                None if self.path.subresource.is_none() => (
+                    201,
+                    c.create(&self.rt, self.version(), self.ns(), obj, &opts)?,
+                ),
+                None => {
+                    return Err(ApiError::not_found(&self.rt.group_resource(), self.name()));
+                }
+                Some(_) => (
+                    200,
+                    c.update(&self.rt, self.version(), self.ns(), self.name(), obj, &opts)?,
+                ),
+            };
+            drop(c);
+            warnings.extend(written.warnings);
+            return Ok(self.reply(code, &written.object, &warnings));
+        }
+        let Some(live) = live else {
+            return Err(ApiError::not_found(&self.rt.group_resource(), self.name()));
+        };
+        let patched = apply_patch(&kind, &live, body, patch_type).map_err(|e| patch_error(&e))?;
+        let duplicates = match patch_type {
+            PatchType::Merge | PatchType::Strategic => {
+                decode::json(body).map(|b| b.duplicates).unwrap_or_default()
+            }
+            PatchType::Json | PatchType::Apply => Vec::new(),
+        };
+        let (obj, mut warnings) = self.admit_object(patched, &duplicates, &opts, body)?;
+        self.check_rbac_write(&mut c, &obj, Some(&live))?;
+        let written = c.update(&self.rt, self.version(), self.ns(), self.name(), obj, &opts)?;
+        drop(c);
+        warnings.extend(written.warnings);
+        Ok(self.reply(200, &written.object, &warnings))
+    }
+
+    /// `ValidatePatchOptions`: `force` only for apply, `fieldManager` required for apply.
+    fn check_patch_options(&self, patch_type: PatchType) -> ApiResult<()> {
+        if patch_type == PatchType::Apply {
+            if self.q("fieldManager").is_none_or(str::is_empty) {
+                return Err(ApiError::from_status(
+                    &ApplyError::FieldManagerRequired.to_status(),
+                ));
+            }
+        } else if self.q("force").is_some() {
+            return Err(ApiError::invalid(
+                "PatchOptions",
+                "meta.k8s.io",
+                "",
+                &[FieldCause::forbidden(
+                    "force",
+                    "may not be specified for non-apply patch",
+                )],
+            ));
+        }
+        Ok(())
+    }
+
+    /// An apply configuration with the URL's name when it has none; a different name is
+    /// refused, as for an update.
+    fn named_like_the_url(&self, mut config: Value) -> ApiResult<Value> {
+        if !config.is_object() {
+            return Ok(config);
+        }
+        let m = meta::metadata_mut(&mut config);
+        match m.get("name").and_then(Value::as_str) {
+            None | Some("") => {
+                m.insert("name".into(), json!(self.name()));
+            }
+            Some(n) if n != self.name() => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({})",
+                    self.name()
+                )));
+            }
+            Some(_) => {}
+        }
+        Ok(config)
     }
 
     /// SelfSubjectAccessReview / SelfSubjectRulesReview: answered for the caller, never stored.
@@ -703,11 +838,16 @@ impl RequestContext {
     }
 
     /// RBAC's escalation prevention for writes of Roles, ClusterRoles and bindings.
-    fn check_rbac_write(&self, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    fn check_rbac_write(
+        &self,
+        cluster: &mut Cluster,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
         let Some(attrs) = &self.caller.attributes else {
             return Ok(());
         };
-        let snapshot = self.shared.lock().rbac_snapshot();
+        let snapshot = cluster.rbac_snapshot();
         rbac::check_rbac_write(attrs, obj, old, &snapshot)
             .map_err(|e| ApiError::from_status(&e.status()))
     }

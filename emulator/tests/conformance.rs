@@ -882,3 +882,603 @@ async fn kube_runtime_controller_with_a_finalizer() -> TestResult {
     }
     panic!("object still present after its finalizer was removed");
 }
+
+// ---------------------------------------------------------------------------------------
+// PATCH and server-side apply
+// ---------------------------------------------------------------------------------------
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Patch, PatchParams};
+
+/// A PATCH through kube-rs with a raw body of the given type.
+async fn patch_raw(
+    e: &EmulatorHandle,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> Result<(u16, Value), Box<dyn std::error::Error>> {
+    let (code, _, body) = raw(e, "PATCH", path, &[("Content-Type", content_type)], body).await?;
+    Ok((code, serde_json::from_str(&body)?))
+}
+
+fn managers(o: &impl ResourceExt) -> Vec<(String, String, String)> {
+    o.managed_fields()
+        .iter()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+                m.subresource.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+// https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/#use-a-json-merge-patch-to-update-a-deployment
+// (RFC 7386: objects merge, `null` deletes a key, lists are replaced).
+#[tokio::test]
+async fn merge_patch_merges_maps_and_deletes_nulls() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    api.create(&PostParams::default(), &cm("m", json!({"a": "1"})))
+        .await?;
+    let patched = api
+        .patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"b": "2"}}, "data": {"k": null, "n": "x"}}),
+            ),
+        )
+        .await?;
+    assert_eq!(
+        patched.labels().get("a").map(String::as_str),
+        Some("1"),
+        "existing label kept"
+    );
+    assert_eq!(patched.labels().get("b").map(String::as_str), Some("2"));
+    let data = patched.data.unwrap_or_default();
+    assert!(!data.contains_key("k"), "null deleted the key");
+    assert_eq!(data.get("n").map(String::as_str), Some("x"));
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#patch-and-apply (JSON
+// patch, RFC 6902); a failing `test` operation refuses the whole patch with 422 (RFC 6902
+// section 5: "the entire patch document SHALL NOT be deemed successful").
+#[tokio::test]
+async fn json_patch_applies_operations_and_a_failing_test_is_422() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    api.create(&PostParams::default(), &cm("j", json!({})))
+        .await?;
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/k", "value": "v"},
+        {"op": "add", "path": "/data/n", "value": "x"},
+        {"op": "remove", "path": "/data/k"},
+    ]))?;
+    let patched = api
+        .patch("j", &PatchParams::default(), &Patch::Json::<()>(ops))
+        .await?;
+    assert_eq!(
+        patched.data,
+        Some([("n".to_string(), "x".to_string())].into())
+    );
+    let failing: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/n", "value": "not-x"},
+        {"op": "add", "path": "/data/z", "value": "z"},
+    ]))?;
+    let err = api
+        .patch("j", &PatchParams::default(), &Patch::Json::<()>(failing))
+        .await
+        .unwrap_err();
+    let (code, reason, _) = api_error(err);
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(
+        !api.get("j")
+            .await?
+            .data
+            .unwrap_or_default()
+            .contains_key("z")
+    );
+    Ok(())
+}
+
+// https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/#notes-on-the-strategic-merge-patch
+// lists with patchStrategy merge (ObjectMeta.finalizers) are merged, not replaced; and
+// https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#advanced-topics
+// custom resources do not support strategic merge patch (415).
+#[tokio::test]
+async fn strategic_merge_patch_merges_finalizers_and_is_415_on_custom_resources() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    let mut o = cm("s", json!({"a": "1"}));
+    o.metadata.finalizers = Some(vec!["example.dev/one".into()]);
+    api.create(&PostParams::default(), &o).await?;
+    let patched = api
+        .patch(
+            "s",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"metadata": {"finalizers": ["example.dev/two"], "labels": {"b": "2"}}}),
+            ),
+        )
+        .await?;
+    // The patch's items first, then the server's (strategicpatch's normalizeElementOrder).
+    assert_eq!(
+        patched.finalizers(),
+        &["example.dev/two".to_string(), "example.dev/one".to_string()]
+    );
+    assert_eq!(patched.labels().len(), 2);
+    let widgets = install_crd(&c).await?;
+    widgets
+        .create(&PostParams::default(), &widget("w", json!({"size": 2})))
+        .await?;
+    let err = widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"size": 3}})),
+        )
+        .await
+        .unwrap_err();
+    let (code, reason, message) = api_error(err);
+    assert_eq!((code, reason.as_str()), (415, "UnsupportedMediaType"));
+    assert!(
+        !message.contains("strategic-merge-patch"),
+        "the accepted types exclude strategic merge patch: {message}"
+    );
+    // An unknown content type is 415 on built-ins too.
+    let (code, _) = patch_raw(
+        &e,
+        "/api/v1/namespaces/default/configmaps/s",
+        "application/json",
+        "{}",
+    )
+    .await?;
+    assert_eq!(code, 415);
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#patch-and-apply : a patch
+// carrying metadata.resourceVersion is a precondition; a stale one is 409 Conflict
+// (https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions).
+// A patch of an object that does not exist is 404.
+#[tokio::test]
+async fn patch_with_a_stale_resource_version_is_409_and_missing_objects_404() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let created = api
+        .create(&PostParams::default(), &cm("rv", json!({})))
+        .await?;
+    let stale = created.resource_version().unwrap_or_default();
+    api.patch(
+        "rv",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "2"}})),
+    )
+    .await?;
+    let err = api
+        .patch(
+            "rv",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": stale}, "data": {"k": "3"}})),
+        )
+        .await
+        .unwrap_err();
+    let (code, reason, _) = api_error(err);
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        api.get("rv").await?.data.unwrap_or_default().get("k"),
+        Some(&"2".to_string())
+    );
+    let current = api.get("rv").await?.resource_version();
+    let ok = api
+        .patch(
+            "rv",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": current}, "data": {"k": "4"}})),
+        )
+        .await?;
+    assert_eq!(ok.data.unwrap_or_default().get("k"), Some(&"4".to_string()));
+    let err = api
+        .patch(
+            "absent",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "1"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(err).0, 404);
+    Ok(())
+}
+
+// Patches go through the same admission as updates: CRD schema validation (422) and
+// status-subresource rules (the main endpoint ignores status)
+// (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation,
+// https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#status-subresource);
+// generation increments on spec changes only; dryRun does not persist.
+#[tokio::test]
+async fn patches_of_custom_resources_are_validated_like_updates() -> TestResult {
+    let (_e, c) = start().await?;
+    let widgets = install_crd(&c).await?;
+    widgets
+        .create(&PostParams::default(), &widget("v", json!({"size": 2})))
+        .await?;
+    let err = widgets
+        .patch(
+            "v",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"color": "green"}})),
+        )
+        .await
+        .unwrap_err();
+    let (code, reason, message) = api_error(err);
+    assert_eq!((code, reason.as_str()), (422, "Invalid"), "{message}");
+    assert!(message.contains("spec.color"), "{message}");
+    let patched = widgets
+        .patch(
+            "v",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 5}, "status": {"phase": "Ignored"}})),
+        )
+        .await?;
+    assert_eq!(patched.data["spec"]["size"], 5);
+    assert!(patched.data.get("status").is_none());
+    assert_eq!(patched.metadata.generation, Some(2));
+    let status = widgets
+        .patch_status(
+            "v",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 9}, "status": {"phase": "Ready"}})),
+        )
+        .await?;
+    assert_eq!(status.data["status"]["phase"], "Ready");
+    assert_eq!(
+        status.data["spec"]["size"], 5,
+        "/status does not write spec"
+    );
+    assert_eq!(status.metadata.generation, Some(2));
+    let dry = widgets
+        .patch(
+            "v",
+            &PatchParams::default().dry_run(),
+            &Patch::Merge(json!({"spec": {"size": 7}})),
+        )
+        .await?;
+    assert_eq!(dry.data["spec"]["size"], 7);
+    assert_eq!(widgets.get("v").await?.data["spec"]["size"], 5);
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management :
+// every write records its manager in managedFields (`Update` operations for create,
+// update and non-apply patches; the manager is `fieldManager` or derived from the
+// User-Agent), and writes through /status carry `subresource: status`.
+#[tokio::test]
+async fn every_write_records_its_field_manager() -> TestResult {
+    let (_e, c) = start().await?;
+    let widgets = install_crd(&c).await?;
+    let created = widgets
+        .create(
+            &PostParams {
+                field_manager: Some("creator".into()),
+                ..Default::default()
+            },
+            &widget("m", json!({"size": 2})),
+        )
+        .await?;
+    assert_eq!(
+        managers(&created),
+        vec![("creator".into(), "Update".into(), String::new())]
+    );
+    let fields = created.managed_fields()[0]
+        .fields_v1
+        .as_ref()
+        .map(|f| f.0.clone())
+        .unwrap_or_default();
+    assert_eq!(fields["f:spec"]["f:size"], json!({}));
+    let patched = widgets
+        .patch(
+            "m",
+            &PatchParams {
+                field_manager: Some("patcher".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"spec": {"size": 3}})),
+        )
+        .await?;
+    let fields_of = |o: &DynamicObject, manager: &str| -> Value {
+        o.managed_fields()
+            .iter()
+            .find(|m| m.manager.as_deref() == Some(manager) && m.subresource.is_none())
+            .and_then(|m| m.fields_v1.as_ref())
+            .map(|f| f.0.clone())
+            .unwrap_or_default()
+    };
+    let mut names = managers(&patched);
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("creator".into(), "Update".into(), String::new()),
+            ("patcher".into(), "Update".into(), String::new())
+        ]
+    );
+    assert_eq!(
+        fields_of(&patched, "patcher")["f:spec"]["f:size"],
+        json!({})
+    );
+    assert!(
+        fields_of(&patched, "creator")["f:spec"]
+            .get("f:size")
+            .is_none(),
+        "spec.size moved from the creator to the patcher"
+    );
+    let status = widgets
+        .patch_status(
+            "m",
+            &PatchParams {
+                field_manager: Some("controller".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"status": {"phase": "Ready"}})),
+        )
+        .await?;
+    assert!(
+        managers(&status).contains(&("controller".into(), "Update".into(), "status".into())),
+        "{:?}",
+        managers(&status)
+    );
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/server-side-apply/ : apply creates the
+// object when it does not exist (201); a manager that changes a field another manager
+// owns gets 409 Conflict unless it forces
+// (https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts); a field a
+// manager applied before and no longer applies is removed
+// (https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management,
+// "removed from the object if no other field manager owns it"); `fieldManager` is
+// required (422).
+#[tokio::test]
+async fn server_side_apply_creates_conflicts_forces_and_removes() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let path = "/api/v1/namespaces/default/configmaps/ssa";
+    let apply = |manager: &str, force: bool| {
+        format!(
+            "{path}?fieldManager={manager}{}",
+            if force { "&force=true" } else { "" }
+        )
+    };
+    let yaml =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: '1'\n  b: '2'\n";
+    let (code, _, body) = raw(
+        &e,
+        "PATCH",
+        &apply("alice", false),
+        &[("Content-Type", "application/apply-patch+yaml")],
+        yaml,
+    )
+    .await?;
+    assert_eq!(code, 201, "{body}");
+    let o = api.get("ssa").await?;
+    assert_eq!(
+        managers(&o),
+        vec![("alice".into(), "Apply".into(), String::new())]
+    );
+    // Bob applies a different value for `a`: conflict with alice.
+    let bob = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ssa"},"data":{"a":"9","c":"3"}}"#;
+    let (code, _, body) = raw(
+        &e,
+        "PATCH",
+        &apply("bob", false),
+        &[("Content-Type", "application/apply-patch+yaml")],
+        bob,
+    )
+    .await?;
+    assert_eq!(code, 409, "{body}");
+    let status: Value = serde_json::from_str(&body)?;
+    assert_eq!(status["reason"], "Conflict");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("conflict with \"alice\"") && m.contains(".data.a")),
+        "{status}"
+    );
+    assert_eq!(api.get("ssa").await?.data.unwrap_or_default()["a"], "1");
+    // Forced: bob takes `a` over.
+    let (code, _, body) = raw(
+        &e,
+        "PATCH",
+        &apply("bob", true),
+        &[("Content-Type", "application/apply-patch+yaml")],
+        bob,
+    )
+    .await?;
+    assert_eq!(code, 200, "{body}");
+    let o = api.get("ssa").await?;
+    let data = o.data.clone().unwrap_or_default();
+    assert_eq!((data["a"].as_str(), data["c"].as_str()), ("9", "3"));
+    // Alice stops applying `b` (she owns it alone) and `a` (bob owns it now).
+    let (code, _, body) = raw(
+        &e,
+        "PATCH",
+        &apply("alice", false),
+        &[("Content-Type", "application/apply-patch+yaml")],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  d: '4'\n",
+    )
+    .await?;
+    assert_eq!(code, 200, "{body}");
+    let data = api.get("ssa").await?.data.unwrap_or_default();
+    assert!(!data.contains_key("b"), "b was removed: {data:?}");
+    assert_eq!(
+        data.get("a").map(String::as_str),
+        Some("9"),
+        "bob's a stays"
+    );
+    assert_eq!(data.get("d").map(String::as_str), Some("4"));
+    // No fieldManager: 422.
+    let (code, _, body) = raw(
+        &e,
+        "PATCH",
+        path,
+        &[("Content-Type", "application/apply-patch+yaml")],
+        yaml,
+    )
+    .await?;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("fieldManager"), "{body}");
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/server-side-apply/#using-server-side-apply-in-a-controller
+// A controller applies with `force` as its own manager (what Landlord does for
+// Namespaces, NetworkPolicies and its custom resources), and applies its status through
+// /status (`Api::patch_status` with `Patch::Apply`).
+#[tokio::test]
+async fn kube_rs_server_side_apply_of_namespaces_network_policies_and_custom_resources()
+-> TestResult {
+    let (_e, c) = start().await?;
+    let pp = PatchParams::apply("landlord").force();
+    let namespaces: Api<Namespace> = Api::all(c.clone());
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "tenant-a", "labels": {"app.kubernetes.io/managed-by": "landlord"}}}))?;
+    let created = namespaces
+        .patch("tenant-a", &pp, &Patch::Apply(&ns))
+        .await?;
+    assert_eq!(
+        created
+            .labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("landlord")
+    );
+    assert_eq!(
+        managers(&created),
+        vec![("landlord".into(), "Apply".into(), String::new())]
+    );
+    let again = namespaces
+        .patch("tenant-a", &pp, &Patch::Apply(&ns))
+        .await?;
+    assert_eq!(
+        again.resource_version(),
+        created.resource_version(),
+        "an unchanged apply is a no-op"
+    );
+
+    let policies: Api<NetworkPolicy> = Api::namespaced(c.clone(), "tenant-a");
+    let policy = |ports: Value| -> Result<NetworkPolicy, serde_json::Error> {
+        serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "isolate", "namespace": "tenant-a"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"podSelector": {}}], "ports": ports}]}}))
+    };
+    let np = policies
+        .patch(
+            "isolate",
+            &pp,
+            &Patch::Apply(&policy(json!([{"port": 5432}]))?),
+        )
+        .await?;
+    assert_eq!(np.metadata.generation, Some(1));
+    let np = policies
+        .patch(
+            "isolate",
+            &pp,
+            &Patch::Apply(&policy(json!([{"port": 6432}]))?),
+        )
+        .await?;
+    let ingress = np.spec.and_then(|s| s.ingress).unwrap_or_default();
+    let ports = ingress[0].ports.clone().unwrap_or_default();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(np.metadata.generation, Some(2));
+
+    let widgets = install_crd(&c).await?;
+    let w = json!({"apiVersion": "example.dev/v1", "kind": "Widget",
+                   "metadata": {"name": "applied"}, "spec": {"color": "red"}});
+    let applied = widgets.patch("applied", &pp, &Patch::Apply(&w)).await?;
+    assert_eq!(
+        applied.data["spec"]["size"], 1,
+        "defaulted by the CRD schema"
+    );
+    let invalid = json!({"apiVersion": "example.dev/v1", "kind": "Widget",
+                         "metadata": {"name": "applied"}, "spec": {"color": "green"}});
+    let err = widgets
+        .patch("applied", &pp, &Patch::Apply(&invalid))
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(err).0, 422);
+    let status = json!({"apiVersion": "example.dev/v1", "kind": "Widget",
+                        "metadata": {"name": "applied"}, "status": {"phase": "Ready"}});
+    let with_status = widgets
+        .patch_status("applied", &pp, &Patch::Apply(&status))
+        .await?;
+    assert_eq!(with_status.data["status"]["phase"], "Ready");
+    assert_eq!(with_status.data["spec"]["color"], "red", "spec untouched");
+    assert_eq!(
+        managers(&with_status),
+        vec![
+            ("landlord".into(), "Apply".into(), String::new()),
+            ("landlord".into(), "Apply".into(), "status".into())
+        ]
+    );
+    // Apply through /status does not create.
+    let err = widgets
+        .patch_status(
+            "nothing",
+            &pp,
+            &Patch::Apply(&json!({"apiVersion": "example.dev/v1", "kind": "Widget",
+                                  "metadata": {"name": "nothing"}, "status": {"phase": "x"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(err).0, 404);
+    Ok(())
+}
+
+// kube-runtime's `finalizer()` helper adds and removes its finalizer with JSON patches
+// guarded by `test` operations
+// (https://kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/).
+#[tokio::test]
+async fn kube_runtime_finalizer_helper_end_to_end() -> TestResult {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{Event, finalizer};
+    use std::sync::Arc;
+    const FINALIZER: &str = "landlord.dev/erasure";
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    api.create(&PostParams::default(), &cm("fin", json!({})))
+        .await?;
+    let cleaned = std::sync::atomic::AtomicBool::new(false);
+    let step = |o: ConfigMap| {
+        let api = api.clone();
+        let cleaned = &cleaned;
+        async move {
+            finalizer(&api, FINALIZER, Arc::new(o), |event| async move {
+                if let Event::Cleanup(_) = event {
+                    cleaned.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok::<_, std::io::Error>(Action::await_change())
+            })
+            .await
+        }
+    };
+    step(api.get("fin").await?).await?;
+    assert_eq!(api.get("fin").await?.finalizers(), &[FINALIZER.to_string()]);
+    // Applying again finds the finalizer and reconciles.
+    step(api.get("fin").await?).await?;
+    api.delete("fin", &DeleteParams::default()).await?;
+    let deleting = api.get("fin").await?;
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    step(deleting).await?;
+    assert!(cleaned.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(
+        api.get_opt("fin").await?.is_none(),
+        "gone once the finalizer is removed"
+    );
+    Ok(())
+}

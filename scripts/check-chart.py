@@ -75,6 +75,7 @@ EXPECTED_CLUSTER_PERMISSIONS = {
     # /readyz lists each kind.
     *((GROUP, plural, "list", None) for plural in LANDLORD_KINDS.values()),
     # The Tenant controller.
+    (GROUP, "tenants", "get", None),
     (GROUP, "tenants", "watch", None),
     (GROUP, "tenants", "patch", None),
     (GROUP, "tenants/status", "patch", None),

@@ -14,7 +14,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::watch;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::Stores;
 use crate::api::Tenant;
@@ -74,12 +74,21 @@ pub async fn keep_analyzing(
     if stores.ready().await.is_err() {
         return;
     }
+    debug!("caches ready: analyzing isolation");
     let mut last = None;
     loop {
         let (namespaces, policies, fingerprint) = snapshot(&stores);
         if last != Some(fingerprint) {
             last = Some(fingerprint);
-            let fresh = tokio::task::block_in_place(|| analyze(&namespaces, &policies, &config));
+            let config = config.clone();
+            // The analysis is CPU-bound: keep it off the reconcilers' threads.
+            let Ok(fresh) =
+                tokio::task::spawn_blocking(move || analyze(&namespaces, &policies, &config)).await
+            else {
+                warn!("the isolation analysis panicked; retrying on the next change");
+                last = None;
+                continue;
+            };
             let changed: Vec<String> = {
                 let mut current = verdicts.write().unwrap_or_else(PoisonError::into_inner);
                 let changed = fresh
@@ -90,7 +99,7 @@ pub async fn keep_analyzing(
                 *current = fresh;
                 changed
             };
-            debug!(tenants = changed.len(), "isolation verdicts changed");
+            debug!(changed = ?changed, "isolation verdicts changed");
             for tenant in changed {
                 // The controller is gone when the receiver is dropped; nothing to do then.
                 let _ = trigger.unbounded_send(ObjectRef::new(&tenant));

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -67,7 +67,20 @@ pub struct Stores {
 impl Stores {
     /// Waits until every cache holds a complete initial list. Before that, an object that
     /// exists (a namespace someone else owns) could look absent.
-    async fn ready(&self) -> Result<(), Error> {
+    ///
+    /// kube-runtime's readiness signal wakes only one of several concurrent waiters (the
+    /// controller itself waits too), so the wait is retried on a short timer; once the
+    /// signal has fired, every later check returns at once.
+    pub async fn ready(&self) -> Result<(), Error> {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(100), self.wait_all()).await {
+                Ok(result) => return result,
+                Err(_) => continue,
+            }
+        }
+    }
+
+    async fn wait_all(&self) -> Result<(), Error> {
         let results = [
             self.tenants.wait_until_ready().await,
             self.database_servers.wait_until_ready().await,
@@ -94,6 +107,23 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The latest isolation verdict of every tenant, by name.
     pub isolation: Arc<RwLock<BTreeMap<String, TenantIsolation>>>,
+}
+
+/// The Tenant that controls an object, if any. Tenants are cluster-scoped, so the
+/// reference carries no namespace even for a namespaced child (kube-runtime's `owns`
+/// would put the child's namespace in it and reconcile one Tenant under two keys).
+fn owning_tenant<K: Resource>(object: K) -> Option<ObjectRef<Tenant>> {
+    object
+        .meta()
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| {
+            r.controller == Some(true)
+                && r.kind == "Tenant"
+                && r.api_version == "landlord.dev/v1alpha1"
+        })
+        .map(|r| ObjectRef::new(&r.name))
 }
 
 fn managed() -> watcher::Config {
@@ -223,11 +253,11 @@ pub async fn run(
     let mut stop_graceful = stop.clone();
     let controller = Controller::for_stream(tenant_stream, tenants.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency))
-        .owns_stream(ns_stream)
-        .owns_stream(policy_stream)
-        .owns_stream(quota_stream)
-        .owns_stream(limit_stream)
-        .owns_stream(binding_stream)
+        .watches_stream(ns_stream, owning_tenant)
+        .watches_stream(policy_stream, owning_tenant)
+        .watches_stream(quota_stream, owning_tenant)
+        .watches_stream(limit_stream, owning_tenant)
+        .watches_stream(binding_stream, owning_tenant)
         .watches_stream(dbs_stream, users_of)
         .reconcile_on(trigger_rx)
         .graceful_shutdown_on(async move {
@@ -247,7 +277,9 @@ pub async fn run(
     // bounded in any case, well within the pod's termination grace period.
     let deadline = async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
-        if tenants.wait_until_ready().now_or_never().is_none() {
+        let filled =
+            tokio::time::timeout(Duration::from_millis(100), tenants.wait_until_ready()).await;
+        if !matches!(filled, Ok(Ok(()))) {
             return;
         }
         tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -434,13 +434,19 @@ fn provisioned_status(
             v.message(),
             generation,
         ),
-        None => Condition::new(
-            conditions::ISOLATED,
-            ConditionStatus::Unknown,
-            "Analyzing",
-            "the isolation analysis has not covered this tenant's namespaces yet",
-            generation,
-        ),
+        // Not analyzed since this replica started: the last verdict stands until the
+        // analysis (which triggers this reconcile again) says otherwise.
+        None => find_condition(&status.conditions, conditions::ISOLATED)
+            .cloned()
+            .unwrap_or_else(|| {
+                Condition::new(
+                    conditions::ISOLATED,
+                    ConditionStatus::Unknown,
+                    "Analyzing",
+                    "the isolation analysis has not covered this tenant's namespaces yet",
+                    generation,
+                )
+            }),
     };
     set_condition(&mut status.conditions, isolated);
 
@@ -596,11 +602,15 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     }
     let name = tenant.name_any();
     for index in 0..status.deletion.len() {
-        if status.deletion[index].state == StepState::Done {
+        // RemoveFinalizer is recorded as done before it runs (afterwards the Tenant is
+        // gone), so it runs again until the finalizer really is gone.
+        if status.deletion[index].state == StepState::Done
+            && status.deletion[index].name != "RemoveFinalizer"
+        {
             continue;
         }
         let step = status.deletion[index].name.clone();
-        if status.deletion[index].state != StepState::Running {
+        if status.deletion[index].state == StepState::Pending {
             status.deletion[index].state = StepState::Running;
             status.deletion[index].started_at = Some(now());
             write_status(tenant, ctx, &status).await?;
@@ -610,9 +620,11 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             "ReleaseObjects" => release_objects(tenant, ctx).await,
             "RemoveFinalizer" => {
                 // Recorded before it runs: once the finalizer is gone, so is the Tenant.
-                status.deletion[index].state = StepState::Done;
-                status.deletion[index].completed_at = Some(now());
-                write_status(tenant, ctx, &status).await?;
+                if status.deletion[index].state != StepState::Done {
+                    status.deletion[index].state = StepState::Done;
+                    status.deletion[index].completed_at = Some(now());
+                    write_status(tenant, ctx, &status).await?;
+                }
                 remove_finalizer(tenant, ctx).await?;
                 info!(tenant = %name, "deletion finished");
                 return Ok(Action::await_change());
@@ -781,6 +793,16 @@ where
 
 async fn remove_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
     let api: Api<Tenant> = Api::all(ctx.client.clone());
+    // Read fresh: this reconcile has just written the status, so the cached
+    // resourceVersion is already stale.
+    let Some(fresh) = api
+        .get_opt(&tenant.name_any())
+        .await
+        .map_err(tenant_error(tenant))?
+    else {
+        return Ok(());
+    };
+    let tenant = &fresh;
     if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }

@@ -1,0 +1,554 @@
+//! The Tenant controller against the emulator: a Tenant becomes Ready with its isolated
+//! namespaces; spec changes are followed, drift is repaired, foreign namespaces are never
+//! adopted, deletion erases (or, with Retain, releases) what it created, and an unchanged
+//! Tenant's resync writes nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use kube_emulator::{Emulator, EmulatorHandle};
+use landlord::api::{Tenant, TenantSpec, find_condition};
+use landlord::operator::{Config, Operator};
+use serde_json::json;
+
+struct Harness {
+    emulator: EmulatorHandle,
+    client: Client,
+    operator: Option<Operator>,
+}
+
+/// The operator's ServiceAccount, as the chart installs it.
+const OPERATOR_USER: &str = "system:serviceaccount:landlord:landlord";
+
+impl Harness {
+    async fn start() -> Harness {
+        Harness::start_with(false).await
+    }
+
+    /// With `rbac`, the emulator authorizes every request and the operator runs with
+    /// exactly the chart's permissions (`tests/fixtures/chart-rbac.json`, kept equal to
+    /// the rendered chart by `scripts/check-chart.py`).
+    async fn start_with(rbac: bool) -> Harness {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "landlord=info".to_owned()),
+            )
+            .with_test_writer()
+            .try_init();
+        let emulator = Emulator::builder()
+            .rbac(rbac)
+            .serve()
+            .await
+            .expect("emulator starts");
+        let admin = emulator.client().expect("client");
+        let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+        for crd in landlord::api::crds() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("CRD created");
+        }
+        let operator_namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some("landlord".to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(admin.clone())
+            .create(&PostParams::default(), &operator_namespace)
+            .await
+            .expect("operator namespace created");
+        let operator_client = if rbac {
+            install_chart_rbac(&admin).await;
+            emulator
+                .client_as(
+                    OPERATOR_USER,
+                    &["system:serviceaccounts", "system:serviceaccounts:landlord"],
+                )
+                .expect("client")
+        } else {
+            admin.clone()
+        };
+        let mut harness = Harness {
+            emulator,
+            client: admin,
+            operator: None,
+        };
+        harness.start_operator_with(operator_client).await;
+        harness
+    }
+
+    async fn start_operator(&mut self) {
+        self.start_operator_with(self.client.clone()).await;
+    }
+
+    async fn start_operator_with(&mut self, client: Client) {
+        let config = Config {
+            listen_addr: "127.0.0.1:0".parse().expect("address"),
+            recheck_interval: Duration::from_secs(1),
+            lease_name: "landlord-leader".to_owned(),
+            lease_namespace: Some("landlord".to_owned()),
+            identity: "test".to_owned(),
+            resync: Duration::from_secs(1),
+            concurrency: 4,
+        };
+        self.operator = Some(
+            Operator::start(config, client)
+                .await
+                .expect("operator starts"),
+        );
+    }
+
+    async fn stop_operator(&mut self) {
+        if let Some(operator) = self.operator.take() {
+            operator.stop().await;
+        }
+    }
+
+    fn tenants(&self) -> Api<Tenant> {
+        Api::all(self.client.clone())
+    }
+
+    async fn create_tenant(&self, name: &str, spec: serde_json::Value) -> Tenant {
+        let spec: TenantSpec = serde_json::from_value(spec).expect("valid spec");
+        self.tenants()
+            .create(&PostParams::default(), &Tenant::new(name, spec))
+            .await
+            .expect("Tenant created")
+    }
+
+    async fn condition(&self, tenant: &str, type_: &str) -> Option<(String, String, String)> {
+        let t = self.tenants().get_opt(tenant).await.expect("readable")?;
+        let c = find_condition(&t.status?.conditions, type_)?.clone();
+        Some((format!("{:?}", c.status), c.reason, c.message))
+    }
+
+    async fn wait_condition(
+        &self,
+        tenant: &str,
+        type_: &str,
+        status: &str,
+    ) -> (String, String, String) {
+        let mut last = None;
+        for _ in 0..300 {
+            last = self.condition(tenant, type_).await;
+            if let Some(c) = &last
+                && c.0 == status
+            {
+                return c.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let all = self
+            .tenants()
+            .get(tenant)
+            .await
+            .ok()
+            .and_then(|t| t.status)
+            .map(|s| s.conditions);
+        panic!("{tenant}: {type_} never became {status}; last {last:?}; conditions {all:?}");
+    }
+}
+
+async fn install_chart_rbac(admin: &Client) {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/chart-rbac.json")).expect("fixture");
+    let subject = json!([{"kind": "ServiceAccount", "name": "landlord", "namespace": "landlord"}]);
+    let objects = [
+        (
+            "rbac.authorization.k8s.io/v1",
+            "clusterroles",
+            None,
+            json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "landlord"}, "rules": fixture["clusterRoleRules"]}),
+        ),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "clusterrolebindings",
+            None,
+            json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "landlord"}, "subjects": subject,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "landlord"}}),
+        ),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "roles",
+            Some("landlord"),
+            json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "landlord-leader-election", "namespace": "landlord"},
+            "rules": fixture["leaseRoleRules"]}),
+        ),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "rolebindings",
+            Some("landlord"),
+            json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "landlord-leader-election", "namespace": "landlord"}, "subjects": subject,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "landlord-leader-election"}}),
+        ),
+    ];
+    for (api_version, plural, namespace, object) in objects {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::core::GroupVersionKind::gvk(
+            group,
+            version,
+            object["kind"].as_str().expect("kind"),
+        );
+        let resource = kube::core::ApiResource::from_gvk_with_plural(&gvk, plural);
+        let api: Api<kube::core::DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(admin.clone(), ns, &resource),
+            None => Api::all_with(admin.clone(), &resource),
+        };
+        let object: kube::core::DynamicObject = serde_json::from_value(object).expect("object");
+        api.create(&PostParams::default(), &object)
+            .await
+            .expect("RBAC object created");
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn exists<K>(api: &Api<K>, name: &str) -> bool
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.expect("readable").is_some()
+}
+
+#[tokio::test]
+async fn a_tenant_becomes_ready_with_isolated_namespaces() {
+    let h = Harness::start().await;
+    h.create_tenant(
+        "acme",
+        json!({
+            "displayName": "ACME",
+            "owners": [{"kind": "Group", "name": "acme-admins"}],
+            "isolation": {"quota": {"pods": 10}}
+        }),
+    )
+    .await;
+    let ready = h.wait_condition("acme", "Ready", "True").await;
+    assert_eq!(ready.1, "Ready");
+
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    let ns = namespaces
+        .get("tenant-acme")
+        .await
+        .expect("namespace created");
+    let labels = ns.labels();
+    assert_eq!(
+        labels.get("landlord.dev/tenant").map(String::as_str),
+        Some("acme")
+    );
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("landlord")
+    );
+    assert_eq!(
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted")
+    );
+    assert_eq!(ns.owner_references()[0].kind, "Tenant");
+
+    let policies: Api<NetworkPolicy> = Api::namespaced(h.client.clone(), "tenant-acme");
+    let names: Vec<String> = policies
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert!(
+        names.contains(&"landlord-default-deny".to_owned()),
+        "{names:?}"
+    );
+    let quotas: Api<ResourceQuota> = Api::namespaced(h.client.clone(), "tenant-acme");
+    let quota = quotas.get("landlord-quota").await.expect("quota");
+    assert_eq!(
+        quota
+            .spec
+            .and_then(|s| s.hard)
+            .and_then(|h| h.get("pods").cloned())
+            .map(|q| q.0),
+        Some("10".to_owned())
+    );
+
+    let tenant = h.tenants().get("acme").await.expect("tenant");
+    assert!(
+        tenant
+            .finalizers()
+            .contains(&"landlord.dev/erasure".to_owned())
+    );
+    let status = tenant.status.expect("status");
+    assert_eq!(status.namespaces, ["tenant-acme"]);
+    assert_eq!(status.observed_generation, tenant.metadata.generation);
+    assert_eq!(
+        h.wait_condition("acme", "Isolated", "True").await.1,
+        "NoCrossTenantPath"
+    );
+}
+
+#[tokio::test]
+async fn spec_changes_are_followed_and_removed_namespaces_pruned() {
+    let h = Harness::start().await;
+    h.create_tenant("globex", json!({})).await;
+    h.wait_condition("globex", "Ready", "True").await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+
+    let add = json!({"spec": {"namespaces": {"additional": [{"name": "globex-staging"}]}}});
+    h.tenants()
+        .patch("globex", &PatchParams::default(), &Patch::Merge(&add))
+        .await
+        .expect("spec updated");
+    eventually("the additional namespace exists", || async {
+        exists(&namespaces, "globex-staging").await
+    })
+    .await;
+
+    let remove = json!({"spec": {"namespaces": {"additional": null}}});
+    h.tenants()
+        .patch("globex", &PatchParams::default(), &Patch::Merge(&remove))
+        .await
+        .expect("spec updated");
+    eventually("the removed namespace is pruned", || async {
+        namespaces
+            .get_opt("globex-staging")
+            .await
+            .expect("readable")
+            .is_none_or(|ns| ns.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    assert!(
+        exists(&namespaces, "tenant-globex").await,
+        "the primary namespace stays"
+    );
+}
+
+#[tokio::test]
+async fn drift_is_repaired_and_tenant_objects_left_alone() {
+    let h = Harness::start().await;
+    h.create_tenant("initech", json!({})).await;
+    h.wait_condition("initech", "Ready", "True").await;
+    let policies: Api<NetworkPolicy> = Api::namespaced(h.client.clone(), "tenant-initech");
+
+    policies
+        .delete("landlord-default-deny", &DeleteParams::default())
+        .await
+        .expect("deleted by a careless admin");
+    eventually("the deleted policy is back", || async {
+        exists(&policies, "landlord-default-deny").await
+    })
+    .await;
+
+    let mut edited = policies.get("landlord-allow-dns").await.expect("policy");
+    edited.spec.as_mut().expect("spec").egress = Some(vec![Default::default()]);
+    policies
+        .replace("landlord-allow-dns", &PostParams::default(), &edited)
+        .await
+        .expect("edited");
+    eventually("the edited policy is restored", || async {
+        let p = policies.get("landlord-allow-dns").await.expect("policy");
+        let egress = p.spec.and_then(|s| s.egress).unwrap_or_default();
+        egress.len() == 1 && egress[0].to.is_some()
+    })
+    .await;
+
+    // An admin's own policy is not Landlord's to touch.
+    let own = NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some("allow-web".to_owned()),
+            ..Default::default()
+        },
+        spec: Some(
+            serde_json::from_value(json!({"podSelector": {"matchLabels": {"app": "web"}}}))
+                .expect("spec"),
+        ),
+    };
+    policies
+        .create(&PostParams::default(), &own)
+        .await
+        .expect("created");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        exists(&policies, "allow-web").await,
+        "the tenant's own policy stays"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_namespace_is_never_adopted() {
+    let h = Harness::start().await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    let foreign = Namespace {
+        metadata: ObjectMeta {
+            name: Some("tenant-umbrella".to_owned()),
+            labels: Some(BTreeMap::from([("team".to_owned(), "other".to_owned())])),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("created");
+    h.create_tenant("umbrella", json!({})).await;
+    let taken = h
+        .wait_condition("umbrella", "NamespacesReady", "False")
+        .await;
+    assert_eq!(taken.1, "NamespaceTaken");
+    assert!(taken.2.contains("tenant-umbrella"), "{}", taken.2);
+    assert_eq!(
+        h.wait_condition("umbrella", "Ready", "False").await.0,
+        "False"
+    );
+    let ns = namespaces
+        .get("tenant-umbrella")
+        .await
+        .expect("still there");
+    assert!(
+        ns.labels().get("landlord.dev/tenant").is_none(),
+        "not labelled"
+    );
+    assert!(ns.owner_references().is_empty(), "not owned");
+
+    // Another Tenant cannot claim the first tenant's namespace either.
+    h.create_tenant("hooli", json!({})).await;
+    h.wait_condition("hooli", "Ready", "True").await;
+    h.create_tenant("piper", json!({"namespaces": {"primary": "tenant-hooli"}}))
+        .await;
+    assert_eq!(
+        h.wait_condition("piper", "NamespacesReady", "False")
+            .await
+            .1,
+        "NamespaceTaken"
+    );
+    let hooli_ns = namespaces.get("tenant-hooli").await.expect("exists");
+    assert_eq!(
+        hooli_ns
+            .labels()
+            .get("landlord.dev/tenant")
+            .map(String::as_str),
+        Some("hooli")
+    );
+}
+
+#[tokio::test]
+async fn deletion_erases_namespaces_and_retain_releases_them() {
+    let h = Harness::start().await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    h.create_tenant("erased", json!({})).await;
+    h.create_tenant("kept", json!({"deletionPolicy": "Retain"}))
+        .await;
+    h.wait_condition("erased", "Ready", "True").await;
+    h.wait_condition("kept", "Ready", "True").await;
+
+    h.tenants()
+        .delete("erased", &DeleteParams::default())
+        .await
+        .expect("delete");
+    h.tenants()
+        .delete("kept", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("both Tenants are gone", || async {
+        !exists(&h.tenants(), "erased").await && !exists(&h.tenants(), "kept").await
+    })
+    .await;
+    assert!(
+        !exists(&namespaces, "tenant-erased").await,
+        "Erase deletes the namespaces"
+    );
+    // Retain: the namespace stays, and the garbage collector has no owner to follow.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let kept = namespaces
+        .get("tenant-kept")
+        .await
+        .expect("Retain keeps the namespace");
+    assert!(kept.owner_references().is_empty());
+}
+
+#[tokio::test]
+async fn the_chart_permissions_are_enough_for_a_whole_lifecycle() {
+    let h = Harness::start_with(true).await;
+    h.create_tenant(
+        "rbac",
+        json!({"owners": [{"kind": "Group", "name": "rbac-admins"}], "isolation": {"quota": {"pods": 3}, "limits": {"default": {"cpu": "500m"}}}}),
+    )
+    .await;
+    h.wait_condition("rbac", "Ready", "True").await;
+    h.tenants()
+        .delete("rbac", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the Tenant is erased", || async {
+        !exists(&h.tenants(), "rbac").await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unchanged_tenant_resync_writes_nothing() {
+    let mut h = Harness::start().await;
+    h.create_tenant(
+        "steady",
+        json!({"isolation": {"quota": {"pods": 5}}, "owners": [{"kind": "User", "name": "ann"}]}),
+    )
+    .await;
+    h.wait_condition("steady", "Ready", "True").await;
+    h.wait_condition("steady", "Isolated", "True").await;
+    // Let in-flight reconciles settle, then count over several resync periods (1 s).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.emulator.reset_request_counts();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let writes: Vec<_> = h
+        .emulator
+        .request_counts()
+        .into_iter()
+        .filter(|((verb, resource), _)| {
+            ["create", "update", "patch", "delete"].contains(&verb.as_str()) && resource != "leases"
+        })
+        .collect();
+    assert!(writes.is_empty(), "writes at steady state: {writes:?}");
+
+    // A restart changes nothing either.
+    h.stop_operator().await;
+    h.emulator.reset_request_counts();
+    h.start_operator().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let writes: Vec<_> = h
+        .emulator
+        .request_counts()
+        .into_iter()
+        .filter(|((verb, resource), _)| {
+            ["create", "update", "patch", "delete"].contains(&verb.as_str()) && resource != "leases"
+        })
+        .collect();
+    assert!(writes.is_empty(), "writes after a restart: {writes:?}");
+    h.stop_operator().await;
+}

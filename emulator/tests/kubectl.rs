@@ -378,3 +378,62 @@ async fn kubectl_client_side_apply_of_a_changed_object() -> TestResult {
     assert!(yaml.contains("owner: carol"), "{yaml}");
     Ok(())
 }
+
+// kubectl's typed clients send protobuf bodies (`kubectl create namespace`, `kubectl
+// create configmap`), which the real server accepts
+// (https://kubernetes.io/docs/reference/using-api/api-concepts/#protobuf-encoding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_namespace_and_configmap_send_protobuf() -> TestResult {
+    let k = Kubectl::start("protobuf").await?;
+    let out = k.run(&["create", "namespace", "team-a"], "").await?;
+    assert!(out.contains("namespace/team-a created"), "{out}");
+    let out = k
+        .run(
+            &[
+                "create",
+                "configmap",
+                "settings",
+                "-n",
+                "team-a",
+                "--from-literal=mode=fast",
+                "--from-literal=level=1",
+            ],
+            "",
+        )
+        .await?;
+    assert!(out.contains("configmap/settings created"), "{out}");
+    let api: Api<ConfigMap> = Api::namespaced(k.client()?, "team-a");
+    let cm = api.get("settings").await?;
+    let data = cm.data.unwrap_or_default();
+    assert_eq!(data.get("mode").map(String::as_str), Some("fast"));
+    assert_eq!(data.get("level").map(String::as_str), Some("1"));
+    let managers: Vec<Option<String>> = cm
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, vec![Some("kubectl-create".to_string())]);
+    Ok(())
+}
+
+// `kubectl auth can-i` sends a SelfSubjectAccessReview in protobuf
+// (https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access);
+// without a token file every request is allowed, so the answer is "yes". (Under RBAC mode
+// kubectl sends no bearer token to the emulator's plain-http address, so RBAC answers are
+// checked with kube-rs clients in the conformance suite.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_auth_can_i_sends_a_protobuf_review() -> TestResult {
+    let k = Kubectl::start("can-i").await?;
+    let out = k.run(&["auth", "can-i", "get", "configmaps"], "").await?;
+    assert_eq!(out.trim(), "yes");
+    let out = k
+        .run(
+            &["auth", "can-i", "delete", "namespaces", "--all-namespaces"],
+            "",
+        )
+        .await?;
+    assert_eq!(out.trim(), "yes");
+    Ok(())
+}

@@ -6,6 +6,7 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::protobuf::ProtobufError;
 
 struct Tracked<'a> {
     path: String,
@@ -103,7 +104,8 @@ pub fn json(bytes: &[u8]) -> Result<Body, serde_json::Error> {
     Ok(Body { value, duplicates })
 }
 
-/// Parses a request body by content type (JSON, or YAML for `*yaml` types).
+/// Parses a request body by content type (JSON, YAML for `*yaml` types, or protobuf for
+/// the kinds [`crate::protobuf`] knows).
 pub fn body(bytes: &[u8], content_type: &str) -> Result<Body, ApiError> {
     if content_type.contains("yaml") {
         // JSON is YAML: try the stricter parser first so duplicates are reported.
@@ -120,7 +122,16 @@ pub fn body(bytes: &[u8], content_type: &str) -> Result<Body, ApiError> {
         });
     }
     if content_type.contains("protobuf") {
-        return Err(ApiError::unsupported_media_type(content_type));
+        let value = crate::protobuf::decode(bytes).map_err(|e| match e {
+            ProtobufError::Unsupported { .. } => {
+                ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            }
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+        return Ok(Body {
+            value,
+            duplicates: Vec::new(),
+        });
     }
     json(bytes).map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))
 }

@@ -296,16 +296,6 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
-    pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(
-            415,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
-            ),
-        )
-    }
-
     pub fn not_acceptable() -> Self {
         Self::new(
             406,

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod rbac;
 pub mod resources;
 pub mod reviews;

@@ -24,6 +24,7 @@ use fieldset::{FieldSet, path_string};
 use managed::{APPLY, Entry, UPDATE};
 pub use schema::Schema;
 use serde_json::{Value, json};
+use std::sync::LazyLock;
 
 /// Who writes, through which endpoint, and when.
 #[derive(Clone, Copy, Debug)]
@@ -183,6 +184,8 @@ pub fn track_update(
 }
 
 /// Fields the apiserver never records in managedFields (`stripMetaManager`).
+static STRIPPED_FIELDS: LazyLock<FieldSet> = LazyLock::new(stripped_fields);
+
 fn stripped_fields() -> FieldSet {
     let mut set = FieldSet::default();
     for path in [
@@ -400,9 +403,9 @@ impl<'a> FieldManager<'a> {
             return Err(conflict_error(owners));
         }
         transfer(&mut entries, Some(&me), &changed, &removed);
-        let strip = stripped_fields();
+        let strip = &*STRIPPED_FIELDS;
         for entry in entries.iter_mut().filter(|e| e.same_manager(&me)) {
-            entry.fields = entry.fields.difference(&strip);
+            entry.fields = entry.fields.difference(strip);
             if object != live_object {
                 entry.time = Some(writer.time.to_string());
             }
@@ -473,7 +476,7 @@ impl<'a> FieldManager<'a> {
                 .to_string(),
             subresource: writer.subresource.unwrap_or_default().to_string(),
             time: Some(writer.time.to_string()),
-            fields: changed.difference(&stripped_fields()),
+            fields: changed.difference(&STRIPPED_FIELDS),
         };
         if !me.fields.is_empty() {
             match entries.iter_mut().find(|e| e.same_manager(&me)) {

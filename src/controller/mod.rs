@@ -267,7 +267,9 @@ pub async fn run(
         .for_each(|result| async move {
             if let Err(e) = result {
                 match e {
-                    controller::Error::ObjectNotFound(_) => {}
+                    // Logged by the error policy, with the tenant and category.
+                    controller::Error::ObjectNotFound(_)
+                    | controller::Error::ReconcilerFailed(..) => {}
                     other => warn!(error = %other, "Tenant controller"),
                 }
             }

@@ -552,3 +552,123 @@ async fn an_unchanged_tenant_resync_writes_nothing() {
     assert!(writes.is_empty(), "writes after a restart: {writes:?}");
     h.stop_operator().await;
 }
+
+#[tokio::test]
+async fn injected_conflicts_and_server_errors_are_survived() {
+    let h = Harness::start().await;
+    // Every kind of write the controller makes fails a few times first.
+    for (verb, resource, code) in [
+        ("patch", "tenants", 409),
+        ("create", "namespaces", 500),
+        ("patch", "networkpolicies", 500),
+        ("patch", "resourcequotas", 409),
+        ("patch", "tenants/status", 409),
+    ] {
+        h.emulator.inject_fault(
+            kube_emulator::FaultRule::fail(Some(verb), Some(resource), code).times(2),
+        );
+    }
+    h.create_tenant("flaky", json!({"isolation": {"quota": {"pods": 5}}}))
+        .await;
+    h.wait_condition("flaky", "Ready", "True").await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    assert!(exists(&namespaces, "tenant-flaky").await);
+    let quotas: Api<ResourceQuota> = Api::namespaced(h.client.clone(), "tenant-flaky");
+    assert!(exists(&quotas, "landlord-quota").await);
+}
+
+/// The flow of the README, with the real kubectl.
+#[tokio::test]
+async fn kubectl_apply_wait_get_and_delete() {
+    const KUBECTL: &str = "/usr/bin/kubectl";
+    assert!(
+        std::path::Path::new(KUBECTL).exists(),
+        "kubectl is missing at {KUBECTL}: install kubectl 1.33 to run this test"
+    );
+    let h = Harness::start().await;
+    let dir = std::env::temp_dir().join(format!("landlord-kubectl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let kubeconfig = dir.join("kubeconfig");
+    h.emulator
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let home = dir.clone();
+    let kubectl = move |args: &[&str]| {
+        let output = std::process::Command::new(KUBECTL)
+            .args(args)
+            .current_dir(repo)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", &home)
+            .env("KUBECACHEDIR", home.join("cache"))
+            .output()
+            .expect("kubectl runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {stdout}{stderr}"
+        );
+        stdout
+    };
+    let applied = tokio::task::spawn_blocking({
+        let kubectl = kubectl.clone();
+        move || {
+            kubectl(&[
+                "apply",
+                "-f",
+                "examples/databaseserver.yaml",
+                "-f",
+                "examples/backupstorage.yaml",
+                "-f",
+                "examples/tenant.yaml",
+            ])
+        }
+    })
+    .await
+    .expect("apply");
+    assert!(
+        applied.contains("tenant.landlord.dev/acme created"),
+        "{applied}"
+    );
+    let waited = tokio::task::spawn_blocking({
+        let kubectl = kubectl.clone();
+        move || {
+            kubectl(&[
+                "wait",
+                "--for=condition=Ready",
+                "--timeout=30s",
+                "tenant/acme",
+            ])
+        }
+    })
+    .await
+    .expect("wait");
+    assert!(waited.contains("condition met"), "{waited}");
+    let table = tokio::task::spawn_blocking({
+        let kubectl = kubectl.clone();
+        move || kubectl(&["get", "tenants"])
+    })
+    .await
+    .expect("get");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("acme"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        row.contains("Ready") && row.contains("tenant-acme") && row.contains("True"),
+        "{table}"
+    );
+    let deleted = tokio::task::spawn_blocking({
+        let kubectl = kubectl.clone();
+        move || kubectl(&["delete", "tenant", "acme", "--wait", "--timeout=60s"])
+    })
+    .await
+    .expect("delete");
+    assert!(deleted.contains("deleted"), "{deleted}");
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    assert!(!exists(&namespaces, "tenant-acme").await);
+    assert!(!exists(&namespaces, "acme-staging").await);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

@@ -515,12 +515,8 @@ pub struct TenantDatabaseStatus {
     pub credentials_secret: Option<NamespacedName>,
     /// When the role's password was last set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_timestamp")]
+    #[schemars(schema_with = "schema::timestamp")]
     pub password_set_at: Option<Time>,
-}
-
-fn optional_timestamp(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schema::timestamp(generator)
 }
 
 /// The most recent successful backup of a tenant.
@@ -548,11 +544,11 @@ pub struct DeletionStep {
     pub state: StepState,
     /// When the step started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_timestamp")]
+    #[schemars(schema_with = "schema::timestamp")]
     pub started_at: Option<Time>,
     /// When the step finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_timestamp")]
+    #[schemars(schema_with = "schema::timestamp")]
     pub completed_at: Option<Time>,
     /// What happened, or what is blocking the step.
     #[serde(default, skip_serializing_if = "Option::is_none")]

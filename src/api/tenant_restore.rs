@@ -72,16 +72,12 @@ pub struct TenantRestoreStatus {
     pub target_database: Option<String>,
     /// When the restore started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_timestamp")]
+    #[schemars(schema_with = "schema::timestamp")]
     pub start_time: Option<Time>,
     /// When the restore completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_timestamp")]
+    #[schemars(schema_with = "schema::timestamp")]
     pub completion_time: Option<Time>,
-}
-
-fn optional_timestamp(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schema::timestamp(generator)
 }
 
 /// Phase of a restore.

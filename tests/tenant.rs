@@ -669,3 +669,91 @@ async fn kubectl_apply_wait_get_and_delete() {
     assert!(!exists(&namespaces, "acme-staging").await);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+async fn events_for(client: &Client, tenant: &str) -> Vec<(String, String, String)> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    events
+        .list(&Default::default())
+        .await
+        .expect("events readable")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(tenant))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tenant_admins_open_policies_are_reported_as_a_cross_tenant_path() {
+    let h = Harness::start().await;
+    h.create_tenant("alpha", json!({})).await;
+    h.create_tenant("beta", json!({})).await;
+    h.wait_condition("alpha", "Isolated", "True").await;
+    h.wait_condition("beta", "Isolated", "True").await;
+    let ready = events_for(&h.client, "alpha").await;
+    assert!(
+        ready
+            .iter()
+            .any(|(t, reason, _)| t == "Normal" && reason == "Ready"),
+        "an event on becoming Ready: {ready:?}"
+    );
+
+    // alpha's admin opens all egress; beta's admin opens all ingress: together, a path.
+    let open = |name: &str, spec: serde_json::Value| NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        spec: Some(serde_json::from_value(spec).expect("spec")),
+    };
+    Api::<NetworkPolicy>::namespaced(h.client.clone(), "tenant-alpha")
+        .create(
+            &PostParams::default(),
+            &open(
+                "allow-all-egress",
+                json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}),
+            ),
+        )
+        .await
+        .expect("created");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        h.wait_condition("alpha", "Isolated", "True").await.0,
+        "True",
+        "one side alone opens no path: beta still denies ingress"
+    );
+    Api::<NetworkPolicy>::namespaced(h.client.clone(), "tenant-beta")
+        .create(
+            &PostParams::default(),
+            &open(
+                "allow-all-ingress",
+                json!({"podSelector": {}, "ingress": [{}]}),
+            ),
+        )
+        .await
+        .expect("created");
+    let breach = h.wait_condition("alpha", "Isolated", "False").await;
+    assert_eq!(breach.1, "CrossTenantPath");
+    assert!(
+        breach.2.contains("allow-all-egress"),
+        "names the offending policy: {}",
+        breach.2
+    );
+    let beta = h.wait_condition("beta", "Isolated", "False").await;
+    assert!(beta.2.contains("allow-all-ingress"), "{}", beta.2);
+    h.wait_condition("alpha", "Ready", "False").await;
+    let warnings = events_for(&h.client, "alpha").await;
+    assert!(
+        warnings
+            .iter()
+            .any(|(t, reason, _)| t == "Warning" && reason == "CrossTenantPath"),
+        "a Warning event: {warnings:?}"
+    );
+}

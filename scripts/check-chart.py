@@ -80,7 +80,13 @@ EXPECTED_CLUSTER_PERMISSIONS = {
     (GROUP, "tenants", "patch", None),
     (GROUP, "tenants/status", "patch", None),
     (GROUP, "tenants/finalizers", "update", None),
+    # The DatabaseServer controller.
+    (GROUP, "databaseservers", "get", None),
     (GROUP, "databaseservers", "watch", None),
+    (GROUP, "databaseservers", "patch", None),
+    (GROUP, "databaseservers/status", "patch", None),
+    # Admin credentials and CA Secrets (get); tenant credentials Secrets (the rest).
+    *(("", "secrets", verb, None) for verb in ("get", "list", "watch", "create", "patch")),
     *(("", "namespaces", verb, None) for verb in ("get", "list", "watch", "create", "patch", "delete")),
     *((group, resource, verb, None)
       for group, resource in (("", "resourcequotas"), ("", "limitranges"),
@@ -358,6 +364,18 @@ def check_args_and_env(objects: list[dict[str, Any]], values: dict[str, Any]) ->
     ]
     missing = [a for a in expected if a not in args]
     require(not missing, f"args {args} lack {missing}")
+    # With the operator's NetworkPolicy on, the operator is told its pods' labels (the
+    # Deployment's selector) so its egress policies to database servers select them.
+    pod_labels = [a for a in args if a.startswith("--pod-labels=")]
+    if values["networkPolicy"]["enabled"]:
+        deployment, _, _ = deployment_parts(objects)
+        selector = get(deployment, "spec", "selector", "matchLabels") or {}
+        given = dict(pair.split("=", 1) for pair in pod_labels[0].split("=", 1)[1].split(",")) \
+            if len(pod_labels) == 1 else None
+        require(given == selector,
+                f"--pod-labels {pod_labels} must give exactly the Deployment's selector {selector}")
+    else:
+        require(not pod_labels, f"--pod-labels {pod_labels} without networkPolicy.enabled")
     extra_args = [str(a) for a in values.get("extraArgs") or []]
     if extra_args:
         require(args[-len(extra_args):] == extra_args,

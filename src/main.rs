@@ -1,5 +1,6 @@
 //! The `landlord` command: the operator and the tools around it.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +62,37 @@ struct RunArgs {
     /// How many Tenants are reconciled at once.
     #[arg(long, env = "LANDLORD_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
+    /// Labels of this operator's pods (`key=value,...`; the chart sets them when its
+    /// NetworkPolicy is on). Landlord then keeps, in its namespace, an egress
+    /// NetworkPolicy for these pods to every DatabaseServer that has `spec.network`.
+    #[arg(long, env = "LANDLORD_POD_LABELS", value_parser = parse_labels)]
+    pod_labels: Option<BTreeMap<String, String>>,
+}
+
+/// `key=value,key=value` into a map; keys and values must be valid label parts.
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+        let valid = |s: &str, allow_slash: bool| {
+            s.len() <= 317
+                && s.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, '-' | '_' | '.')
+                        || (allow_slash && c == '/')
+                })
+        };
+        if key.is_empty() || !valid(key, true) || !valid(value, false) || value.len() > 63 {
+            return Err(format!("{pair:?} is not a valid label"));
+        }
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    if labels.is_empty() {
+        return Err("no labels given".to_owned());
+    }
+    Ok(labels)
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -133,6 +165,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         identity: args.identity.unwrap_or_else(default_identity),
         resync: Duration::from_secs(args.resync_seconds),
         concurrency: args.concurrency,
+        pod_labels: args.pod_labels,
     };
     landlord::operator::run(config).await.map_err(|e| {
         let mut message = e.to_string();

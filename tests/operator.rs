@@ -58,6 +58,7 @@ fn config(identity: &str) -> Config {
         identity: identity.to_owned(),
         resync: Duration::from_secs(300),
         concurrency: 4,
+        pod_labels: None,
     }
 }
 

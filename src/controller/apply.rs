@@ -61,12 +61,7 @@ impl ApplyError {
 
     /// Stable short category, for metrics and condition reasons.
     pub fn category(&self) -> &'static str {
-        match &self.source {
-            kube::Error::Api(status) if status.code == 409 => "conflict",
-            kube::Error::Api(status) if status.code == 403 => "forbidden",
-            kube::Error::Api(status) if status.code == 422 => "invalid",
-            _ => "api_error",
-        }
+        super::error::api_category(&self.source)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::apply::ApplyError;
+use crate::database::{DatabaseError, RandomError};
 
 /// A reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,65 @@ pub enum Error {
     /// A tenant namespace is still being deleted; not a failure, but worth a quick look.
     #[error("waiting for namespaces to be deleted: {0}")]
     NamespacesTerminating(String),
+    /// Reading or writing another object (a Secret, a DatabaseServer) failed.
+    #[error("{kind} {name}")]
+    Object {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// A database operation for a tenant failed.
+    #[error("the database of tenant {tenant}: {source}")]
+    Database {
+        tenant: String,
+        #[source]
+        source: DatabaseError,
+    },
+    /// The tenant's DatabaseServer is missing or cannot be used yet.
+    #[error("{0}")]
+    DatabaseNotReady(String),
+    /// A DatabaseServer cannot be used: its Secret, its address, its credentials.
+    #[error("DatabaseServer {name}: {message} ({reason})")]
+    DatabaseServer {
+        name: String,
+        reason: &'static str,
+        message: String,
+    },
+    /// A DatabaseServer being deleted still has tenants; not a failure.
+    #[error("DatabaseServer {name}: {message}")]
+    ServerInUse { name: String, message: String },
+    /// The credentials Secret's name is taken by an object that is not Landlord's.
+    #[error("{0}")]
+    CredentialsSecretTaken(String),
+    /// No randomness for a password.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+}
+
+/// The category of a failed API request.
+pub(super) fn api_category(source: &kube::Error) -> &'static str {
+    match source {
+        kube::Error::Api(status) if status.code == 409 => "conflict",
+        kube::Error::Api(status) if status.code == 403 => "forbidden",
+        kube::Error::Api(status) if status.code == 422 => "invalid",
+        _ => "api_error",
+    }
+}
+
+/// An error and its causes, `: `-separated, for a condition message.
+pub(super) fn describe(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 impl Error {
@@ -31,13 +91,15 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::Apply(e) => e.category(),
-            Error::Tenant { source, .. } => match source {
-                kube::Error::Api(status) if status.code == 409 => "conflict",
-                kube::Error::Api(status) if status.code == 403 => "forbidden",
-                _ => "api_error",
-            },
+            Error::Tenant { source, .. } | Error::Object { source, .. } => api_category(source),
             Error::CacheClosed => "stopping",
             Error::NamespacesTerminating(_) => "namespaces_terminating",
+            Error::Database { source, .. } => source.category(),
+            Error::DatabaseNotReady(_) => "database_not_ready",
+            Error::DatabaseServer { .. } => "database_server_unusable",
+            Error::ServerInUse { .. } => "server_in_use",
+            Error::CredentialsSecretTaken(_) => "secret_taken",
+            Error::Random(_) => "random_failed",
         }
     }
 
@@ -46,7 +108,16 @@ impl Error {
     pub fn backoff(&self) -> Duration {
         match self.category() {
             "conflict" => Duration::from_millis(500),
-            "namespaces_terminating" => Duration::from_secs(2),
+            "namespaces_terminating" | "server_in_use" => Duration::from_secs(2),
+            // A server that is down, refuses the credentials or is not set up yet: look
+            // again soon, but not in a tight loop.
+            "database_unreachable"
+            | "database_auth_failed"
+            | "database_tls_failed"
+            | "database_server_error"
+            | "database_not_ready"
+            | "database_not_provisioned"
+            | "database_server_unusable" => Duration::from_secs(10),
             "api_error" | "stopping" => Duration::from_secs(5),
             "forbidden" | "invalid" => Duration::from_secs(60),
             _ => Duration::from_secs(15),

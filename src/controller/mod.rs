@@ -6,18 +6,21 @@
 
 mod analysis;
 pub mod apply;
+pub mod database_server;
 mod error;
 mod tenant;
+pub mod tenant_database;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
@@ -50,6 +53,10 @@ pub struct ControllerConfig {
     pub concurrency: u16,
     /// Who publishes the events (the Deployment's name and this pod).
     pub reporter: Reporter,
+    /// Labels of the operator's own pods. When given, every DatabaseServer with a
+    /// `spec.network` gets an egress NetworkPolicy for these pods in the operator's
+    /// namespace.
+    pub operator_pod_labels: Option<BTreeMap<String, String>>,
 }
 
 /// The reflector caches every reconcile reads from.
@@ -62,6 +69,8 @@ pub struct Stores {
     pub limits: Store<LimitRange>,
     pub bindings: Store<RoleBinding>,
     pub policies: Store<NetworkPolicy>,
+    /// Only the Secrets Landlord labelled (tenants' database credentials).
+    pub secrets: Store<Secret>,
 }
 
 impl Stores {
@@ -89,6 +98,7 @@ impl Stores {
             self.limits.wait_until_ready().await,
             self.bindings.wait_until_ready().await,
             self.policies.wait_until_ready().await,
+            self.secrets.wait_until_ready().await,
         ];
         results
             .into_iter()
@@ -107,6 +117,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The latest isolation verdict of every tenant, by name.
     pub isolation: Arc<RwLock<BTreeMap<String, TenantIsolation>>>,
+    /// The connection pool of every usable DatabaseServer.
+    pub databases: Arc<database_server::Registry>,
+    /// Asks the Tenant controller to look at a tenant now.
+    pub tenant_triggers: futures::channel::mpsc::UnboundedSender<ObjectRef<Tenant>>,
 }
 
 /// The Tenant that controls an object, if any. Tenants are cluster-scoped, so the
@@ -130,6 +144,37 @@ fn managed() -> watcher::Config {
     watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
 }
 
+/// How many objects a shared watch stream buffers for each controller subscribed to it.
+const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// Drives a shared reflector (which fills its store and feeds its subscribers) for as
+/// long as the controllers run.
+fn drive<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    writer: reflector::store::Writer<K>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    tokio::spawn(
+        watcher(api, config)
+            .default_backoff()
+            .reflect_shared(writer)
+            .for_each(|event| async move {
+                if let Err(e) = event {
+                    warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                }
+            }),
+    )
+}
+
 /// Runs the controllers until `stop` turns true.
 pub async fn run(
     client: Client,
@@ -137,32 +182,43 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (tenants, tenant_writer) = reflector::store();
-    let (database_servers, dbs_writer) = reflector::store();
+    // Tenants and DatabaseServers are watched once and shared by both controllers.
+    let (tenants, tenant_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
+    let (database_servers, dbs_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
+    let subscribe = "a shared store has subscribers";
+    let tenant_events = tenant_writer.subscribe().expect(subscribe);
+    let tenant_events_for_servers = tenant_writer.subscribe().expect(subscribe);
+    let server_events = dbs_writer.subscribe().expect(subscribe);
+    let server_events_for_tenants = dbs_writer.subscribe().expect(subscribe);
     let (namespaces, ns_writer) = reflector::store();
     let (quotas, quota_writer) = reflector::store();
     let (limits, limit_writer) = reflector::store();
     let (bindings, binding_writer) = reflector::store();
     let (policies, policy_writer) = reflector::store();
+    let (secrets, secret_writer) = reflector::store();
     let stores = Stores {
         tenants: tenants.clone(),
-        database_servers,
+        database_servers: database_servers.clone(),
         namespaces,
         quotas,
         limits,
         bindings,
         policies,
+        secrets,
     };
-
-    let tenant_stream = reflector::reflector(
-        tenant_writer,
-        watcher(
+    let shared_watches = [
+        drive(
             Api::<Tenant>::all(client.clone()),
             watcher::Config::default(),
+            tenant_writer,
         ),
-    )
-    .default_backoff()
-    .touched_objects();
+        drive(
+            Api::<DatabaseServer>::all(client.clone()),
+            watcher::Config::default(),
+            dbs_writer,
+        ),
+    ];
+
     // Namespaces and NetworkPolicies are watched whole: the no-hijack check must see
     // namespaces Landlord did not create, and the isolation analysis must see the
     // policies tenant admins write themselves.
@@ -202,12 +258,10 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
-    let dbs_stream = reflector::reflector(
-        dbs_writer,
-        watcher(
-            Api::<DatabaseServer>::all(client.clone()),
-            watcher::Config::default(),
-        ),
+    // Only the Secrets Landlord wrote: never every Secret of the cluster in memory.
+    let secret_stream = reflector::reflector(
+        secret_writer,
+        watcher(Api::<Secret>::all(client.clone()), managed()),
     )
     .default_backoff()
     .touched_objects();
@@ -218,7 +272,7 @@ pub async fn run(
         stores.clone(),
         config.analysis.clone(),
         isolation.clone(),
-        trigger_tx,
+        trigger_tx.clone(),
         stop.clone(),
     ));
 
@@ -229,51 +283,46 @@ pub async fn run(
         config: config.clone(),
         metrics,
         isolation,
+        databases: Arc::new(database_server::Registry::default()),
+        tenant_triggers: trigger_tx,
     });
 
-    let users_of = {
-        let tenants = tenants.clone();
-        move |server: DatabaseServer| {
-            let name = server.meta().name.clone().unwrap_or_default();
-            tenants
-                .state()
-                .into_iter()
-                .filter(|t| {
-                    t.spec
-                        .database
-                        .as_ref()
-                        .is_some_and(|d| d.server_ref == name)
-                })
-                .map(|t| ObjectRef::from_obj(&*t))
-                .collect::<Vec<_>>()
-        }
+    info!("starting the Tenant and DatabaseServer controllers");
+    let graceful = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
     };
-
-    info!("starting the Tenant controller");
-    let mut stop_graceful = stop.clone();
-    let controller = Controller::for_stream(tenant_stream, tenants.clone())
+    let tenant_controller = Controller::for_shared_stream(tenant_events, tenants.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .watches_stream(ns_stream, owning_tenant)
         .watches_stream(policy_stream, owning_tenant)
         .watches_stream(quota_stream, owning_tenant)
         .watches_stream(limit_stream, owning_tenant)
         .watches_stream(binding_stream, owning_tenant)
-        .watches_stream(dbs_stream, users_of)
+        .watches_stream(secret_stream, owning_tenant)
+        .watches_shared_stream(
+            server_events_for_tenants,
+            tenants_of_server(tenants.clone()),
+        )
         .reconcile_on(trigger_rx)
-        .graceful_shutdown_on(async move {
-            let _ = stop_graceful.wait_for(|stopping| *stopping).await;
-        })
-        .run(tenant::reconcile, tenant::error_policy, context)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                match e {
-                    // Logged by the error policy, with the tenant and category.
-                    controller::Error::ObjectNotFound(_)
-                    | controller::Error::ReconcilerFailed(..) => {}
-                    other => warn!(error = %other, "Tenant controller"),
-                }
-            }
-        });
+        .graceful_shutdown_on(graceful(stop.clone()))
+        .run(tenant::reconcile, tenant::error_policy, context.clone())
+        .for_each(|result| log_failure("Tenant", result));
+    let server_controller = Controller::for_shared_stream(server_events, database_servers.clone())
+        .with_config(controller::Config::default().concurrency(2))
+        .watches_shared_stream(
+            tenant_events_for_servers,
+            database_server::server_of_tenant(),
+        )
+        .graceful_shutdown_on(graceful(stop.clone()))
+        .run(
+            database_server::reconcile,
+            database_server::error_policy,
+            context,
+        )
+        .for_each(|result| log_failure("DatabaseServer", result));
+    let controllers = async move {
+        tokio::join!(tenant_controller, server_controller);
+    };
     // A graceful stop lets running reconciles finish. It cannot end while the Tenant
     // cache has never filled (the CRD is missing: nothing can be reconciling), and it is
     // bounded in any case, well within the pod's termination grace period.
@@ -288,9 +337,66 @@ pub async fn run(
         warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running after the grace period: abandoned");
     };
     tokio::select! {
-        () = controller => {}
+        () = controllers => {}
         () = deadline => {}
     }
     analysis.abort();
-    info!("Tenant controller stopped");
+    for watch in shared_watches {
+        watch.abort();
+    }
+    info!("controllers stopped");
+}
+
+async fn log_failure<K: Resource, Q>(
+    kind: &'static str,
+    result: Result<(ObjectRef<K>, Action), controller::Error<Error, Q>>,
+) where
+    Q: std::error::Error,
+{
+    if let Err(e) = result {
+        match e {
+            // Logged by the error policy, with the object and category.
+            controller::Error::ObjectNotFound(_) | controller::Error::ReconcilerFailed(..) => {}
+            other => warn!(error = %other, "{kind} controller"),
+        }
+    }
+}
+
+/// The Tenants to look at again when a DatabaseServer changes: those that use it, but
+/// only when something they depend on changed (its spec, or whether it is reachable), not
+/// on every status write (the server's tenant count changes with each new tenant).
+fn tenants_of_server(
+    tenants: Store<Tenant>,
+) -> impl Fn(Arc<DatabaseServer>) -> Vec<ObjectRef<Tenant>> + Send + Sync {
+    /// What tenants depend on: the server's generation and its `Reachable` status.
+    type Dependency = (Option<i64>, Option<String>);
+    let seen: std::sync::Mutex<BTreeMap<String, Dependency>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    move |server: Arc<DatabaseServer>| {
+        let name = server.meta().name.clone().unwrap_or_default();
+        let reachable = server.status.as_ref().and_then(|s| {
+            crate::api::find_condition(&s.conditions, database_server::conditions::REACHABLE)
+                .map(|c| format!("{:?}", c.status))
+        });
+        let state = (server.meta().generation, reachable);
+        let changed = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.clone(), state.clone())
+            != Some(state);
+        if !changed {
+            return Vec::new();
+        }
+        tenants
+            .state()
+            .into_iter()
+            .filter(|t| {
+                t.spec
+                    .database
+                    .as_ref()
+                    .is_some_and(|d| d.server_ref == name)
+            })
+            .map(|t| ObjectRef::from_obj(&*t))
+            .collect()
+    }
 }

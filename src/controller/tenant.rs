@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, PoisonError};
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -23,7 +23,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::apply::{FIELD_MANAGER, Outcome};
-use super::{Context, Error};
+use super::{Context, Error, tenant_database};
 use crate::api::{
     Condition, ConditionStatus, DeletionPolicy, DeletionStep, StepState, Tenant, TenantPhase,
     TenantStatus, find_condition, set_condition,
@@ -121,10 +121,35 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     };
     // build + apply + prune
     let applied = apply_all(&validated, ctx).await?;
+    // the database, its role and the credentials Secret in the primary namespace
+    let primary = tenant.primary_namespace();
+    let database = if applied.taken.contains(&primary) {
+        tenant.spec.database.as_ref().map(|_| {
+            let message = format!(
+                "the credentials Secret goes into the primary namespace {primary}, which is not this tenant's"
+            );
+            tenant_database::Report {
+                condition: condition(
+                    tenant_database::DATABASE_READY,
+                    false,
+                    "NamespaceTaken",
+                    &message,
+                    tenant.metadata.generation,
+                ),
+                status: tenant.status.as_ref().and_then(|s| s.database.clone()),
+                retry: None,
+            }
+        })
+    } else {
+        tenant_database::provision(tenant, &primary, ctx).await
+    };
     // status
-    let status = provisioned_status(tenant, &validated, &applied, ctx);
+    let (status, retry) = provisioned_status(tenant, &validated, &applied, database, ctx);
     finish_status(tenant, ctx, status).await?;
-    Ok(Action::requeue(ctx.config.resync))
+    match retry {
+        Some(e) => Err(e),
+        None => Ok(Action::requeue(ctx.config.resync)),
+    }
 }
 
 fn reason_of(category: &str) -> String {
@@ -159,15 +184,21 @@ async fn ensure_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
+fn reference<K>(id: &ObjectId) -> ObjectRef<K>
+where
+    K: Resource<DynamicType = ()>,
+{
+    match &id.namespace {
+        Some(ns) => ObjectRef::new(&id.name).within(ns),
+        None => ObjectRef::new(&id.name),
+    }
+}
+
 fn cached<K>(store: &Store<K>, id: &ObjectId) -> Option<Arc<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    let reference = match &id.namespace {
-        Some(ns) => ObjectRef::new(&id.name).within(ns),
-        None => ObjectRef::new(&id.name),
-    };
-    store.get(&reference)
+    store.get(&reference(id))
 }
 
 async fn apply_one<K>(
@@ -372,8 +403,9 @@ fn provisioned_status(
     tenant: &Tenant,
     validated: &ValidatedTenant<'_>,
     applied: &Applied,
+    database: Option<tenant_database::Report>,
     ctx: &Context,
-) -> TenantStatus {
+) -> (TenantStatus, Option<Error>) {
     let generation = tenant.metadata.generation;
     let mut status = tenant.status.clone().unwrap_or_default();
     status.namespaces = validated.namespaces().to_vec();
@@ -457,13 +489,21 @@ fn provisioned_status(
             }),
     };
     set_condition(&mut status.conditions, isolated);
+    let mut retry = None;
+    if let Some(report) = database {
+        set_condition(&mut status.conditions, report.condition);
+        status.database = report.status;
+        retry = report.retry;
+    }
 
     let pending: Vec<&str> = [
         conditions::NAMESPACES_READY,
         conditions::NETWORK_ISOLATED,
         conditions::ISOLATED,
+        tenant_database::DATABASE_READY,
     ]
     .into_iter()
+    .filter(|t| *t != tenant_database::DATABASE_READY || tenant.spec.database.is_some())
     .filter(|t| !find_condition(&status.conditions, t).is_some_and(Condition::is_true))
     .collect();
     let ready = if pending.is_empty() {
@@ -494,7 +534,7 @@ fn provisioned_status(
         TenantPhase::Provisioning
     });
     status.observed_generation = generation;
-    status
+    (status, retry)
 }
 
 /// Writes `status` if it differs from the Tenant's, and publishes an Event for every
@@ -548,7 +588,13 @@ async fn write_status(tenant: &Tenant, ctx: &Context, status: &TenantStatus) -> 
     Ok(())
 }
 
-async fn publish(tenant: &Tenant, ctx: &Context, type_: EventType, reason: &str, note: &str) {
+pub(super) async fn publish(
+    tenant: &Tenant,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
@@ -564,12 +610,15 @@ async fn publish(tenant: &Tenant, ctx: &Context, type_: EventType, reason: &str,
 // ---------------------------------------------------------------------------------------
 // Deletion
 
-/// The steps of the deletion workflow, in order, for a deletion policy. Later
-/// capabilities (database, backups, key, receipt) insert their steps here.
-fn plan(policy: DeletionPolicy) -> &'static [&'static str] {
-    match policy {
-        DeletionPolicy::Erase => &["DeleteNamespaces", "RemoveFinalizer"],
-        DeletionPolicy::Retain => &["ReleaseObjects", "RemoveFinalizer"],
+/// The steps of the deletion workflow, in order, for a Tenant. Later capabilities
+/// (backups, key, receipt) insert their steps here.
+fn plan(tenant: &Tenant) -> Vec<&'static str> {
+    match tenant.spec.deletion_policy {
+        DeletionPolicy::Erase if tenant.spec.database.is_some() => {
+            vec!["DropDatabase", "DeleteNamespaces", "RemoveFinalizer"]
+        }
+        DeletionPolicy::Erase => vec!["DeleteNamespaces", "RemoveFinalizer"],
+        DeletionPolicy::Retain => vec!["ReleaseObjects", "RemoveFinalizer"],
     }
 }
 
@@ -583,7 +632,7 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     }
     let mut status = tenant.status.clone().unwrap_or_default();
     if status.deletion.is_empty() {
-        status.deletion = plan(tenant.spec.deletion_policy)
+        status.deletion = plan(tenant)
             .iter()
             .map(|name| DeletionStep {
                 name: (*name).to_owned(),
@@ -602,7 +651,7 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             &format!(
                 "deletionPolicy {:?}: running {}",
                 tenant.spec.deletion_policy,
-                plan(tenant.spec.deletion_policy).join(", ")
+                plan(tenant).join(", ")
             ),
         )
         .await;
@@ -624,6 +673,7 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             write_status(tenant, ctx, &status).await?;
         }
         let outcome = match step.as_str() {
+            "DropDatabase" => tenant_database::drop_database(tenant, ctx).await,
             "DeleteNamespaces" => delete_namespaces(tenant, ctx).await,
             "ReleaseObjects" => release_objects(tenant, ctx).await,
             "RemoveFinalizer" => {
@@ -720,7 +770,7 @@ async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error
                 release(
                     &Api::<Namespace>::all(client),
                     &ctx.stores.namespaces,
-                    id,
+                    &reference(id),
                     &uid,
                 )
                 .await
@@ -729,7 +779,7 @@ async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error
                 release(
                     &Api::<ResourceQuota>::namespaced(client, &ns),
                     &ctx.stores.quotas,
-                    id,
+                    &reference(id),
                     &uid,
                 )
                 .await
@@ -738,7 +788,7 @@ async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error
                 release(
                     &Api::<LimitRange>::namespaced(client, &ns),
                     &ctx.stores.limits,
-                    id,
+                    &reference(id),
                     &uid,
                 )
                 .await
@@ -747,7 +797,7 @@ async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error
                 release(
                     &Api::<RoleBinding>::namespaced(client, &ns),
                     &ctx.stores.bindings,
-                    id,
+                    &reference(id),
                     &uid,
                 )
                 .await
@@ -756,7 +806,7 @@ async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error
                 release(
                     &Api::<NetworkPolicy>::namespaced(client, &ns),
                     &ctx.stores.policies,
-                    id,
+                    &reference(id),
                     &uid,
                 )
                 .await
@@ -764,17 +814,28 @@ async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error
         }?;
         released += usize::from(done);
     }
+    // The database credentials stay with the database, which Retain keeps too.
+    let primary = tenant.primary_namespace();
+    let secret = ObjectRef::new(&tenant_database::secret_name(&tenant.name_any())).within(&primary);
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &primary);
+    let secret_released = release(&secrets, &ctx.stores.secrets, &secret, &uid).await?;
+    released += usize::from(secret_released);
+    let total = ids.len() + usize::from(secret_released);
     Ok(format!(
-        "released {released} of {} objects (namespaces kept): they no longer belong to the Tenant",
-        ids.len()
+        "released {released} of {total} objects (namespaces, database and credentials kept): they no longer belong to the Tenant"
     ))
 }
 
-async fn release<K>(api: &Api<K>, store: &Store<K>, id: &ObjectId, uid: &str) -> Result<bool, Error>
+async fn release<K>(
+    api: &Api<K>,
+    store: &Store<K>,
+    object: &ObjectRef<K>,
+    uid: &str,
+) -> Result<bool, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + 'static,
 {
-    let Some(live) = cached(store, id) else {
+    let Some(live) = store.get(object) else {
         return Ok(false);
     };
     if !live.owner_references().iter().any(|r| r.uid == uid) {
@@ -788,13 +849,16 @@ where
     let patch =
         json!({"metadata": {"resourceVersion": live.resource_version(), "ownerReferences": kept}});
     match api
-        .patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(&object.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
         Err(source) => {
-            Err(super::apply::ApplyError::new("release", id.kind.as_str(), &id.name, source).into())
+            Err(
+                super::apply::ApplyError::new("release", &K::kind(&()), &object.name, source)
+                    .into(),
+            )
         }
     }
 }

@@ -24,6 +24,8 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 pub const LANDLORD_PREFIX: &str = "landlord.dev/";
 /// Prefix of the Pod Security Admission labels.
 pub const POD_SECURITY_PREFIX: &str = "pod-security.kubernetes.io/";
+/// Label on the operator's egress NetworkPolicy to a DatabaseServer: the server's name.
+pub const DATABASE_SERVER_LABEL: &str = "landlord.dev/database-server";
 /// Annotation on the allow-list NetworkPolicies: a JSON array with the description of
 /// each rule, in rule order (`""` where the spec gives none).
 pub const RULE_DESCRIPTIONS_ANNOTATION: &str = "landlord.dev/rule-descriptions";

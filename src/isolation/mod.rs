@@ -22,7 +22,7 @@
 pub mod analysis;
 pub mod labels;
 mod namespace;
-mod network;
+pub mod network;
 mod quota;
 mod rbac;
 mod validate;

@@ -14,10 +14,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::ValidatedTenant;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use super::labels::{
-    NAMESPACE_NAME_LABEL, RULE_DESCRIPTIONS_ANNOTATION, TENANT_LABEL, object_meta,
+    DATABASE_SERVER_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAMESPACE_NAME_LABEL,
+    RULE_DESCRIPTIONS_ANNOTATION, TENANT_LABEL, object_meta,
 };
-use crate::api::{NetworkPeer, NetworkPort, NetworkRule, Protocol};
+use crate::api::{DatabaseServer, NetworkPeer, NetworkPort, NetworkRule, Protocol};
 
 /// Denies all ingress and egress of every pod in the namespace.
 pub const DEFAULT_DENY: &str = "landlord-default-deny";
@@ -235,7 +238,13 @@ pub fn network_policies(tenant: &ValidatedTenant<'_>, namespace: &str) -> Vec<Ne
 /// The egress rule to the tenant's database server, if its location is known.
 fn database_rule(tenant: &ValidatedTenant<'_>) -> Option<NetworkPolicyEgressRule> {
     tenant.tenant().spec.database.as_ref()?;
-    let server = tenant.database_server()?;
+    database_egress_rule(tenant.database_server()?)
+}
+
+/// Egress to a DatabaseServer on its TCP port, to its CIDRs and to its pods in its
+/// namespace, as `spec.network` gives them; `None` when the server's location is not
+/// given (a NetworkPolicy cannot select a DNS name).
+pub fn database_egress_rule(server: &DatabaseServer) -> Option<NetworkPolicyEgressRule> {
     let network = server.spec.network.as_ref()?;
     let mut to: Vec<NetworkPolicyPeer> = network
         .cidrs
@@ -258,5 +267,47 @@ fn database_rule(tenant: &ValidatedTenant<'_>) -> Option<NetworkPolicyEgressRule
     (!to.is_empty()).then(|| NetworkPolicyEgressRule {
         to: Some(to),
         ports: Some(vec![port("TCP", server.spec.port, None)]),
+    })
+}
+
+/// Name of the operator's egress NetworkPolicy to one DatabaseServer.
+pub fn operator_database_policy_name(server: &str) -> String {
+    const PREFIX: &str = "landlord-database-";
+    // NetworkPolicy names are DNS subdomains of at most 253 characters, as are server names.
+    let mut name = format!("{PREFIX}{server}");
+    name.truncate(253);
+    name.trim_end_matches(['-', '.']).to_owned()
+}
+
+/// The operator's own egress NetworkPolicy to a DatabaseServer, in the operator's
+/// namespace, selecting the operator's pods by `pod_labels`: the chart's NetworkPolicy
+/// denies the operator any egress it does not list, and database servers come and go with
+/// their DatabaseServer objects. Owned by the DatabaseServer, so it goes with it. `None`
+/// when the server's location is not given.
+pub fn operator_database_policy(
+    server: &DatabaseServer,
+    namespace: &str,
+    pod_labels: &BTreeMap<String, String>,
+) -> Option<NetworkPolicy> {
+    use kube::Resource;
+
+    let rule = database_egress_rule(server)?;
+    let server_name = server.meta().name.clone().unwrap_or_default();
+    let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())]);
+    labels.insert(DATABASE_SERVER_LABEL.to_owned(), server_name.clone());
+    Some(NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(operator_database_policy_name(&server_name)),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            owner_references: server.controller_owner_ref(&()).map(|r| vec![r]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(pod_labels)),
+            policy_types: Some(vec!["Egress".to_owned()]),
+            ingress: None,
+            egress: Some(vec![rule]),
+        }),
     })
 }

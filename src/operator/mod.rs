@@ -44,6 +44,9 @@ pub struct Config {
     pub resync: Duration,
     /// How many Tenants are reconciled at once.
     pub concurrency: u16,
+    /// Labels of the operator's pods, for its egress NetworkPolicies to database servers;
+    /// none are kept when unset.
+    pub pod_labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Errors that stop the operator.
@@ -136,6 +139,7 @@ impl Operator {
                 controller: "landlord".to_owned(),
                 instance: Some(config.identity.clone()),
             },
+            operator_pod_labels: config.pod_labels.clone(),
         };
         let leadership = tokio::spawn(lead(
             client.clone(),

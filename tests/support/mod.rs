@@ -2,4 +2,5 @@
 //! binary uses only part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod postgres;

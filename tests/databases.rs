@@ -1,0 +1,830 @@
+//! Tenant databases end to end: the operator against the emulator, provisioning on a
+//! real PostgreSQL 15 (started by `support::postgres`). Each test has its own emulator
+//! and its own tenant names on the shared server.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use landlord::api::{DatabaseServer, find_condition};
+use serde_json::json;
+use support::cluster::{Harness, eventually, exists};
+use support::postgres::{ADMIN_USER, shared};
+use tokio_postgres::error::SqlState;
+
+/// Creates the admin credentials and CA Secrets in `landlord` and a DatabaseServer `name`
+/// for the test server, with `tls` (`disable`, `require`, `verify-full`).
+async fn create_server(client: &Client, name: &str, tls: &str) {
+    let pg = shared();
+    put_secret(
+        client,
+        &format!("{name}-admin"),
+        &[("username", ADMIN_USER), ("password", &pg.admin_password)],
+    )
+    .await;
+    put_secret(
+        client,
+        &format!("{name}-ca"),
+        &[("ca.crt", std::str::from_utf8(&pg.ca_pem).expect("PEM"))],
+    )
+    .await;
+    let mut spec = json!({
+        "host": "127.0.0.1",
+        "port": pg.port,
+        "tls": {"mode": tls},
+        "adminCredentials": {"secret": {"name": format!("{name}-admin"), "namespace": "landlord"}},
+        "maxConnections": 3,
+        "network": {"cidrs": ["127.0.0.1/32"]}
+    });
+    if tls != "disable" {
+        spec["tls"]["caSecret"] =
+            json!({"name": format!("{name}-ca"), "namespace": "landlord", "key": "ca.crt"});
+    }
+    servers(client)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "landlord.dev/v1alpha1", "kind": "DatabaseServer",
+                "metadata": {"name": name}, "spec": spec
+            }))
+            .expect("DatabaseServer"),
+        )
+        .await
+        .expect("DatabaseServer created");
+}
+
+async fn put_secret(client: &Client, name: &str, data: &[(&str, &str)]) {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some("landlord".to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    };
+    let api: Api<Secret> = Api::namespaced(client.clone(), "landlord");
+    api.patch(
+        name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&secret),
+    )
+    .await
+    .expect("Secret written");
+}
+
+fn servers(client: &Client) -> Api<DatabaseServer> {
+    Api::all(client.clone())
+}
+
+async fn server_condition(client: &Client, name: &str) -> Option<(String, String, String)> {
+    let server = servers(client).get_opt(name).await.expect("readable")?;
+    let c = find_condition(&server.status?.conditions, "Reachable")?.clone();
+    Some((format!("{:?}", c.status), c.reason, c.message))
+}
+
+async fn wait_server(client: &Client, name: &str, status: &str, reason: &str) -> String {
+    let mut last = None;
+    for _ in 0..400 {
+        last = server_condition(client, name).await;
+        if let Some((s, r, m)) = &last
+            && s == status
+            && r == reason
+        {
+            return m.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("DatabaseServer {name}: Reachable never became {status}/{reason}; last {last:?}");
+}
+
+/// The tenant's credentials Secret, field by field.
+async fn credentials(client: &Client, namespace: &str, tenant: &str) -> BTreeMap<String, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = api
+        .get(&format!("{tenant}-db"))
+        .await
+        .expect("credentials Secret");
+    secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).expect("UTF-8")))
+        .collect()
+}
+
+/// Waits until a condition of the tenant has `status` and `reason`.
+async fn wait_reason(h: &Harness, tenant: &str, type_: &str, status: &str, reason: &str) {
+    let mut last = None;
+    for _ in 0..400 {
+        last = h.condition(tenant, type_).await;
+        if let Some((s, r, _)) = &last
+            && s == status
+            && r == reason
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{tenant}: {type_} never became {status}/{reason}; last {last:?}");
+}
+
+async fn tenant_login(
+    secret: &BTreeMap<String, String>,
+    database: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    shared()
+        .connect(&secret["user"], &secret["password"], database)
+        .await
+}
+
+fn sqlstate(error: &tokio_postgres::Error) -> Option<SqlState> {
+    error.as_db_error().map(|e| e.code().clone())
+}
+
+async fn events_about(client: &Client, name: &str) -> Vec<(String, String)> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+/// Every test must leave no role behind on the shared server, so that the server's
+/// catalog proves what the erasure did.
+async fn role_exists(role: &str) -> bool {
+    let su = shared().superuser("postgres").await;
+    let rows = su
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .expect("query");
+    !rows.is_empty()
+}
+
+async fn database_exists(database: &str) -> bool {
+    let su = shared().superuser("postgres").await;
+    let rows = su
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await
+        .expect("query");
+    !rows.is_empty()
+}
+
+/// Provisioned with exactly the chart's permissions (RBAC mode), over verify-full TLS:
+/// the tenant's own credentials reach its own database and nothing else.
+#[tokio::test]
+async fn a_tenant_gets_its_own_database_reachable_only_with_its_credentials() {
+    let h = Harness::start_with(true).await;
+    create_server(&h.client, "pg-one", "verify-full").await;
+    let message = wait_server(&h.client, "pg-one", "True", "Connected").await;
+    assert!(message.contains("PostgreSQL 15"), "{message}");
+    let server = servers(&h.client).get("pg-one").await.expect("server");
+    assert!(
+        server
+            .finalizers()
+            .contains(&"landlord.dev/in-use".to_owned())
+    );
+    assert!(
+        server
+            .status
+            .as_ref()
+            .and_then(|s| s.server_version.as_deref())
+            .is_some_and(|v| v.starts_with("15"))
+    );
+
+    for name in ["initech", "umbrella"] {
+        h.create_tenant(
+            name,
+            json!({"database": {"serverRef": "pg-one", "connectionLimit": 7}}),
+        )
+        .await;
+    }
+    for name in ["initech", "umbrella"] {
+        h.wait_condition(name, "Ready", "True").await;
+    }
+    let (_, reason, message) = h
+        .condition("initech", "DatabaseReady")
+        .await
+        .expect("DatabaseReady");
+    assert_eq!(reason, "Provisioned");
+    assert!(message.contains("tenant_initech"), "{message}");
+
+    let status = h
+        .tenants()
+        .get("initech")
+        .await
+        .expect("tenant")
+        .status
+        .expect("status");
+    let db = status.database.expect("status.database");
+    assert_eq!(
+        (db.server.as_str(), db.name.as_str(), db.role.as_str()),
+        ("pg-one", "tenant_initech", "tenant_initech")
+    );
+    let secret_ref = db.credentials_secret.expect("credentials Secret");
+    assert_eq!(
+        (secret_ref.namespace.as_str(), secret_ref.name.as_str()),
+        ("tenant-initech", "initech-db")
+    );
+    assert!(db.password_set_at.is_some());
+    eventually("the server counts both tenants", || async {
+        servers(&h.client)
+            .get("pg-one")
+            .await
+            .ok()
+            .and_then(|s| s.status?.tenants)
+            == Some(2)
+    })
+    .await;
+
+    let initech = credentials(&h.client, "tenant-initech", "initech").await;
+    let umbrella = credentials(&h.client, "tenant-umbrella", "umbrella").await;
+    assert_eq!(initech["host"], "127.0.0.1");
+    assert_eq!(initech["port"], shared().port.to_string());
+    assert_eq!(initech["dbname"], "tenant_initech");
+    assert_eq!(initech["user"], "tenant_initech");
+    assert_eq!(initech["sslmode"], "verify-full");
+    assert_eq!(initech["ca.crt"].as_bytes(), shared().ca_pem.as_slice());
+    assert_eq!(initech["password"].len(), 40);
+    assert_eq!(
+        initech["uri"],
+        format!(
+            "postgresql://tenant_initech:{}@127.0.0.1:{}/tenant_initech?sslmode=verify-full",
+            initech["password"],
+            shared().port
+        )
+    );
+    // Never in status, events or conditions.
+    let tenant_json =
+        serde_json::to_string(&h.tenants().get("initech").await.expect("tenant")).expect("JSON");
+    assert!(!tenant_json.contains(&initech["password"]));
+    for (_, note) in events_about(&h.client, "initech").await {
+        assert!(!note.contains(&initech["password"]));
+    }
+    assert!(
+        events_about(&h.client, "initech")
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "DatabaseCreated")
+    );
+
+    // Its own database: tables can be created and used.
+    let own = tenant_login(&initech, "tenant_initech")
+        .await
+        .expect("the tenant's credentials open its database");
+    own.batch_execute("CREATE TABLE invoices (id int); INSERT INTO invoices VALUES (1)")
+        .await
+        .expect("the tenant owns its database");
+    // Role attributes as the issue asks for.
+    let su = shared().superuser("postgres").await;
+    let row = su
+        .query_one(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolconnlimit \
+             FROM pg_roles WHERE rolname = 'tenant_initech'",
+            &[],
+        )
+        .await
+        .expect("role");
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2),
+            row.get::<_, bool>(3),
+            row.get::<_, bool>(4),
+            row.get::<_, i32>(5)
+        ),
+        (false, false, false, false, false, 7)
+    );
+    // Not another tenant's database, even knowing its name.
+    let refused = tenant_login(&initech, "tenant_umbrella")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("another tenant's database refuses the connection"));
+    assert_eq!(
+        sqlstate(&refused),
+        Some(SqlState::INSUFFICIENT_PRIVILEGE),
+        "{refused}"
+    );
+    // Not another tenant's password for its own database either.
+    let crossed = shared()
+        .connect("tenant_umbrella", &initech["password"], "tenant_umbrella")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("one tenant's password is not another's"));
+    assert_eq!(
+        sqlstate(&crossed),
+        Some(SqlState::INVALID_PASSWORD),
+        "{crossed}"
+    );
+    // No databases, no roles.
+    for statement in [
+        "CREATE DATABASE initech_extra",
+        "CREATE ROLE initech_friend",
+    ] {
+        let error = own.batch_execute(statement).await.expect_err("not allowed");
+        assert_eq!(
+            sqlstate(&error),
+            Some(SqlState::INSUFFICIENT_PRIVILEGE),
+            "{statement}: {error}"
+        );
+    }
+    // Another tenant's table, named in full from its own database: cross-database
+    // references do not exist in PostgreSQL, and its schema is not visible.
+    let other = tenant_login(&umbrella, "tenant_umbrella")
+        .await
+        .expect("umbrella's own database");
+    other
+        .batch_execute("CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('x')")
+        .await
+        .expect("umbrella's table");
+    let error = own
+        .query("SELECT * FROM tenant_umbrella.public.secrets", &[])
+        .await
+        .expect_err("no cross-database read");
+    assert_eq!(
+        sqlstate(&error),
+        Some(SqlState::FEATURE_NOT_SUPPORTED),
+        "{error}"
+    );
+
+    // Deleting the tenants erases their databases and roles; the server then counts none.
+    for name in ["initech", "umbrella"] {
+        h.tenants()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("tenant deleted");
+    }
+    drop((own, other));
+    eventually("both tenants are gone", || async {
+        !exists(&h.tenants(), "initech").await && !exists(&h.tenants(), "umbrella").await
+    })
+    .await;
+    for name in ["tenant_initech", "tenant_umbrella"] {
+        assert!(!database_exists(name).await, "{name} database left");
+        assert!(!role_exists(name).await, "{name} role left");
+    }
+}
+
+/// Rotation on request, a deleted Secret re-created with a new password, and a restart
+/// that changes nothing.
+#[tokio::test]
+async fn passwords_rotate_on_request_and_a_deleted_secret_is_recreated() {
+    let mut h = Harness::start().await;
+    create_server(&h.client, "pg-two", "require").await;
+    h.create_tenant("hooli", json!({"database": {"serverRef": "pg-two"}}))
+        .await;
+    h.wait_condition("hooli", "Ready", "True").await;
+    let first = credentials(&h.client, "tenant-hooli", "hooli").await;
+    assert_eq!(first["sslmode"], "require");
+    tenant_login(&first, "tenant_hooli")
+        .await
+        .expect("first password works");
+
+    // Rotation: the annotation asks, role and Secret change together.
+    h.tenants()
+        .patch(
+            "hooli",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"landlord.dev/rotate-password": "2026-11-23"}}})),
+        )
+        .await
+        .expect("annotated");
+    eventually("the Secret holds a new password", || async {
+        credentials(&h.client, "tenant-hooli", "hooli").await["password"] != first["password"]
+    })
+    .await;
+    let rotated = credentials(&h.client, "tenant-hooli", "hooli").await;
+    tenant_login(&rotated, "tenant_hooli")
+        .await
+        .expect("the new password works");
+    let old = tenant_login(&first, "tenant_hooli")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("the old password no longer works"));
+    assert_eq!(sqlstate(&old), Some(SqlState::INVALID_PASSWORD), "{old}");
+    eventually("a PasswordRotated event is published", || async {
+        events_about(&h.client, "hooli")
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "PasswordRotated")
+    })
+    .await;
+
+    // The same annotation value does not rotate again, not even after a restart; the
+    // restarted operator writes nothing at all.
+    let before_restart = verifier("tenant_hooli").await;
+    h.stop_operator().await;
+    h.emulator.reset_request_counts();
+    h.start_operator().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes: Vec<_> = h
+        .emulator
+        .request_counts()
+        .into_iter()
+        .filter(|((verb, resource), _)| {
+            !matches!(verb.as_str(), "get" | "list" | "watch") && resource != "leases"
+        })
+        .collect();
+    assert!(writes.is_empty(), "a restart wrote {writes:?}");
+    assert_eq!(verifier("tenant_hooli").await, before_restart);
+    assert_eq!(
+        credentials(&h.client, "tenant-hooli", "hooli").await["password"],
+        rotated["password"]
+    );
+
+    // A deleted Secret comes back with a new password that works, the old one does not.
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), "tenant-hooli");
+    secrets
+        .delete("hooli-db", &DeleteParams::default())
+        .await
+        .expect("Secret deleted");
+    eventually("the Secret is re-created", || async {
+        exists(&secrets, "hooli-db").await
+    })
+    .await;
+    let recreated = credentials(&h.client, "tenant-hooli", "hooli").await;
+    assert_ne!(recreated["password"], rotated["password"]);
+    tenant_login(&recreated, "tenant_hooli")
+        .await
+        .expect("the re-created Secret's password works");
+    assert!(tenant_login(&rotated, "tenant_hooli").await.is_err());
+    eventually("a CredentialsRecreated event is published", || async {
+        events_about(&h.client, "hooli")
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "CredentialsRecreated")
+    })
+    .await;
+
+    // A role dropped behind Landlord's back comes back with the Secret's password.
+    let su = shared().superuser("postgres").await;
+    for statement in [
+        "DROP DATABASE tenant_hooli WITH (FORCE)",
+        "DROP ROLE tenant_hooli",
+    ] {
+        su.batch_execute(statement).await.expect("dropped by hand");
+    }
+    eventually("the role and database are back", || async {
+        tenant_login(&recreated, "tenant_hooli").await.is_ok()
+    })
+    .await;
+
+    h.tenants()
+        .delete("hooli", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is gone", || async {
+        !exists(&h.tenants(), "hooli").await
+    })
+    .await;
+    assert!(!role_exists("tenant_hooli").await);
+}
+
+/// The role's stored SCRAM verifier: changes exactly when the password is set.
+async fn verifier(role: &str) -> String {
+    shared()
+        .superuser("postgres")
+        .await
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .expect("role")
+        .get(0)
+}
+
+/// Missing Secret, wrong password, closed port, untrusted certificate: each is a
+/// `Reachable` reason on the server and `ServerNotReady` on its tenants, and fixing it
+/// lets provisioning go on.
+#[tokio::test]
+async fn server_problems_are_conditions_with_reasons_and_recover() {
+    let h = Harness::start().await;
+    let pg = shared();
+    let create = |name: &str, spec: serde_json::Value| {
+        let servers = servers(&h.client);
+        let server: DatabaseServer = serde_json::from_value(json!({
+            "apiVersion": "landlord.dev/v1alpha1", "kind": "DatabaseServer",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .expect("DatabaseServer");
+        async move {
+            servers
+                .create(&PostParams::default(), &server)
+                .await
+                .expect("created");
+        }
+    };
+    let admin = json!({"secret": {"name": "pg-three-admin", "namespace": "landlord"}});
+    create(
+        "pg-three",
+        json!({"host": "127.0.0.1", "port": pg.port, "tls": {"mode": "disable"}, "adminCredentials": admin}),
+    )
+    .await;
+    let message = wait_server(&h.client, "pg-three", "False", "SecretMissing").await;
+    assert!(
+        message.contains("landlord/pg-three-admin"),
+        "names the Secret: {message}"
+    );
+    h.create_tenant("wonka", json!({"database": {"serverRef": "pg-three"}}))
+        .await;
+    wait_reason(&h, "wonka", "DatabaseReady", "False", "ServerNotReady").await;
+    let (_, _, message) = h.condition("wonka", "Ready").await.expect("Ready");
+    assert!(message.contains("DatabaseReady"), "{message}");
+
+    put_secret(
+        &h.client,
+        "pg-three-admin",
+        &[("username", ADMIN_USER), ("password", "wrong-password")],
+    )
+    .await;
+    let message = wait_server(&h.client, "pg-three", "False", "AuthFailed").await;
+    assert!(!message.contains("wrong-password"), "{message}");
+
+    put_secret(
+        &h.client,
+        "pg-three-admin",
+        &[("username", ADMIN_USER), ("password", &pg.admin_password)],
+    )
+    .await;
+    wait_server(&h.client, "pg-three", "True", "Connected").await;
+    h.wait_condition("wonka", "Ready", "True").await;
+
+    // A closed port: unreachable.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("address")
+        .port();
+    create(
+        "pg-closed",
+        json!({"host": "127.0.0.1", "port": closed, "tls": {"mode": "disable"}, "adminCredentials": admin}),
+    )
+    .await;
+    wait_server(&h.client, "pg-closed", "False", "Unreachable").await;
+    // verify-full with the system roots: the test CA is not among them.
+    create(
+        "pg-untrusted",
+        json!({"host": "127.0.0.1", "port": pg.port, "tls": {"mode": "verify-full"}, "adminCredentials": admin}),
+    )
+    .await;
+    wait_server(&h.client, "pg-untrusted", "False", "TLSFailed").await;
+    let events = events_about(&h.client, "pg-untrusted").await;
+    assert!(
+        events.iter().any(|(reason, _)| reason == "TLSFailed"),
+        "{events:?}"
+    );
+
+    h.tenants()
+        .delete("wonka", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is gone", || async {
+        !exists(&h.tenants(), "wonka").await
+    })
+    .await;
+    assert!(!role_exists("tenant_wonka").await);
+}
+
+/// A DatabaseServer that tenants use waits for them before it goes; one removed by force
+/// anyway leaves its tenants saying so.
+#[tokio::test]
+async fn a_server_in_use_waits_for_its_tenants() {
+    let h = Harness::start().await;
+    create_server(&h.client, "pg-four", "disable").await;
+    h.create_tenant("soylent", json!({"database": {"serverRef": "pg-four"}}))
+        .await;
+    h.create_tenant(
+        "cyberdyne",
+        json!({"database": {"serverRef": "pg-four"}, "deletionPolicy": "Retain"}),
+    )
+    .await;
+    h.wait_condition("soylent", "Ready", "True").await;
+    h.wait_condition("cyberdyne", "Ready", "True").await;
+
+    servers(&h.client)
+        .delete("pg-four", &DeleteParams::default())
+        .await
+        .expect("deletion accepted");
+    eventually("the server reports who still uses it", || async {
+        servers(&h.client)
+            .get_opt("pg-four")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| find_condition(&s.status?.conditions, "InUse").map(|c| c.message.clone()))
+            .is_some_and(|m| m.contains("cyberdyne") && m.contains("soylent"))
+    })
+    .await;
+    assert!(exists(&servers(&h.client), "pg-four").await);
+
+    // Erase: the database goes first, then the namespaces.
+    h.tenants()
+        .delete("soylent", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("soylent is gone", || async {
+        !exists(&h.tenants(), "soylent").await
+    })
+    .await;
+    assert!(!database_exists("tenant_soylent").await);
+    assert!(!role_exists("tenant_soylent").await);
+
+    // Retain: database, role and credentials stay; the Secret no longer belongs to the
+    // Tenant.
+    h.tenants()
+        .delete("cyberdyne", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("cyberdyne is gone", || async {
+        !exists(&h.tenants(), "cyberdyne").await
+    })
+    .await;
+    assert!(database_exists("tenant_cyberdyne").await);
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), "tenant-cyberdyne");
+    let kept = secrets.get("cyberdyne-db").await.expect("Secret kept");
+    assert!(kept.owner_references().is_empty(), "{kept:?}");
+    let retained = credentials(&h.client, "tenant-cyberdyne", "cyberdyne").await;
+    tenant_login(&retained, "tenant_cyberdyne")
+        .await
+        .expect("retained credentials still work");
+
+    eventually("the unused server is finally deleted", || async {
+        !exists(&servers(&h.client), "pg-four").await
+    })
+    .await;
+
+    // Forced removal of a server in use: the tenant says the server is gone.
+    create_server(&h.client, "pg-five", "disable").await;
+    h.create_tenant("tyrell", json!({"database": {"serverRef": "pg-five"}}))
+        .await;
+    h.wait_condition("tyrell", "Ready", "True").await;
+    servers(&h.client)
+        .delete("pg-five", &DeleteParams::default())
+        .await
+        .expect("deletion accepted");
+    servers(&h.client)
+        .patch(
+            "pg-five",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("finalizer removed by hand");
+    eventually("the server is gone", || async {
+        !exists(&servers(&h.client), "pg-five").await
+    })
+    .await;
+    // The server went without a change to the tenant: its next resync notices.
+    wait_reason(&h, "tyrell", "DatabaseReady", "False", "ServerNotFound").await;
+
+    // Clean up the shared server by hand: nothing can erase without its DatabaseServer.
+    let su = shared().superuser("postgres").await;
+    for statement in [
+        "DROP DATABASE tenant_cyberdyne WITH (FORCE)",
+        "DROP ROLE tenant_cyberdyne",
+        "DROP DATABASE tenant_tyrell WITH (FORCE)",
+        "DROP ROLE tenant_tyrell",
+    ] {
+        su.batch_execute(statement).await.expect("cleanup");
+    }
+}
+
+/// Hostile names never reach SQL: the schema refuses them with a message naming the field;
+/// the longest valid name is provisioned and quoted correctly.
+#[tokio::test]
+async fn hostile_tenant_names_are_refused_and_the_longest_name_is_provisioned() {
+    let h = Harness::start().await;
+    for name in [
+        "robert'); DROP TABLE students;--".to_owned(),
+        "a;b".to_owned(),
+        "tenant\"quoted".to_owned(),
+        "unicodé".to_owned(),
+        "x".repeat(200),
+        "x".repeat(57),
+    ] {
+        let body = json!({
+            "apiVersion": "landlord.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": name}, "spec": {"database": {"serverRef": "pg-six"}}
+        });
+        let tenant = serde_json::from_value(body).expect("Tenant");
+        match h.tenants().create(&PostParams::default(), &tenant).await {
+            Err(kube::Error::Api(status)) => {
+                assert!(
+                    status.code == 422 || status.code == 400,
+                    "{name}: {status:?}"
+                );
+                assert!(
+                    status.message.contains("metadata.name"),
+                    "{name}: {status:?}"
+                );
+            }
+            other => panic!("{name:?} was not refused: {other:?}"),
+        }
+    }
+
+    create_server(&h.client, "pg-six", "disable").await;
+    let longest = format!("a-{}", "9".repeat(54));
+    assert_eq!(longest.len(), 56);
+    h.create_tenant(&longest, json!({"database": {"serverRef": "pg-six"}}))
+        .await;
+    h.wait_condition(&longest, "Ready", "True").await;
+    let identifier = format!("tenant_a_{}", "9".repeat(54));
+    assert!(identifier.len() <= 63);
+    assert!(role_exists(&identifier).await);
+    let secret = credentials(&h.client, &format!("tenant-{longest}"), &longest).await;
+    assert_eq!(secret["dbname"], identifier);
+    tenant_login(&secret, &identifier)
+        .await
+        .expect("the longest name works");
+    h.tenants()
+        .delete(&longest, &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is gone", || async {
+        !exists(&h.tenants(), &longest).await
+    })
+    .await;
+    assert!(!role_exists(&identifier).await);
+}
+
+/// With `--pod-labels`, the operator keeps its own egress NetworkPolicy to each server.
+#[tokio::test]
+async fn the_operator_gets_an_egress_policy_per_database_server() {
+    let mut h = Harness::start().await;
+    h.stop_operator().await;
+    h.pod_labels = Some(BTreeMap::from([(
+        "app.kubernetes.io/name".to_owned(),
+        "landlord".to_owned(),
+    )]));
+    h.start_operator().await;
+    create_server(&h.client, "pg-seven", "disable").await;
+    let policies: Api<NetworkPolicy> = Api::namespaced(h.client.clone(), "landlord");
+    eventually("the egress policy exists", || async {
+        exists(&policies, "landlord-database-pg-seven").await
+    })
+    .await;
+    let policy = policies
+        .get("landlord-database-pg-seven")
+        .await
+        .expect("policy");
+    let spec = policy.spec.expect("spec");
+    assert_eq!(
+        spec.pod_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone()),
+        h.pod_labels.clone()
+    );
+    assert_eq!(spec.policy_types, Some(vec!["Egress".to_owned()]));
+    let rule = &spec.egress.expect("egress")[0];
+    assert_eq!(
+        rule.to.as_ref().expect("to")[0]
+            .ip_block
+            .as_ref()
+            .map(|b| b.cidr.as_str()),
+        Some("127.0.0.1/32")
+    );
+    assert_eq!(
+        rule.ports.as_ref().expect("ports")[0].port,
+        Some(
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i32::from(
+                shared().port
+            ))
+        )
+    );
+    assert_eq!(
+        policy.metadata.owner_references.expect("owner")[0].kind,
+        "DatabaseServer"
+    );
+
+    // No spec.network: no policy.
+    servers(&h.client)
+        .patch(
+            "pg-seven",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"network": null}})),
+        )
+        .await
+        .expect("network removed");
+    eventually("the egress policy is deleted", || async {
+        !exists(&policies, "landlord-database-pg-seven").await
+    })
+    .await;
+}

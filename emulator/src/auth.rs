@@ -16,6 +16,16 @@
 //!   ServiceAccount token carries (`system:serviceaccounts`, `system:serviceaccounts:<ns>`),
 //!   which lets tests run the operator as its ServiceAccount.
 //!
+//! Anonymous requests (no bearer token) are authenticated as `system:anonymous` in the
+//! group `system:unauthenticated` only on the public-info paths [`ANONYMOUS_PATHS`] and
+//! then authorized like any request (the bootstrap ClusterRoleBinding
+//! `system:public-info-viewer` allows them); elsewhere they are refused with 401. This is
+//! kube-apiserver with the structured authentication configuration's anonymous
+//! authenticator limited to those paths
+//! (<https://kubernetes.io/docs/reference/access-authn-authz/authentication/#anonymous-authenticator-configuration>);
+//! it keeps `/version` readable without credentials, which kubectl version dispatchers
+//! need before they pick a kubectl.
+//!
 //! Tokens never appear in errors or `Debug` output.
 
 use std::collections::HashMap;
@@ -26,6 +36,20 @@ use serde_json::{Value, json};
 
 /// The group every authenticated user belongs to.
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
+/// The user of an anonymous request.
+pub const ANONYMOUS_USER: &str = "system:anonymous";
+/// The group of an anonymous request.
+pub const UNAUTHENTICATED_GROUP: &str = "system:unauthenticated";
+/// The paths on which a request without credentials is anonymous rather than refused (the
+/// non-resource URLs of the bootstrap ClusterRole `system:public-info-viewer`), matched
+/// exactly like the anonymous authenticator's `conditions[].path`.
+pub const ANONYMOUS_PATHS: [&str; 5] = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
+
+/// Whether a request without credentials to `path` is authenticated as anonymous.
+pub fn anonymous_allowed(path: &str) -> bool {
+    ANONYMOUS_PATHS.contains(&path)
+}
+
 /// The group every ServiceAccount belongs to.
 pub const SERVICE_ACCOUNTS_GROUP: &str = "system:serviceaccounts";
 /// The prefix of ServiceAccount user names.
@@ -40,6 +64,16 @@ pub struct UserInfo {
 }
 
 impl UserInfo {
+    /// The user an anonymous request is authenticated as: `system:anonymous` in
+    /// `system:unauthenticated`.
+    pub fn anonymous() -> Self {
+        Self {
+            name: ANONYMOUS_USER.to_string(),
+            uid: String::new(),
+            groups: vec![UNAUTHENTICATED_GROUP.to_string()],
+        }
+    }
+
     /// The user a ServiceAccount token authenticates as: `system:serviceaccount:<ns>:<name>`,
     /// in the groups `system:serviceaccounts`, `system:serviceaccounts:<ns>` and
     /// `system:authenticated`.
@@ -206,8 +240,10 @@ impl Authenticator {
     /// Authenticates a request from its `Authorization` header.
     ///
     /// `Ok(None)`: no bearer token (no header, another scheme, or an empty token), i.e. an
-    /// anonymous request; the emulator does not enable anonymous access, so the caller
-    /// answers 401 with [`unauthorized_status`]. `Err`: an unknown token, also 401.
+    /// anonymous request: the caller treats it as [`UserInfo::anonymous`] on the paths
+    /// where [`anonymous_allowed`], and answers 401 with [`unauthorized_status`]
+    /// elsewhere. `Err`: an unknown token, 401 on every path (the anonymous authenticator
+    /// is not consulted after a failed one).
     /// The header is read like kube-apiserver's bearer token authenticator
     /// (`k8s.io/apiserver/pkg/authentication/request/bearertoken`): trimmed, split on
     /// spaces, scheme `bearer` in any case.
@@ -394,6 +430,29 @@ dev-token,alice,uid-3,\"dev,qa\"
         ] {
             assert_eq!(auth.authenticate(header), Ok(None), "{header:?}");
         }
+    }
+
+    // The anonymous authenticator with conditions: only an exact path match makes a request
+    // anonymous; the anonymous user is system:anonymous in system:unauthenticated
+    // (https://kubernetes.io/docs/reference/access-authn-authz/authentication/#anonymous-requests).
+    #[test]
+    fn anonymous_only_on_public_info_paths() {
+        for path in ["/version", "/version/", "/healthz", "/livez", "/readyz"] {
+            assert!(anonymous_allowed(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/api",
+            "/apis",
+            "/healthz/ping",
+            "/versions",
+            "/api/v1/namespaces",
+        ] {
+            assert!(!anonymous_allowed(path), "{path}");
+        }
+        let anonymous = UserInfo::anonymous();
+        assert_eq!(anonymous.name, "system:anonymous");
+        assert_eq!(anonymous.groups, ["system:unauthenticated"]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::cluster::Cluster;
 use crate::faults::{FaultRule, Faults};
 use crate::metrics::RequestCounter;
 use crate::server::{self, Shared};
+use crate::tls::ServingTls;
 
 /// Why an emulator could not start or a client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum EmulatorError {
     TokenFile(String),
     #[error("the token file has no user in group system:masters to act as administrator")]
     NoAdminToken,
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -46,6 +49,8 @@ pub struct Emulator {
     bookmark_interval: Duration,
     rbac: bool,
     token_file: Option<String>,
+    /// `None`: HTTPS exactly when a token file is given.
+    tls: Option<bool>,
 }
 
 impl Default for Emulator {
@@ -56,6 +61,7 @@ impl Default for Emulator {
             bookmark_interval: Duration::from_secs(10),
             rbac: false,
             token_file: None,
+            tls: None,
         }
     }
 }
@@ -116,9 +122,19 @@ impl Emulator {
 
     /// Users from a kube-apiserver static token file (`token,user,uid,"group1,group2"`);
     /// implies [`Emulator::rbac`]. The administrator is the first user in `system:masters`.
+    /// Also turns on [`Emulator::tls`] unless it was set explicitly: kubectl (client-go)
+    /// sends bearer tokens only over HTTPS.
     pub fn token_file(mut self, content: &str) -> Self {
         self.token_file = Some(content.to_string());
         self.rbac = true;
+        self
+    }
+
+    /// Serves HTTPS with a CA and serving certificate generated at start (see
+    /// [`crate::tls`]) instead of plain HTTP. The default is plain HTTP without a token file
+    /// and HTTPS with one.
+    pub fn tls(mut self, enabled: bool) -> Self {
+        self.tls = Some(enabled);
         self
     }
 
@@ -156,6 +172,11 @@ impl Emulator {
                 },
             );
         }
+        let tls = if self.tls.unwrap_or(self.token_file.is_some()) {
+            Some(ServingTls::generate(addr.ip())?)
+        } else {
+            None
+        };
         let (drop_watches, _) = watch::channel(0);
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -169,11 +190,16 @@ impl Emulator {
             address: addr.to_string(),
             bookmark_interval: self.bookmark_interval,
         });
-        tokio::spawn(server::serve(listener, shared.clone()));
+        tokio::spawn(server::serve(
+            listener,
+            shared.clone(),
+            tls.as_ref().map(ServingTls::acceptor),
+        ));
         Ok(EmulatorHandle {
             shared,
             addr,
             admin_token,
+            tls,
         })
     }
 }
@@ -183,6 +209,7 @@ pub struct EmulatorHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
     admin_token: String,
+    tls: Option<ServingTls>,
 }
 
 impl EmulatorHandle {
@@ -190,9 +217,25 @@ impl EmulatorHandle {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Whether the emulator serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The CA certificate (PEM) the serving certificate is signed by, when serving TLS.
+    pub fn ca_certificate_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(ServingTls::ca_pem)
+    }
+
+    /// The CA certificate (DER), when serving TLS: the root a client must trust.
+    pub fn ca_certificate_der(&self) -> Option<&[u8]> {
+        self.tls.as_ref().map(ServingTls::ca_der)
     }
 
     fn client_with_token(&self, token: &str) -> Result<kube::Client, EmulatorError> {
@@ -202,6 +245,7 @@ impl EmulatorHandle {
             .map_err(|e: hyper::http::uri::InvalidUri| EmulatorError::Client(e.to_string()))?;
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".to_string();
+        config.root_cert = self.ca_certificate_der().map(|der| vec![der.to_vec()]);
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|e| EmulatorError::Client(e.to_string()))?;
         config.headers.push((AUTHORIZATION, value));
@@ -241,9 +285,16 @@ impl EmulatorHandle {
         &self.admin_token
     }
 
-    /// Writes a kubeconfig (plain http on loopback, admin token) for kubectl and kube-rs.
+    /// Writes a kubeconfig (the [`EmulatorHandle::url`], the CA as
+    /// `certificate-authority-data` when serving TLS, the admin token) for kubectl and
+    /// kube-rs.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), EmulatorError> {
-        write_kubeconfig(path, &self.url(), &self.admin_token)
+        write_kubeconfig(
+            path,
+            &self.url(),
+            &self.admin_token,
+            self.ca_certificate_pem(),
+        )
     }
 
     /// How many requests with this verb reached this resource (`tenants`, `tenants/status`).
@@ -291,10 +342,26 @@ impl Drop for EmulatorHandle {
     }
 }
 
-/// Writes a kubeconfig for a server at `url` with a bearer token.
-pub fn write_kubeconfig(path: &Path, url: &str, token: &str) -> Result<(), EmulatorError> {
+/// Writes a kubeconfig for a server at `url` with a bearer token; `certificate_authority`
+/// (PEM) becomes the cluster's `certificate-authority-data`, which an `https://` server
+/// needs unless it has a publicly trusted certificate.
+pub fn write_kubeconfig(
+    path: &Path,
+    url: &str,
+    token: &str,
+    certificate_authority: Option<&str>,
+) -> Result<(), EmulatorError> {
+    use base64::Engine;
+    let ca = certificate_authority
+        .map(|pem| {
+            format!(
+                "    certificate-authority-data: {}\n",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            )
+        })
+        .unwrap_or_default();
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-emulator\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-emulator\n  context:\n    cluster: kube-emulator\n    namespace: default\n    user: {ADMIN_USER}\ncurrent-context: kube-emulator\nusers:\n- name: {ADMIN_USER}\n  user:\n    token: {token}\npreferences: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-emulator\n  cluster:\n    server: {url}\n{ca}contexts:\n- name: kube-emulator\n  context:\n    cluster: kube-emulator\n    namespace: default\n    user: {ADMIN_USER}\ncurrent-context: kube-emulator\nusers:\n- name: {ADMIN_USER}\n  user:\n    token: {token}\npreferences: {{}}\n"
     );
     std::fs::write(path, text).map_err(|source| EmulatorError::Write {
         path: path.display().to_string(),

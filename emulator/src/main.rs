@@ -9,17 +9,25 @@ use kube_emulator::Emulator;
 #[derive(Parser, Debug)]
 #[command(name = "kube-emulator", version)]
 struct Args {
-    /// Address to listen on (loopback, plain HTTP).
+    /// Address to listen on (loopback). Plain HTTP, or HTTPS with --tls (the default with
+    /// --token-file).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: String,
-    /// Where to write a kubeconfig for kubectl and kube-rs.
+    /// Where to write a kubeconfig for kubectl and kube-rs (with the emulator's CA as
+    /// certificate-authority-data when serving HTTPS).
     #[arg(long)]
     kubeconfig: PathBuf,
     /// A kube-apiserver static token file (`token,user,uid,"group1,group2"`): requests are
     /// then authenticated by bearer token and authorized by the stored RBAC objects. The
-    /// kubeconfig carries the token of the first user in group `system:masters`.
+    /// kubeconfig carries the token of the first user in group `system:masters`. Turns on
+    /// HTTPS unless --tls=false: kubectl sends bearer tokens only over HTTPS.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Serve HTTPS with a CA and serving certificate (127.0.0.1, ::1, localhost) generated
+    /// at start; `--tls=false` forces plain HTTP. Default: HTTPS exactly when --token-file
+    /// is given.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    tls: Option<bool>,
 }
 
 #[tokio::main]
@@ -31,6 +39,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut emulator = Emulator::builder().listen(&args.listen);
     if let Some(path) = &args.token_file {
         emulator = emulator.token_file(&std::fs::read_to_string(path)?);
+    }
+    if let Some(tls) = args.tls {
+        emulator = emulator.tls(tls);
     }
     let handle = emulator.serve().await?;
     handle.write_kubeconfig(&args.kubeconfig)?;

@@ -15,11 +15,13 @@ use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::apply::{ApplyError, Writer, decode_apply_body, manager_or_user_agent};
-use crate::auth::{Authenticator, UserInfo, unauthorized_status};
+use crate::auth::{self, Authenticator, UserInfo, unauthorized_status};
 use crate::builtin;
 use crate::cluster::{
     Cluster, DeleteOptions, FieldValidation, ListOptions, Propagation, WriteOptions, to_view,
@@ -65,32 +67,62 @@ impl Shared {
     }
 }
 
-/// Accepts connections until shutdown.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until shutdown, over TLS when given an acceptor, otherwise plain.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
-        let Ok((stream, _)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             continue;
         };
         let shared = shared.clone();
         let mut stop = shared.shutdown.subscribe();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(shared, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.changed() => {}
-            }
+            let Some(acceptor) = tls else {
+                return serve_connection(stream, shared, stop).await;
+            };
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                _ = stop.changed() => return,
+            };
+            serve_connection(stream, shared, stop).await
         });
+    }
+}
+
+/// Serves HTTP/1.1 on one connection, plain or TLS, until it closes or the server stops.
+async fn serve_connection<S>(stream: S, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = stop.changed() => {}
     }
 }
 
@@ -253,8 +285,9 @@ pub struct Caller {
     pub attributes: Option<RequestAttributes>,
 }
 
-/// Authentication and authorization, as kube-apiserver does them in RBAC mode: 401 for a
-/// missing or unknown token, 403 for a request the user's roles do not allow.
+/// Authentication and authorization, as kube-apiserver does them in RBAC mode: 401 for an
+/// unknown token, or a missing one outside the anonymous public-info paths (see
+/// [`crate::auth`]), 403 for a request the user's roles do not allow.
 fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Box<Response<Body>>> {
     let header = req
         .headers()
@@ -280,8 +313,10 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Box<Res
             attributes: None,
         });
     }
-    let Ok(Some(user)) = authenticated else {
-        return Err(Box::new(ok_json(401, &unauthorized_status())));
+    let user = match authenticated {
+        Ok(Some(user)) => user,
+        Ok(None) if auth::anonymous_allowed(req.uri().path()) => UserInfo::anonymous(),
+        Ok(None) | Err(_) => return Err(Box::new(ok_json(401, &unauthorized_status()))),
     };
     let info = rbac::parse_request(req.method().as_str(), req.uri().path(), req.uri().query())
         .map_err(|e| Box::new(error_response(&ApiError::bad_request(e.to_string()))))?;

@@ -31,7 +31,11 @@ struct Kubectl {
 
 impl Kubectl {
     async fn start(name: &str) -> Result<Self, Box<dyn std::error::Error>> {
-        let emulator = Emulator::start().await?;
+        Self::with(name, Emulator::start().await?)
+    }
+
+    /// kubectl with the kubeconfig `emulator` writes.
+    fn with(name: &str, emulator: EmulatorHandle) -> Result<Self, Box<dyn std::error::Error>> {
         let dir = std::env::temp_dir().join(format!(
             "kube-emulator-kubectl-{name}-{}",
             std::process::id()
@@ -58,18 +62,31 @@ impl Kubectl {
 
     /// Runs kubectl with `stdin`; returns stdout, failing the test on a non-zero exit.
     async fn run(&self, args: &[&str], stdin: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let (code, stdout, stderr) = self.output(args, stdin).await?;
+        assert_eq!(
+            code,
+            Some(0),
+            "kubectl {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        Ok(stdout)
+    }
+
+    /// Runs kubectl with `stdin`; returns its exit code, stdout and stderr.
+    async fn output(
+        &self,
+        args: &[&str],
+        stdin: &str,
+    ) -> Result<(Option<i32>, String, String), Box<dyn std::error::Error>> {
         let mut child = self.command(args).spawn()?;
         if let Some(mut i) = child.stdin.take() {
             tokio::io::AsyncWriteExt::write_all(&mut i, stdin.as_bytes()).await?;
         }
         let out = child.wait_with_output().await?;
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\n{stdout}\n{stderr}"
-        );
-        Ok(stdout)
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        ))
     }
 
     fn client(&self) -> Result<kube::Client, Box<dyn std::error::Error>> {
@@ -420,9 +437,8 @@ async fn kubectl_create_namespace_and_configmap_send_protobuf() -> TestResult {
 
 // `kubectl auth can-i` sends a SelfSubjectAccessReview in protobuf
 // (https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access);
-// without a token file every request is allowed, so the answer is "yes". (Under RBAC mode
-// kubectl sends no bearer token to the emulator's plain-http address, so RBAC answers are
-// checked with kube-rs clients in the conformance suite.)
+// without a token file every request is allowed, so the answer is "yes". (RBAC answers:
+// `kubectl_auth_can_i_under_rbac_over_https` below.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_auth_can_i_sends_a_protobuf_review() -> TestResult {
     let k = Kubectl::start("can-i").await?;
@@ -435,5 +451,152 @@ async fn kubectl_auth_can_i_sends_a_protobuf_review() -> TestResult {
         )
         .await?;
     assert_eq!(out.trim(), "yes");
+    Ok(())
+}
+
+const TOKENS: &str = "\
+admin-token,admin,uid-admin,\"system:masters\"
+alice-token,alice,uid-alice,\"team-a\"
+";
+
+/// A user `alice` bound in `team-a` to a Role allowing `get` on configmaps; namespaces
+/// `team-a` and `team-b`; created by the administrator through kube-rs (which trusts the
+/// emulator's CA).
+async fn alice_reads_configmaps_in_team_a(
+    admin: kube::Client,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    for ns in ["team-a", "team-b"] {
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?,
+            )
+            .await?;
+    }
+    let roles: Api<Role> = Api::namespaced(admin.clone(), "team-a");
+    roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "configmap-getter"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+            }))?,
+        )
+        .await?;
+    let bindings: Api<RoleBinding> = Api::namespaced(admin, "team-a");
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "alice-gets-configmaps"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-getter"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]
+            }))?,
+        )
+        .await?;
+    Ok(())
+}
+
+// `kubectl auth can-i` under RBAC: client-go sends the bearer token only over HTTPS, so
+// the token-file emulator serves HTTPS and the kubeconfig carries its CA. kubectl prints
+// "yes" or "no" (https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access)
+// and reports the answer in its exit code as well (`kubectl auth can-i --quiet`: "suppress
+// output and just return the exit code"; 0 for yes, 1 for no); a RoleBinding grants its
+// Role's rules in its namespace only
+// (https://kubernetes.io/docs/reference/access-authn-authz/rbac/#rolebinding-and-clusterrolebinding);
+// an unknown token is refused with 401 Unauthorized
+// (https://kubernetes.io/docs/reference/access-authn-authz/authentication/#static-token-file:
+// the token must be one of the file's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_auth_can_i_under_rbac_over_https() -> TestResult {
+    let emulator = Emulator::builder().token_file(TOKENS).serve().await?;
+    assert!(emulator.url().starts_with("https://"), "{}", emulator.url());
+    alice_reads_configmaps_in_team_a(emulator.client()?).await?;
+    let k = Kubectl::with("can-i-rbac", emulator)?;
+
+    let alice = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--token=alice-token".to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    };
+    let cases: [(&[&str], &str, i32); 4] = [
+        (
+            &["auth", "can-i", "get", "configmaps", "-n", "team-a"],
+            "yes",
+            0,
+        ),
+        (
+            &["auth", "can-i", "get", "configmaps", "-n", "team-b"],
+            "no",
+            1,
+        ),
+        (
+            &["auth", "can-i", "delete", "configmaps", "-n", "team-a"],
+            "no",
+            1,
+        ),
+        (
+            &["auth", "can-i", "delete", "namespaces", "--all-namespaces"],
+            "no",
+            1,
+        ),
+    ];
+    for (args, answer, exit) in cases {
+        let args = alice(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, stdout, stderr) = k.output(&args, "").await?;
+        assert_eq!(
+            (stdout.trim(), code),
+            (answer, Some(exit)),
+            "kubectl {args:?}:\n{stdout}\n{stderr}"
+        );
+    }
+
+    // The administrator of the kubeconfig (system:masters) may do anything.
+    let out = k
+        .run(
+            &["auth", "can-i", "delete", "namespaces", "--all-namespaces"],
+            "",
+        )
+        .await?;
+    assert_eq!(out.trim(), "yes");
+
+    // alice's Role allows get, not list: `kubectl get configmaps` is forbidden, with the
+    // real message.
+    let (code, stdout, stderr) = k
+        .output(
+            &["--token=alice-token", "get", "configmaps", "-n", "team-a"],
+            "",
+        )
+        .await?;
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "configmaps is forbidden: User \"alice\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"team-a\""
+        ),
+        "{stderr}"
+    );
+
+    // An unknown token: 401, which kubectl reports as Unauthorized.
+    let (code, stdout, stderr) = k
+        .output(
+            &[
+                "--token=not-a-token",
+                "auth",
+                "can-i",
+                "get",
+                "configmaps",
+                "-n",
+                "team-a",
+            ],
+            "",
+        )
+        .await?;
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.trim().is_empty(), "{stdout}");
+    assert!(stderr.contains("Unauthorized"), "{stderr}");
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Tenant databases end to end: the operator against the emulator, provisioning on a
-//! real PostgreSQL 15 (started by `support::postgres`). Each test has its own emulator
+//! Tenant databases end to end (the DatabaseServer and Tenant controllers): the operator
+//! against the emulator, provisioning on a real PostgreSQL 15 (started by `support::postgres`). Each test has its own emulator
 //! and its own tenant names on the shared server.
 
 mod support;
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -827,4 +827,134 @@ async fn the_operator_gets_an_egress_policy_per_database_server() {
         !exists(&policies, "landlord-database-pg-seven").await
     })
     .await;
+}
+
+/// The flow of the README with the real kubectl: the examples applied unchanged, except
+/// that the DatabaseServer points at the test server; the Tenant becomes Ready with its
+/// database, and `kubectl delete --wait` returns once the erasure dropped it.
+#[tokio::test]
+async fn kubectl_apply_wait_get_and_delete() {
+    const KUBECTL: &str = "/usr/bin/kubectl";
+    assert!(
+        std::path::Path::new(KUBECTL).exists(),
+        "kubectl is missing at {KUBECTL}: install kubectl 1.33 to run this test"
+    );
+    let h = Harness::start().await;
+    let dir = std::env::temp_dir().join(format!("landlord-kubectl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let kubeconfig = dir.join("kubeconfig");
+    h.emulator
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    // The example's Secrets, for the test server.
+    put_secret(
+        &h.client,
+        "pg-main-admin",
+        &[
+            ("username", ADMIN_USER),
+            ("password", &shared().admin_password),
+        ],
+    )
+    .await;
+    put_secret(
+        &h.client,
+        "pg-main-ca",
+        &[(
+            "ca.crt",
+            std::str::from_utf8(&shared().ca_pem).expect("PEM"),
+        )],
+    )
+    .await;
+    let example =
+        std::fs::read_to_string(format!("{repo}/examples/databaseserver.yaml")).expect("example");
+    let server_yaml = dir.join("databaseserver.yaml");
+    std::fs::write(
+        &server_yaml,
+        example
+            .replace("pg-main.databases.svc.cluster.local", "127.0.0.1")
+            .replace("port: 5432", &format!("port: {}", shared().port)),
+    )
+    .expect("server manifest");
+    let server_yaml = server_yaml.display().to_string();
+    let home = dir.clone();
+    let kubectl = move |args: &[&str]| {
+        let output = std::process::Command::new(KUBECTL)
+            .args(args)
+            .current_dir(repo)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", &home)
+            .env("KUBECACHEDIR", home.join("cache"))
+            .output()
+            .expect("kubectl runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {stdout}{stderr}"
+        );
+        stdout
+    };
+    let applied = tokio::task::spawn_blocking({
+        let kubectl = kubectl.clone();
+        move || {
+            kubectl(&[
+                "apply",
+                "-f",
+                &server_yaml,
+                "-f",
+                "examples/backupstorage.yaml",
+                "-f",
+                "examples/tenant.yaml",
+            ])
+        }
+    })
+    .await
+    .expect("apply");
+    assert!(
+        applied.contains("tenant.landlord.dev/acme created"),
+        "{applied}"
+    );
+    let waited = tokio::task::spawn_blocking({
+        let kubectl = kubectl.clone();
+        move || {
+            kubectl(&[
+                "wait",
+                "--for=condition=Ready",
+                "--timeout=30s",
+                "tenant/acme",
+            ])
+        }
+    })
+    .await
+    .expect("wait");
+    assert!(waited.contains("condition met"), "{waited}");
+    let table = tokio::task::spawn_blocking({
+        let kubectl = kubectl.clone();
+        move || kubectl(&["get", "tenants"])
+    })
+    .await
+    .expect("get");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("acme"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        row.contains("Ready") && row.contains("tenant-acme") && row.contains("True"),
+        "{table}"
+    );
+    let deleted = tokio::task::spawn_blocking({
+        let kubectl = kubectl.clone();
+        move || kubectl(&["delete", "tenant", "acme", "--wait", "--timeout=60s"])
+    })
+    .await
+    .expect("delete");
+    assert!(deleted.contains("deleted"), "{deleted}");
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    assert!(!exists(&namespaces, "tenant-acme").await);
+    assert!(!exists(&namespaces, "acme-staging").await);
+    assert!(!database_exists("tenant_acme").await);
+    assert!(!role_exists("tenant_acme").await);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
 }

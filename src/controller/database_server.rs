@@ -325,15 +325,7 @@ pub async fn reconcile(server: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result
 
 /// Backs off by error category, and says so in the log.
 pub fn error_policy(server: Arc<DatabaseServer>, error: &Error, _ctx: Arc<Context>) -> Action {
-    match error {
-        Error::ServerInUse { .. } => {
-            info!(server = %server.name_any(), error = %error, "deletion waits for its tenants")
-        }
-        _ => {
-            warn!(server = %server.name_any(), category = error.category(), error = %error, "reconcile failed")
-        }
-    }
-    Action::requeue(error.backoff())
+    error.requeue("DatabaseServer", &server.name_any())
 }
 
 fn server_error(server: &DatabaseServer) -> impl Fn(kube::Error) -> Error + '_ {

@@ -87,6 +87,25 @@ pub(super) fn describe(error: &dyn std::error::Error) -> String {
 }
 
 impl Error {
+    /// Whether this is progress to wait for (a deletion in its course), not a failure.
+    pub fn is_progress(&self) -> bool {
+        matches!(
+            self,
+            Error::NamespacesTerminating(_) | Error::ServerInUse { .. }
+        )
+    }
+
+    /// The action after a failed reconcile of the `kind` object `name`: a requeue after the
+    /// category's back-off, logged at info for progress and at warn for failures.
+    pub fn requeue(&self, kind: &str, name: &str) -> kube::runtime::controller::Action {
+        if self.is_progress() {
+            tracing::info!(kind, name, error = %self, "waiting");
+        } else {
+            tracing::warn!(kind, name, category = self.category(), error = %self, "reconcile failed");
+        }
+        kube::runtime::controller::Action::requeue(self.backoff())
+    }
+
     /// Stable short category.
     pub fn category(&self) -> &'static str {
         match self {

@@ -64,16 +64,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
 
 /// Backs off by error category, and says so in the log.
 pub fn error_policy(tenant: Arc<Tenant>, error: &Error, _ctx: Arc<Context>) -> Action {
-    match error {
-        // Progress, not failure: the deletion workflow polls until the namespaces are gone.
-        Error::NamespacesTerminating(_) => {
-            info!(tenant = %tenant.name_any(), error = %error, "deletion in progress");
-        }
-        _ => {
-            warn!(tenant = %tenant.name_any(), category = error.category(), error = %error, "reconcile failed")
-        }
-    }
-    Action::requeue(error.backoff())
+    error.requeue("Tenant", &tenant.name_any())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -185,6 +185,11 @@ async fn ensure(
     let name = tenant.name_any();
     let secret_name = secret_name(&name);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), primary);
+    let secret_error = |source| Error::Object {
+        kind: "Secret",
+        name: format!("{primary}/{secret_name}"),
+        source,
+    };
     let mut live = ctx
         .stores
         .secrets
@@ -199,14 +204,7 @@ async fn ensure(
     // The cache lags behind this controller's own writes: before deciding that a password
     // must be new, read the Secret itself.
     if live.is_none() || (requested.is_some() && requested != recorded(&live)) {
-        live = secrets
-            .get_opt(&secret_name)
-            .await
-            .map_err(|source| Error::Object {
-                kind: "Secret",
-                name: format!("{primary}/{secret_name}"),
-                source,
-            })?;
+        live = secrets.get_opt(&secret_name).await.map_err(secret_error)?;
     }
     if let Some(secret) = &live
         && secret.labels().get(TENANT_LABEL) != Some(&name)
@@ -266,11 +264,8 @@ async fn ensure(
         rotation.as_deref(),
         &password_set_at,
     );
-    let want = serde_json::to_value(&desired).map_err(|e| Error::Object {
-        kind: "Secret",
-        name: secret_name.clone(),
-        source: kube::Error::SerdeError(e),
-    })?;
+    let want =
+        serde_json::to_value(&desired).map_err(|e| secret_error(kube::Error::SerdeError(e)))?;
     let have = live.as_ref().and_then(|s| serde_json::to_value(s).ok());
     if !have.is_some_and(|have| satisfied_by(&want, &have)) {
         secrets
@@ -280,11 +275,7 @@ async fn ensure(
                 &Patch::Apply(&want),
             )
             .await
-            .map_err(|source| Error::Object {
-                kind: "Secret",
-                name: format!("{primary}/{secret_name}"),
-                source,
-            })?;
+            .map_err(secret_error)?;
     }
 
     // Events, once both the role and the Secret hold the password.

@@ -9,149 +9,35 @@
 //! cargo build --release --bin landlord && cargo bench --bench onboard -- 1000
 //! ```
 
-use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{Failure, Operator, print_writes, total, wait_until_all, writes};
 use futures::{StreamExt, stream};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, PostParams};
 use kube_emulator::Emulator;
-use landlord::api::{Tenant, TenantSpec, find_condition};
-
-type Failure = Box<dyn std::error::Error>;
+use landlord::api::{Tenant, TenantSpec};
 
 const RESYNC_SECONDS: u64 = 10;
 
-fn free_port() -> Result<u16, Failure> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn peak_rss_kib(child: &Child) -> Result<u64, Failure> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .ok_or("no VmHWM in /proc/<pid>/status")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .ok_or("malformed VmHWM")?
-        .parse()?)
-}
-
-async fn reconciles(metrics_url: &str) -> Result<u64, Failure> {
-    let (host, path) = metrics_url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split_once('/'))
-        .ok_or("bad metrics URL")?;
-    let mut stream = tokio::net::TcpStream::connect(host).await?;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("landlord_reconciles_total{controller=\"tenant\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum())
-}
-
-fn writes(counts: &BTreeMap<(String, String), u64>) -> u64 {
-    counts
-        .iter()
-        .filter(|((verb, resource), _)| {
-            ["create", "update", "patch", "delete"].contains(&verb.as_str()) && resource != "leases"
-        })
-        .map(|(_, n)| n)
-        .sum()
-}
-
-fn total(counts: &BTreeMap<(String, String), u64>) -> u64 {
-    counts
-        .iter()
-        .filter(|((_, resource), _)| resource != "leases")
-        .map(|(_, n)| n)
-        .sum()
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
-    // `cargo bench` passes `--bench`; the first number is the tenant count.
-    let tenants: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1000);
+    if !common::invoked_by_cargo_bench() {
+        println!("onboard: a benchmark, run by `cargo bench` only");
+        return Ok(());
+    }
+    // The first number among the arguments is the tenant count.
+    let tenants = common::count_arg(1000);
     let emulator = Emulator::builder().history_limit(200_000).serve().await?;
     let admin = emulator.client()?;
     let dir = std::env::temp_dir().join(format!("landlord-onboard-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let kubeconfig = dir.join("kubeconfig");
     emulator.write_kubeconfig(&kubeconfig)?;
-
-    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in landlord::api::crds() {
-        crds.create(&PostParams::default(), &crd).await?;
-    }
-    let operator_ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some("landlord".into()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Api::<Namespace>::all(admin.clone())
-        .create(&PostParams::default(), &operator_ns)
-        .await?;
-
-    let landlord = std::env::current_exe()?
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("landlord"))
-        .ok_or("cannot locate the landlord binary")?;
-    let health_port = free_port()?;
-    let mut operator = Command::new(&landlord)
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--log-level",
-            "warn",
-            "--lease-namespace",
-            "landlord",
-        ])
-        .args(["--listen-addr", &format!("127.0.0.1:{health_port}")])
-        .args(["--identity", "bench", "--concurrency", "16"])
-        .args(["--resync-seconds", &RESYNC_SECONDS.to_string()])
-        .env("KUBECONFIG", &kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start {}: {e} (build it with --release first)",
-                landlord.display()
-            )
-        })?;
-    let metrics_url = format!("http://127.0.0.1:{health_port}/metrics");
-
-    let leases: Api<Lease> = Api::namespaced(admin.clone(), "landlord");
-    while leases
-        .get_opt("landlord-leader")
-        .await?
-        .and_then(|l| l.spec?.holder_identity)
-        .as_deref()
-        != Some("bench")
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let rss_idle = peak_rss_kib(&operator)?;
+    common::prepare_cluster(&admin).await?;
+    let operator = Operator::start(&admin, &kubeconfig, 16, RESYNC_SECONDS).await?;
+    let rss_idle = operator.peak_rss_kib()?;
 
     // Onboard.
     emulator.reset_request_counts();
@@ -178,28 +64,8 @@ async fn main() -> Result<(), Failure> {
         .await;
     let created_ok = created.iter().filter(|r| r.is_ok()).count();
     let create_done = started.elapsed();
-    let mut our_lists = 0u64;
-    let all_ready = loop {
-        let list = api.list(&ListParams::default()).await?;
-        our_lists += 1;
-        let ready = list
-            .items
-            .iter()
-            .filter(|t| {
-                t.status
-                    .as_ref()
-                    .and_then(|s| find_condition(&s.conditions, "Ready").map(|c| c.is_true()))
-                    .unwrap_or(false)
-            })
-            .count();
-        if ready == tenants {
-            break started.elapsed();
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err(format!("only {ready} of {tenants} Ready after 10 minutes").into());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let (all_ready, our_lists) =
+        wait_until_all(&api, tenants, &["Ready"], started, Duration::from_secs(600)).await?;
     let onboarding = emulator.request_counts();
     // Our own requests: the Tenant creates and the polling lists.
     let operator_requests = total(&onboarding) - created_ok as u64 - our_lists;
@@ -208,11 +74,11 @@ async fn main() -> Result<(), Failure> {
     // Steady state: let the last reconciles settle, then watch a full resync period.
     tokio::time::sleep(Duration::from_secs(3)).await;
     emulator.reset_request_counts();
-    let before = reconciles(&metrics_url).await?;
+    let before = operator.reconciles("tenant").await?;
     tokio::time::sleep(Duration::from_secs(RESYNC_SECONDS + 5)).await;
-    let after = reconciles(&metrics_url).await?;
+    let after = operator.reconciles("tenant").await?;
     let steady = emulator.request_counts();
-    let rss_peak = peak_rss_kib(&operator)?;
+    let rss_peak = operator.peak_rss_kib()?;
 
     println!("tenants:                         {tenants} ({created_ok} created)");
     println!(
@@ -239,15 +105,9 @@ async fn main() -> Result<(), Failure> {
         after - before,
         writes(&steady)
     );
-    for ((verb, resource), n) in steady
-        .iter()
-        .filter(|((v, r), _)| v != "get" && v != "list" && v != "watch" && r != "leases")
-    {
-        println!("  steady-state write: {verb} {resource}: {n}");
-    }
+    print_writes("steady-state write", &steady);
 
-    operator.kill()?;
-    operator.wait()?;
+    operator.stop()?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

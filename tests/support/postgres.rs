@@ -47,6 +47,8 @@ pub struct PostgresServer {
     dir: PathBuf,
     bin: PathBuf,
     owned: bool,
+    /// Lines of `postgresql.conf` after the harness's own, which they override.
+    extra_settings: String,
 }
 
 /// The server shared by every test in this binary, started on first use.
@@ -145,6 +147,12 @@ fn other_ca() -> String {
 impl PostgresServer {
     /// Initialises and starts a new server in a new temporary directory.
     pub fn start() -> Result<Self, String> {
+        Self::start_with_settings("")
+    }
+
+    /// Like [`start`](Self::start), with `settings` (lines of `postgresql.conf`, e.g.
+    /// `log_statement = 'all'`) after the harness's own settings, which they override.
+    pub fn start_with_settings(settings: &str) -> Result<Self, String> {
         let bin = std::env::var_os("LANDLORD_PG_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN));
@@ -171,6 +179,7 @@ impl PostgresServer {
             dir,
             bin,
             owned: true,
+            extra_settings: settings.to_owned(),
         };
         // Drop removes the directory if anything below fails.
         server.init()?;
@@ -189,7 +198,18 @@ impl PostgresServer {
         self.dir.join("data")
     }
 
-    /// The server's log (every DDL statement is logged).
+    /// The process id of the running server's postmaster (the parent of its backends).
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The server's log (every DDL statement is logged, unless settings say otherwise).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
@@ -279,9 +299,11 @@ impl PostgresServer {
              fsync = off\n\
              synchronous_commit = off\n\
              full_page_writes = off\n\
-             log_statement = 'ddl'\n",
+             log_statement = 'ddl'\n\
+             {extra}\n",
             port = self.port,
-            dir = self.dir.display()
+            dir = self.dir.display(),
+            extra = self.extra_settings
         );
         fs::write(self.data().join("postgresql.auto.conf"), conf)
             .map_err(|e| format!("write postgresql.auto.conf: {e}"))?;

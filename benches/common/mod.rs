@@ -1,0 +1,316 @@
+//! What the benchmarks share, included with `mod common;`: the emulator prepared for the
+//! operator, the operator as its own process (the release `landlord` binary), and the
+//! figures read from both. Each benchmark uses only part of it, hence the `dead_code`
+//! allowance.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use landlord::api::{Tenant, find_condition};
+
+pub type Failure = Box<dyn std::error::Error>;
+
+/// Whether `cargo bench` started us: it passes `--bench`, `cargo test --benches` (and
+/// `--all-targets`) does not. Under `cargo test` a benchmark only has to compile.
+pub fn invoked_by_cargo_bench() -> bool {
+    std::env::args().skip(1).any(|a| a == "--bench")
+}
+
+/// The first plain number among the arguments, else `default`.
+pub fn count_arg(default: usize) -> usize {
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The value of `--name=value` among the arguments, else `default`.
+pub fn option_arg<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Failure> {
+    let prefix = format!("--{name}=");
+    match std::env::args()
+        .skip(1)
+        .find_map(|a| a.strip_prefix(&prefix).map(str::to_owned))
+    {
+        Some(value) => value
+            .parse()
+            .map_err(|_| format!("--{name}={value}: not a valid value").into()),
+        None => Ok(default),
+    }
+}
+
+pub fn free_port() -> Result<u16, Failure> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The CRDs and the operator's namespace `landlord`.
+pub async fn prepare_cluster(admin: &Client) -> Result<(), Failure> {
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in landlord::api::crds() {
+        crds.create(&PostParams::default(), &crd).await?;
+    }
+    let operator_ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("landlord".into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &operator_ns)
+        .await?;
+    Ok(())
+}
+
+/// The operator, `landlord run` in its own process.
+pub struct Operator {
+    child: Child,
+    metrics_url: String,
+}
+
+impl Operator {
+    /// Starts the `landlord` binary next to the benchmark's `deps` directory (build it with
+    /// `--release` first) against the cluster of `kubeconfig`, and waits until it leads.
+    pub async fn start(
+        admin: &Client,
+        kubeconfig: &Path,
+        concurrency: u16,
+        resync_seconds: u64,
+    ) -> Result<Operator, Failure> {
+        let landlord = std::env::current_exe()?
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(|dir| dir.join("landlord"))
+            .ok_or("cannot locate the landlord binary")?;
+        let health_port = free_port()?;
+        let child = Command::new(&landlord)
+            .args([
+                "run",
+                "--log-format",
+                "json",
+                "--log-level",
+                "warn",
+                "--lease-namespace",
+                "landlord",
+            ])
+            .args(["--listen-addr", &format!("127.0.0.1:{health_port}")])
+            .args(["--identity", "bench"])
+            .args(["--concurrency", &concurrency.to_string()])
+            .args(["--resync-seconds", &resync_seconds.to_string()])
+            .env("KUBECONFIG", kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start {}: {e} (build it with --release first)",
+                    landlord.display()
+                )
+            })?;
+        let operator = Operator {
+            child,
+            metrics_url: format!("http://127.0.0.1:{health_port}/metrics"),
+        };
+        let leases: Api<Lease> = Api::namespaced(admin.clone(), "landlord");
+        while leases
+            .get_opt("landlord-leader")
+            .await?
+            .and_then(|l| l.spec?.holder_identity)
+            .as_deref()
+            != Some("bench")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(operator)
+    }
+
+    /// CPU seconds the operator used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.child.id())
+    }
+
+    /// The operator's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> Result<u64, Failure> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .ok_or("no VmHWM in /proc/<pid>/status")?;
+        Ok(line
+            .split_whitespace()
+            .nth(1)
+            .ok_or("malformed VmHWM")?
+            .parse()?)
+    }
+
+    /// Reconciles of `controller` (`tenant`, `databaseserver`) so far, any result.
+    pub async fn reconciles(&self, controller: &str) -> Result<u64, Failure> {
+        Ok(self.reconciles_by_result(controller).await?.values().sum())
+    }
+
+    /// Reconciles of `controller` so far by result (`ok`, or the error category).
+    pub async fn reconciles_by_result(
+        &self,
+        controller: &str,
+    ) -> Result<BTreeMap<String, u64>, Failure> {
+        let (host, path) = self
+            .metrics_url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split_once('/'))
+            .ok_or("bad metrics URL")?;
+        let mut stream = tokio::net::TcpStream::connect(host).await?;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        let prefix = format!("landlord_reconciles_total{{controller=\"{controller}\",result=\"");
+        let mut counts = BTreeMap::new();
+        for line in text.lines() {
+            let Some((result, value)) = line
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once('"'))
+            else {
+                continue;
+            };
+            if let Some(n) = value.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()) {
+                *counts.entry(result.to_owned()).or_default() += n;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Kills the operator and waits for it to exit.
+    pub fn stop(mut self) -> Result<(), Failure> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Operator {
+    /// An operator left running by a failed benchmark is killed too.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// Fields 14 to 17 of `/proc/<pid>/stat`: utime, stime, cutime, cstime (ticks), and the
+/// parent's pid.
+fn stat(pid: u32) -> Option<([u64; 4], u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses: state, ppid, ... (field 3 onwards).
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let mut times = [0u64; 4];
+    for (i, time) in times.iter_mut().enumerate() {
+        *time = fields.get(11 + i)?.parse().ok()?;
+    }
+    Some((times, ppid))
+}
+
+/// CPU seconds used so far by `pid` itself.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    stat(pid).map_or(0.0, |(t, _)| (t[0] + t[1]) as f64 / TICKS_PER_SECOND)
+}
+
+/// CPU seconds used so far by `pid`, its exited children it waited for, and its running
+/// children: for a PostgreSQL postmaster, the whole server.
+pub fn tree_cpu_seconds(pid: u32) -> f64 {
+    let own = stat(pid).map_or(0, |(t, _)| t.iter().sum::<u64>());
+    let children: u64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(stat)
+        .filter(|(_, ppid)| *ppid == pid)
+        .map(|(t, _)| t[0] + t[1])
+        .sum();
+    (own + children) as f64 / TICKS_PER_SECOND
+}
+
+/// Polls every 250 ms until `tenants` Tenants have every condition of `conditions` True;
+/// returns the time since `started` and how many lists it took.
+pub async fn wait_until_all(
+    api: &Api<Tenant>,
+    tenants: usize,
+    conditions: &[&str],
+    started: Instant,
+    timeout: Duration,
+) -> Result<(Duration, u64), Failure> {
+    let mut lists = 0u64;
+    loop {
+        let list = api.list(&ListParams::default()).await?;
+        lists += 1;
+        let done = list
+            .items
+            .iter()
+            .filter(|t| {
+                t.status.as_ref().is_some_and(|s| {
+                    conditions.iter().all(|c| {
+                        find_condition(&s.conditions, c).is_some_and(|found| found.is_true())
+                    })
+                })
+            })
+            .count();
+        if done == tenants {
+            return Ok((started.elapsed(), lists));
+        }
+        if started.elapsed() > timeout {
+            return Err(format!(
+                "only {done} of {tenants} have {} True after {:?}",
+                conditions.join(" and "),
+                timeout
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Write requests (create, update, patch, delete), the Lease excluded.
+pub fn writes(counts: &BTreeMap<(String, String), u64>) -> u64 {
+    counts
+        .iter()
+        .filter(|((verb, resource), _)| {
+            ["create", "update", "patch", "delete"].contains(&verb.as_str()) && resource != "leases"
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// All requests, the Lease excluded.
+pub fn total(counts: &BTreeMap<(String, String), u64>) -> u64 {
+    counts
+        .iter()
+        .filter(|((_, resource), _)| resource != "leases")
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Prints each write request kind of `counts`, the Lease excluded.
+pub fn print_writes(label: &str, counts: &BTreeMap<(String, String), u64>) {
+    for ((verb, resource), n) in counts
+        .iter()
+        .filter(|((v, r), _)| v != "get" && v != "list" && v != "watch" && r != "leases")
+    {
+        println!("  {label}: {verb} {resource}: {n}");
+    }
+}

@@ -145,6 +145,49 @@ fn kind(sql: &str) -> String {
         .join(" ")
 }
 
+/// Prints each error the server reported to the administrative role (at most `limit`),
+/// after the last lines its session logged before it: what a failed reconcile did.
+fn print_errors(log: &str, limit: usize) {
+    let marker = format!(" {ADMIN_USER}@");
+    let lines: Vec<&str> = log.lines().collect();
+    let errors: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains(&marker) && lines[i].contains(" ERROR:  "))
+        .collect();
+    if errors.is_empty() {
+        return;
+    }
+    println!(
+        "server errors for {ADMIN_USER}: {} (each after its session's last lines)",
+        errors.len()
+    );
+    for &i in errors.iter().take(limit) {
+        // The session: "<date> <time> <zone> [<pid>] ".
+        let Some(session) = lines[i]
+            .split_once("] ")
+            .map(|(head, _)| format!("[{}] ", head.rsplit('[').next().unwrap_or_default()))
+        else {
+            continue;
+        };
+        let before: Vec<&str> = lines[..=i]
+            .iter()
+            .rev()
+            .filter(|l| l.contains(&session) && !l.contains("LOG:  duration: "))
+            .take(12)
+            .copied()
+            .collect();
+        for line in before.iter().rev() {
+            println!("  | {line}");
+        }
+        for line in lines[i + 1..]
+            .iter()
+            .filter(|l| l.contains(&session))
+            .take(2)
+        {
+            println!("  | {line}");
+        }
+    }
+}
+
 /// The log so far, up to its last complete line.
 fn log_now(pg: &PostgresServer) -> String {
     let mut log = pg.log();
@@ -402,6 +445,7 @@ async fn main() -> Result<(), Failure> {
             .saturating_sub(onboarding.of("SELECT pg_advisory_lock(…)"))
     );
     onboarding.print(tenants);
+    print_errors(&log[log_start..log_ready], 3);
     println!(
         "Tenant reconciles until then:    {} ({})",
         onboarding_reconciles.values().sum::<u64>(),

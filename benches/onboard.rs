@@ -14,10 +14,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Failure, Operator, print_writes, total, wait_until_all, writes};
-use futures::{StreamExt, stream};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube_emulator::Emulator;
-use landlord::api::{Tenant, TenantSpec};
+use landlord::api::Tenant;
 
 const RESYNC_SECONDS: u64 = 10;
 
@@ -43,26 +42,7 @@ async fn main() -> Result<(), Failure> {
     emulator.reset_request_counts();
     let api: Api<Tenant> = Api::all(admin.clone());
     let started = Instant::now();
-    let created: Vec<Result<Tenant, kube::Error>> = stream::iter(0..tenants)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                let spec: TenantSpec = serde_json::from_value(serde_json::json!({
-                    "owners": [{"kind": "Group", "name": format!("client-{i}-admins")}],
-                    "isolation": {"quota": {"pods": 20, "requests.cpu": "2"}}
-                }))
-                .map_err(kube::Error::SerdeError)?;
-                api.create(
-                    &PostParams::default(),
-                    &Tenant::new(&format!("client-{i}"), spec),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    let created_ok = created.iter().filter(|r| r.is_ok()).count();
+    let created_ok = common::create_tenants(&api, tenants, serde_json::json!({})).await;
     let create_done = started.elapsed();
     let (all_ready, our_lists) =
         wait_until_all(&api, tenants, &["Ready"], started, Duration::from_secs(600)).await?;

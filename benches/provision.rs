@@ -30,12 +30,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Failure, Operator, option_arg, print_writes, total, wait_until_all, writes};
-use futures::{StreamExt, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube_emulator::Emulator;
-use landlord::api::{DatabaseServer, Tenant, TenantSpec, find_condition};
+use landlord::api::{DatabaseServer, Tenant, find_condition};
 use postgres::{ADMIN_USER, PostgresServer};
 
 /// Every statement and its duration, with the user and database of the session.
@@ -334,27 +333,12 @@ async fn main() -> Result<(), Failure> {
     emulator.reset_request_counts();
     let api: Api<Tenant> = Api::all(admin.clone());
     let started = Instant::now();
-    let created: Vec<Result<Tenant, kube::Error>> = stream::iter(0..tenants)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                let spec: TenantSpec = serde_json::from_value(serde_json::json!({
-                    "owners": [{"kind": "Group", "name": format!("client-{i}-admins")}],
-                    "isolation": {"quota": {"pods": 20, "requests.cpu": "2"}},
-                    "database": {"serverRef": "main"}
-                }))
-                .map_err(kube::Error::SerdeError)?;
-                api.create(
-                    &PostParams::default(),
-                    &Tenant::new(&format!("client-{i}"), spec),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    let created_ok = created.iter().filter(|r| r.is_ok()).count();
+    let created_ok = common::create_tenants(
+        &api,
+        tenants,
+        serde_json::json!({"database": {"serverRef": "main"}}),
+    )
+    .await;
     let create_done = started.elapsed();
     let (all_ready, our_lists) = wait_until_all(
         &api,

@@ -9,12 +9,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
-use landlord::api::{Tenant, find_condition};
+use landlord::api::{Tenant, TenantSpec, find_condition};
 
 pub type Failure = Box<dyn std::error::Error>;
 
@@ -244,6 +245,37 @@ pub fn tree_cpu_seconds(pid: u32) -> f64 {
         .map(|(t, _)| t[0] + t[1])
         .sum();
     (own + children) as f64 / TICKS_PER_SECOND
+}
+
+/// Creates Tenants `client-0` .. `client-<count - 1>` from 16 concurrent clients, each with
+/// an owner group and a quota, plus `extra` (spec fields merged in, e.g. a database);
+/// returns how many were created.
+pub async fn create_tenants(api: &Api<Tenant>, count: usize, extra: serde_json::Value) -> usize {
+    let created: Vec<Result<Tenant, kube::Error>> = futures::stream::iter(0..count)
+        .map(|i| {
+            let api = api.clone();
+            let extra = extra.clone();
+            async move {
+                let mut spec = serde_json::json!({
+                    "owners": [{"kind": "Group", "name": format!("client-{i}-admins")}],
+                    "isolation": {"quota": {"pods": 20, "requests.cpu": "2"}}
+                });
+                if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+                    spec.extend(extra.clone());
+                }
+                let spec: TenantSpec =
+                    serde_json::from_value(spec).map_err(kube::Error::SerdeError)?;
+                api.create(
+                    &PostParams::default(),
+                    &Tenant::new(&format!("client-{i}"), spec),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    created.iter().filter(|r| r.is_ok()).count()
 }
 
 /// Polls every 250 ms until `tenants` Tenants have every condition of `conditions` True;

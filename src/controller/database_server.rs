@@ -300,7 +300,8 @@ pub fn users(ctx: &Context, name: &str) -> Vec<String> {
     names
 }
 
-fn uses(tenant: &Tenant, server: &str) -> bool {
+/// Whether `tenant` names the server and still needs it (its erasure is not done).
+pub(super) fn uses(tenant: &Tenant, server: &str) -> bool {
     let names_it = tenant
         .spec
         .database
@@ -312,15 +313,14 @@ fn uses(tenant: &Tenant, server: &str) -> bool {
 
 /// Entry point for the controller runtime.
 pub async fn reconcile(server: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.stores.ready().await?;
-    let result = if server.metadata.deletion_timestamp.is_some() {
-        finalize(&server, &ctx).await
-    } else {
-        observe(&server, &ctx).await
-    };
-    ctx.metrics
-        .record_reconcile("databaseserver", result.as_ref().err().map(Error::category));
-    result
+    super::reconcile_counted(&ctx, "databaseserver", async {
+        if server.metadata.deletion_timestamp.is_some() {
+            finalize(&server, &ctx).await
+        } else {
+            observe(&server, &ctx).await
+        }
+    })
+    .await
 }
 
 /// Backs off by error category, and says so in the log.

@@ -123,6 +123,20 @@ pub struct Context {
     pub tenant_triggers: futures::channel::mpsc::UnboundedSender<ObjectRef<Tenant>>,
 }
 
+/// Runs one reconcile of `controller` once every cache is filled, and counts it in the
+/// metrics by outcome.
+async fn reconcile_counted(
+    ctx: &Context,
+    controller: &'static str,
+    work: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    ctx.stores.ready().await?;
+    let result = work.await;
+    ctx.metrics
+        .record_reconcile(controller, result.as_ref().err().map(Error::category));
+    result
+}
+
 /// The Tenant that controls an object, if any. Tenants are cluster-scoped, so the
 /// reference carries no namespace even for a namespaced child (kube-runtime's `owns`
 /// would put the child's namespace in it and reconcile one Tenant under two keys).
@@ -390,12 +404,7 @@ fn tenants_of_server(
         tenants
             .state()
             .into_iter()
-            .filter(|t| {
-                t.spec
-                    .database
-                    .as_ref()
-                    .is_some_and(|d| d.server_ref == name)
-            })
+            .filter(|t| database_server::uses(t, &name))
             .map(|t| ObjectRef::from_obj(&*t))
             .collect()
     }

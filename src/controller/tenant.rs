@@ -51,15 +51,14 @@ fn tenant_error(tenant: &Tenant) -> impl Fn(kube::Error) -> Error + '_ {
 
 /// Entry point for the controller runtime.
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.stores.ready().await?;
-    let result = if tenant.metadata.deletion_timestamp.is_some() {
-        delete(&tenant, &ctx).await
-    } else {
-        provision(&tenant, &ctx).await
-    };
-    ctx.metrics
-        .record_reconcile("tenant", result.as_ref().err().map(Error::category));
-    result
+    super::reconcile_counted(&ctx, "tenant", async {
+        if tenant.metadata.deletion_timestamp.is_some() {
+            delete(&tenant, &ctx).await
+        } else {
+            provision(&tenant, &ctx).await
+        }
+    })
+    .await
 }
 
 /// Backs off by error category, and says so in the log.

@@ -33,8 +33,8 @@ use super::apply::{FIELD_MANAGER, satisfied_by};
 use super::database_server::{self, Connection, Lookup};
 use super::{Context, Error};
 use crate::api::{
-    Condition, ConditionStatus, NamespacedName, Tenant, TenantDatabaseStatus, TlsMode,
-    find_condition,
+    Condition, ConditionStatus, NamespacedName, Tenant, TenantDatabase, TenantDatabaseStatus,
+    TlsMode, find_condition,
 };
 use crate::database::{DatabaseError, Password, TenantIdentifiers};
 use crate::isolation::labels::{TENANT_LABEL, managed_labels};
@@ -143,16 +143,7 @@ pub async fn provision(tenant: &Tenant, primary: &str, ctx: &Context) -> Option<
     };
     let ids = TenantIdentifiers::for_tenant(&tenant.name_any());
     Some(
-        match ensure(
-            tenant,
-            primary,
-            ctx,
-            &connection,
-            &ids,
-            spec.connection_limit,
-        )
-        .await
-        {
+        match ensure(tenant, primary, ctx, &connection, &ids, spec).await {
             Ok(report) => report,
             Err(e) => {
                 let reason = match &e {
@@ -180,7 +171,7 @@ async fn ensure(
     ctx: &Context,
     connection: &Connection,
     ids: &TenantIdentifiers,
-    connection_limit: i32,
+    spec: &TenantDatabase,
 ) -> Result<Report, Error> {
     let name = tenant.name_any();
     let secret_name = secret_name(&name);
@@ -229,7 +220,11 @@ async fn ensure(
     };
     let outcome = connection
         .admin
-        .ensure_tenant(ids, connection_limit, new_password.then_some(&password))
+        .ensure_tenant(
+            ids,
+            spec.connection_limit,
+            new_password.then_some(&password),
+        )
         .await
         .map_err(database_error(tenant))?;
     if outcome.role_created && !new_password {
@@ -330,12 +325,12 @@ async fn ensure(
                 "database {} owned by role {} on DatabaseServer {}; credentials in Secret {primary}/{secret_name}",
                 ids.database(),
                 ids.role(),
-                connection_server(tenant)
+                spec.server_ref
             ),
             tenant.metadata.generation,
         ),
         status: Some(TenantDatabaseStatus {
-            server: connection_server(tenant),
+            server: spec.server_ref.clone(),
             name: ids.database().to_owned(),
             role: ids.role().to_owned(),
             credentials_secret: Some(NamespacedName {
@@ -353,15 +348,6 @@ async fn ensure(
 fn now() -> Time {
     let now = k8s_openapi::jiff::Timestamp::now();
     Time(k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
-}
-
-fn connection_server(tenant: &Tenant) -> String {
-    tenant
-        .spec
-        .database
-        .as_ref()
-        .map(|d| d.server_ref.clone())
-        .unwrap_or_default()
 }
 
 /// The credentials Secret: what a libpq client needs, field by field and as one URI, and

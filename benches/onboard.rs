@@ -69,15 +69,12 @@ async fn main() -> Result<(), Failure> {
         "all Ready after:                 {:.2} s",
         all_ready.as_secs_f64()
     );
-    println!(
-        "operator API requests:           {operator_requests} ({:.1} per tenant), of which writes {operator_writes} ({:.1} per tenant)",
-        operator_requests as f64 / tenants as f64,
-        operator_writes as f64 / tenants as f64
-    );
-    println!(
-        "operator peak RSS:               {:.1} MiB (idle leader before onboarding: {:.1} MiB)",
-        rss_peak as f64 / 1024.0,
-        rss_idle as f64 / 1024.0
+    common::print_operator_cost(
+        tenants,
+        operator_requests,
+        operator_writes,
+        rss_peak,
+        rss_idle,
     );
     println!(
         "steady state, {}s window:        {} reconciles, {} write requests (excluding the Lease)",

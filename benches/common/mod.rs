@@ -278,6 +278,26 @@ pub async fn create_tenants(api: &Api<Tenant>, count: usize, extra: serde_json::
     created.iter().filter(|r| r.is_ok()).count()
 }
 
+/// Prints the operator's API requests and writes per tenant and its peak memory.
+pub fn print_operator_cost(
+    tenants: usize,
+    requests: u64,
+    writes: u64,
+    rss_peak_kib: u64,
+    rss_idle_kib: u64,
+) {
+    println!(
+        "operator API requests:           {requests} ({:.1} per tenant), of which writes {writes} ({:.1} per tenant)",
+        requests as f64 / tenants as f64,
+        writes as f64 / tenants as f64
+    );
+    println!(
+        "operator peak RSS:               {:.1} MiB (idle leader before onboarding: {:.1} MiB)",
+        rss_peak_kib as f64 / 1024.0,
+        rss_idle_kib as f64 / 1024.0
+    );
+}
+
 /// Polls every 250 ms until `tenants` Tenants have every condition of `conditions` True;
 /// returns the time since `started` and how many lists it took.
 pub async fn wait_until_all(

@@ -435,21 +435,7 @@ impl Cluster {
         let gr = rt.group_resource();
         {
             let m = meta::metadata_mut(&mut obj);
-            if rt.namespaced {
-                match m.get("namespace").and_then(Value::as_str) {
-                    None | Some("") => {
-                        m.insert("namespace".into(), json!(ns));
-                    }
-                    Some(n) if n != ns => {
-                        return Err(ApiError::bad_request(
-                            "the namespace of the provided object does not match the namespace sent on the request",
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            } else {
-                m.remove("namespace");
-            }
+            place_in_namespace(m, rt.namespaced, ns)?;
             if m.get("resourceVersion")
                 .and_then(Value::as_str)
                 .is_some_and(|s| !s.is_empty())
@@ -552,21 +538,7 @@ impl Cluster {
                 }
                 Some(_) => {}
             }
-            if rt.namespaced {
-                match m.get("namespace").and_then(Value::as_str) {
-                    None | Some("") => {
-                        m.insert("namespace".into(), json!(ns));
-                    }
-                    Some(n) if n != ns => {
-                        return Err(ApiError::bad_request(
-                            "the namespace of the provided object does not match the namespace sent on the request",
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            } else {
-                m.remove("namespace");
-            }
+            place_in_namespace(m, rt.namespaced, ns)?;
             let rv = m
                 .get("resourceVersion")
                 .and_then(Value::as_str)
@@ -1055,4 +1027,27 @@ fn decode_continue(token: &str) -> ApiResult<ContinueToken> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| ApiError::bad_request(format!("continue key is not valid: {token}")))
+}
+
+/// Sets the namespace of a written object from the request's: filled in when the body has
+/// none, refused when it names another, removed for cluster-scoped kinds.
+fn place_in_namespace(
+    m: &mut serde_json::Map<String, Value>,
+    namespaced: bool,
+    ns: &str,
+) -> ApiResult<()> {
+    if !namespaced {
+        m.remove("namespace");
+        return Ok(());
+    }
+    match m.get("namespace").and_then(Value::as_str) {
+        None | Some("") => {
+            m.insert("namespace".into(), json!(ns));
+            Ok(())
+        }
+        Some(n) if n != ns => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        Some(_) => Ok(()),
+    }
 }

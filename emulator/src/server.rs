@@ -155,6 +155,21 @@ fn ok_json(code: u16, body: &Value) -> Response<Body> {
     json_response(code, body, "application/json", &[])
 }
 
+/// The aggregated discovery document of `/api` (`core`) or `/apis`, in the version the
+/// client's `Accept` asked for (`content_type`).
+fn aggregated_discovery(shared: &Shared, core: bool, content_type: &str) -> Response<Body> {
+    let version = content_type
+        .split(';')
+        .find_map(|p| p.strip_prefix("v="))
+        .unwrap_or("v2");
+    let doc = discovery::aggregated(
+        &shared.lock().registry,
+        core,
+        &format!("apidiscovery.k8s.io/{version}"),
+    );
+    json_response(200, &doc, content_type, &[])
+}
+
 pub fn error_response(e: &ApiError) -> Response<Body> {
     ok_json(e.code, &e.to_status())
 }
@@ -352,33 +367,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             r
         }
         Route::Api => match discovery::aggregated_media_type(&accept) {
-            Some(ct) => {
-                let v = ct
-                    .split(';')
-                    .find_map(|p| p.strip_prefix("v="))
-                    .unwrap_or("v2");
-                let doc = discovery::aggregated(
-                    &shared.lock().registry,
-                    true,
-                    &format!("apidiscovery.k8s.io/{v}"),
-                );
-                json_response(200, &doc, ct, &[])
-            }
+            Some(ct) => aggregated_discovery(&shared, true, ct),
             None => ok_json(200, &discovery::api_versions(&shared.address)),
         },
         Route::Apis => match discovery::aggregated_media_type(&accept) {
-            Some(ct) => {
-                let v = ct
-                    .split(';')
-                    .find_map(|p| p.strip_prefix("v="))
-                    .unwrap_or("v2");
-                let doc = discovery::aggregated(
-                    &shared.lock().registry,
-                    false,
-                    &format!("apidiscovery.k8s.io/{v}"),
-                );
-                json_response(200, &doc, ct, &[])
-            }
+            Some(ct) => aggregated_discovery(&shared, false, ct),
             None => ok_json(200, &discovery::group_list(&shared.lock().registry)),
         },
         Route::Group(g) => match discovery::group(&shared.lock().registry, &g) {

@@ -12,7 +12,8 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kube_emulator::EmulatorHandle;
 use serde_json::json;
-use support::cluster::{Harness, eventually, exists};
+use support::cluster::{Harness, exists};
+use support::wait::eventually;
 
 mod support;
 

@@ -14,8 +14,9 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use landlord::api::{DatabaseServer, find_condition};
 use serde_json::json;
-use support::cluster::{Harness, eventually, exists};
+use support::cluster::{Harness, exists};
 use support::postgres::{ADMIN_USER, shared};
+use support::wait::eventually;
 use tokio_postgres::error::SqlState;
 
 /// Creates the admin credentials and CA Secrets in `landlord` and a DatabaseServer `name`

@@ -485,6 +485,11 @@ pub struct TenantStatus {
     /// Progress of the deletion workflow, one entry per step, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deletion: Vec<DeletionStep>,
+    /// The UID of the earlier Tenant of the same name whose retained namespaces, database
+    /// and credentials this Tenant took over, as its annotation
+    /// `landlord.dev/adopt-retained-from` asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_from: Option<String>,
 }
 
 /// Summary phase of a Tenant.

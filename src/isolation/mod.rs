@@ -23,6 +23,7 @@ pub mod analysis;
 pub mod labels;
 mod namespace;
 pub mod network;
+pub mod ownership;
 mod quota;
 mod rbac;
 mod validate;

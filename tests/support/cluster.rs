@@ -1,7 +1,6 @@
 //! A Landlord operator against an in-process emulator: the harness of the controller
 //! tests.
 
-use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -13,6 +12,8 @@ use landlord::api::{Tenant, TenantSpec, find_condition};
 use landlord::operator::{Config, Operator};
 use serde_json::json;
 
+use super::wait::poll;
+
 pub struct Harness {
     pub emulator: EmulatorHandle,
     pub client: Client,
@@ -20,8 +21,15 @@ pub struct Harness {
     pub operator_client: Client,
     /// `--pod-labels` of the operators this harness starts.
     pub pod_labels: Option<std::collections::BTreeMap<String, String>>,
+    /// `--resync-seconds` of the operators this harness starts: the production default
+    /// ([`PRODUCTION_RESYNC`]), so that what a watch must trigger is tested through the
+    /// watch. Only tests of drift outside Kubernetes (a dropped role) shorten it.
+    pub resync: Duration,
     pub operator: Option<Operator>,
 }
+
+/// The default of `landlord run --resync-seconds`.
+pub const PRODUCTION_RESYNC: Duration = Duration::from_secs(300);
 
 /// The operator's ServiceAccount, as the chart installs it.
 pub const OPERATOR_USER: &str = "system:serviceaccount:landlord:landlord";
@@ -80,6 +88,7 @@ impl Harness {
             client: admin,
             operator_client: operator_client.clone(),
             pod_labels: None,
+            resync: PRODUCTION_RESYNC,
             operator: None,
         };
         harness.start_operator_with(operator_client).await;
@@ -98,7 +107,7 @@ impl Harness {
             lease_name: "landlord-leader".to_owned(),
             lease_namespace: Some("landlord".to_owned()),
             identity: "test".to_owned(),
-            resync: Duration::from_secs(1),
+            resync: self.resync,
             concurrency: 4,
             pod_labels: self.pod_labels.clone(),
         };
@@ -139,24 +148,25 @@ impl Harness {
         type_: &str,
         status: &str,
     ) -> (String, String, String) {
-        let mut last = None;
-        for _ in 0..300 {
-            last = self.condition(tenant, type_).await;
-            if let Some(c) = &last
-                && c.0 == status
-            {
-                return c.clone();
+        let found = poll(|| async {
+            self.condition(tenant, type_)
+                .await
+                .filter(|c| c.0 == status)
+        })
+        .await;
+        match found {
+            Some(c) => c,
+            None => {
+                let all = self
+                    .tenants()
+                    .get(tenant)
+                    .await
+                    .ok()
+                    .and_then(|t| t.status)
+                    .map(|s| s.conditions);
+                panic!("{tenant}: {type_} never became {status}; conditions {all:?}");
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let all = self
-            .tenants()
-            .get(tenant)
-            .await
-            .ok()
-            .and_then(|t| t.status)
-            .map(|s| s.conditions);
-        panic!("{tenant}: {type_} never became {status}; last {last:?}; conditions {all:?}");
     }
 }
 
@@ -218,20 +228,6 @@ pub async fn install_chart_rbac(admin: &Client) {
             .await
             .expect("RBAC object created");
     }
-}
-
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 pub async fn exists<K>(api: &Api<K>, name: &str) -> bool

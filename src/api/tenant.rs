@@ -570,6 +570,15 @@ pub enum StepState {
 }
 
 impl Tenant {
+    /// Every namespace the spec asks for: the primary one, then the additional ones.
+    pub fn namespace_names(&self) -> Vec<String> {
+        let mut names = vec![self.primary_namespace()];
+        if let Some(spec) = &self.spec.namespaces {
+            names.extend(spec.additional.iter().map(|a| a.name.clone()));
+        }
+        names
+    }
+
     /// The name of the tenant's primary namespace: `spec.namespaces.primary`, or
     /// `tenant-<name>`.
     pub fn primary_namespace(&self) -> String {

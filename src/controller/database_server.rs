@@ -313,7 +313,7 @@ pub(super) fn uses(tenant: &Tenant, server: &str) -> bool {
 
 /// Entry point for the controller runtime.
 pub async fn reconcile(server: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result<Action, Error> {
-    super::reconcile_counted(&ctx, "databaseserver", async {
+    super::reconcile_counted(&ctx, "databaseserver", &server.name_any(), async {
         if server.metadata.deletion_timestamp.is_some() {
             finalize(&server, &ctx).await
         } else {
@@ -324,8 +324,13 @@ pub async fn reconcile(server: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result
 }
 
 /// Backs off by error category, and says so in the log.
-pub fn error_policy(server: Arc<DatabaseServer>, error: &Error, _ctx: Arc<Context>) -> Action {
-    error.requeue("DatabaseServer", &server.name_any())
+pub fn error_policy(server: Arc<DatabaseServer>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.retries.requeue(
+        "databaseserver",
+        "DatabaseServer",
+        &server.name_any(),
+        error,
+    )
 }
 
 fn server_error(server: &DatabaseServer) -> impl Fn(kube::Error) -> Error + '_ {

@@ -95,15 +95,30 @@ impl Error {
         )
     }
 
-    /// The action after a failed reconcile of the `kind` object `name`: a requeue after the
-    /// category's back-off, logged at info for progress and at warn for failures.
-    pub fn requeue(&self, kind: &str, name: &str) -> kube::runtime::controller::Action {
+    /// The action after the `attempt`-th consecutive failed reconcile (1 for the first) of
+    /// the `kind` object `name`: a requeue after [`Error::backoff`], logged at info for
+    /// progress and at warn, with the whole chain of causes, for failures.
+    pub fn requeue(
+        &self,
+        kind: &str,
+        name: &str,
+        attempt: u32,
+    ) -> kube::runtime::controller::Action {
+        let delay = self.backoff(attempt);
         if self.is_progress() {
-            tracing::info!(kind, name, error = %self, "waiting");
+            tracing::info!(kind, name, error = %describe(self), "waiting");
         } else {
-            tracing::warn!(kind, name, category = self.category(), error = %self, "reconcile failed");
+            tracing::warn!(
+                kind,
+                name,
+                category = self.category(),
+                attempt,
+                retry_in = ?delay,
+                error = %describe(self),
+                "reconcile failed"
+            );
         }
-        kube::runtime::controller::Action::requeue(self.backoff())
+        kube::runtime::controller::Action::requeue(delay)
     }
 
     /// Stable short category.
@@ -122,9 +137,9 @@ impl Error {
         }
     }
 
-    /// How long to wait before trying again, by category: a conflict resolves at once
-    /// with fresh data, a missing permission or an invalid object needs a human.
-    pub fn backoff(&self) -> Duration {
+    /// The first wait after a failure of this category: a conflict resolves at once with
+    /// fresh data, a missing permission or an invalid object needs a human.
+    fn base_backoff(&self) -> Duration {
         match self.category() {
             "conflict" => Duration::from_millis(500),
             "namespaces_terminating" | "server_in_use" => Duration::from_secs(2),
@@ -137,9 +152,96 @@ impl Error {
             | "database_not_ready"
             | "database_not_provisioned"
             | "database_server_unusable" => Duration::from_secs(10),
-            "api_error" | "stopping" => Duration::from_secs(5),
+            "api_error" | "stopping" => Duration::from_secs(1),
             "forbidden" | "invalid" => Duration::from_secs(60),
             _ => Duration::from_secs(15),
         }
+    }
+
+    /// How long to wait before the `attempt`-th retry (1 for the first): the category's
+    /// base, doubled with each consecutive failure up to [`MAX_BACKOFF`], with ±20 %
+    /// jitter so that many tenants failing together (a database server restarting) do
+    /// not retry in lockstep. Progress (a deletion in its course) is looked at again at
+    /// the base interval, without growth.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.base_backoff();
+        let grown = if self.is_progress() {
+            base
+        } else {
+            let doublings = attempt.saturating_sub(1).min(16);
+            base.saturating_mul(1 << doublings)
+                .min(MAX_BACKOFF.max(base))
+        };
+        jitter(grown)
+    }
+}
+
+/// The longest wait between two retries of one object.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// `delay` scaled by a random factor in [0.8, 1.2).
+fn jitter(delay: Duration) -> Duration {
+    let mut byte = [0u8; 2];
+    // Without randomness the delay is used as is: still bounded, only not spread.
+    if getrandom::fill(&mut byte).is_err() {
+        return delay;
+    }
+    let unit = f64::from(u16::from_le_bytes(byte)) / f64::from(u16::MAX);
+    delay.mul_f64(0.8 + 0.4 * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conflict() -> Error {
+        Error::Tenant {
+            name: "acme".into(),
+            source: kube::Error::Api(
+                kube::core::Status::failure("conflict", "Conflict")
+                    .with_code(409)
+                    .boxed(),
+            ),
+        }
+    }
+
+    fn within(d: Duration, nominal: Duration) -> bool {
+        d >= nominal.mul_f64(0.8) && d <= nominal.mul_f64(1.2)
+    }
+
+    #[test]
+    fn backoff_doubles_per_attempt_up_to_the_cap() {
+        let e = conflict();
+        assert_eq!(e.category(), "conflict");
+        for (attempt, nominal_ms) in [(1, 500), (2, 1000), (3, 2000), (4, 4000)] {
+            let d = e.backoff(attempt);
+            assert!(
+                within(d, Duration::from_millis(nominal_ms)),
+                "attempt {attempt}: {d:?}"
+            );
+        }
+        let late = e.backoff(40);
+        assert!(within(late, MAX_BACKOFF), "{late:?}");
+    }
+
+    #[test]
+    fn progress_does_not_grow() {
+        let e = Error::NamespacesTerminating("tenant-acme".into());
+        assert!(within(e.backoff(10), Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn jitter_spreads_retries() {
+        let e = conflict();
+        let delays: std::collections::BTreeSet<Duration> = (0..20).map(|_| e.backoff(3)).collect();
+        assert!(delays.len() > 1, "20 draws gave one delay: {delays:?}");
+    }
+
+    #[test]
+    fn the_log_carries_every_cause() {
+        let e = conflict();
+        let text = describe(&e);
+        assert!(text.starts_with("updating the Tenant acme: "), "{text}");
+        assert!(text.contains("conflict"), "{text}");
     }
 }

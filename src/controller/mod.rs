@@ -30,8 +30,8 @@ use tracing::{info, warn};
 
 use crate::api::{DatabaseServer, Tenant};
 use crate::isolation::IsolationConfig;
-use crate::isolation::analysis::{AnalysisConfig, TenantIsolation};
-use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::isolation::analysis::AnalysisConfig;
+use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
 use crate::operator::Metrics;
 
 pub use error::Error;
@@ -116,42 +116,91 @@ pub struct Context {
     pub config: ControllerConfig,
     pub metrics: Arc<Metrics>,
     /// The latest isolation verdict of every tenant, by name.
-    pub isolation: Arc<RwLock<BTreeMap<String, TenantIsolation>>>,
+    pub isolation: Arc<RwLock<BTreeMap<String, analysis::Verdict>>>,
     /// The connection pool of every usable DatabaseServer.
     pub databases: Arc<database_server::Registry>,
+    /// Consecutive failures per object, for the back-off.
+    pub retries: Retries,
     /// Asks the Tenant controller to look at a tenant now.
     pub tenant_triggers: futures::channel::mpsc::UnboundedSender<ObjectRef<Tenant>>,
 }
 
-/// Runs one reconcile of `controller` once every cache is filled, and counts it in the
-/// metrics by outcome.
+/// Runs one reconcile of `controller` for the object `name` once every cache is filled,
+/// counts it in the metrics by outcome, and forgets the object's failures when it
+/// succeeds.
 async fn reconcile_counted(
     ctx: &Context,
     controller: &'static str,
+    name: &str,
     work: impl std::future::Future<Output = Result<Action, Error>>,
 ) -> Result<Action, Error> {
     ctx.stores.ready().await?;
     let result = work.await;
     ctx.metrics
         .record_reconcile(controller, result.as_ref().err().map(Error::category));
+    if result.is_ok() {
+        ctx.retries.succeeded(controller, name);
+    }
     result
 }
 
-/// The Tenant that controls an object, if any. Tenants are cluster-scoped, so the
-/// reference carries no namespace even for a namespaced child (kube-runtime's `owns`
-/// would put the child's namespace in it and reconcile one Tenant under two keys).
-fn owning_tenant<K: Resource>(object: K) -> Option<ObjectRef<Tenant>> {
+/// Consecutive failed reconciles per object and error category, for exponential
+/// back-off: a failure of another category than the last starts again from that
+/// category's base. An object is in it only while it keeps failing.
+#[derive(Default)]
+pub struct Retries(
+    std::sync::Mutex<std::collections::HashMap<(&'static str, String), (&'static str, u32)>>,
+);
+
+impl Retries {
+    fn succeeded(&self, controller: &'static str, name: &str) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.remove(&(controller, name.to_owned()));
+    }
+
+    /// Records one more failure of `category` and returns how many in a row (1 for the
+    /// first).
+    fn failed(&self, controller: &'static str, name: &str, category: &'static str) -> u32 {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = map
+            .entry((controller, name.to_owned()))
+            .or_insert((category, 0));
+        if entry.0 != category {
+            *entry = (category, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1
+    }
+
+    /// The requeue after a failed reconcile of `controller` for `name`.
+    pub fn requeue(
+        &self,
+        controller: &'static str,
+        kind: &str,
+        name: &str,
+        error: &Error,
+    ) -> Action {
+        error.requeue(kind, name, self.failed(controller, name, error.category()))
+    }
+}
+
+/// The Tenant an object was created for, by its `landlord.dev/tenant` label. Only a
+/// trigger: the reconcile then decides by the UID the object records, so a forged label
+/// costs the forger one reconcile and gains nothing. Tenants are cluster-scoped, so the
+/// reference carries no namespace even for a namespaced object.
+fn labelled_tenant<K: Resource>(object: K) -> Option<ObjectRef<Tenant>> {
     object
         .meta()
-        .owner_references
+        .labels
         .as_ref()?
-        .iter()
-        .find(|r| {
-            r.controller == Some(true)
-                && r.kind == "Tenant"
-                && r.api_version == "landlord.dev/v1alpha1"
-        })
-        .map(|r| ObjectRef::new(&r.name))
+        .get(TENANT_LABEL)
+        .map(|name| ObjectRef::new(name))
 }
 
 fn managed() -> watcher::Config {
@@ -298,6 +347,7 @@ pub async fn run(
         metrics,
         isolation,
         databases: Arc::new(database_server::Registry::default()),
+        retries: Retries::default(),
         tenant_triggers: trigger_tx,
     });
 
@@ -307,12 +357,12 @@ pub async fn run(
     };
     let tenant_controller = Controller::for_shared_stream(tenant_events, tenants.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency))
-        .watches_stream(ns_stream, owning_tenant)
-        .watches_stream(policy_stream, owning_tenant)
-        .watches_stream(quota_stream, owning_tenant)
-        .watches_stream(limit_stream, owning_tenant)
-        .watches_stream(binding_stream, owning_tenant)
-        .watches_stream(secret_stream, owning_tenant)
+        .watches_stream(ns_stream, labelled_tenant)
+        .watches_stream(policy_stream, labelled_tenant)
+        .watches_stream(quota_stream, labelled_tenant)
+        .watches_stream(limit_stream, labelled_tenant)
+        .watches_stream(binding_stream, labelled_tenant)
+        .watches_stream(secret_stream, labelled_tenant)
         .watches_shared_stream(
             server_events_for_tenants,
             tenants_of_server(tenants.clone()),

@@ -29,7 +29,10 @@ use crate::api::{
     TenantStatus, find_condition, set_condition,
 };
 use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
-use crate::isolation::{self, DesiredObject, ObjectId, ObjectKind, ValidatedTenant};
+use crate::isolation::ownership::{self, Claim};
+use crate::isolation::{
+    self, DesiredObject, ObjectId, ObjectKind, ValidatedTenant, ValidationError,
+};
 
 /// The finalizer behind which deletion runs.
 pub const FINALIZER: &str = "landlord.dev/erasure";
@@ -40,6 +43,7 @@ pub mod conditions {
     pub const NAMESPACES_READY: &str = "NamespacesReady";
     pub const NETWORK_ISOLATED: &str = "NetworkIsolated";
     pub const ISOLATED: &str = "Isolated";
+    pub const MEMBERSHIP_VERIFIED: &str = "MembershipVerified";
 }
 
 fn tenant_error(tenant: &Tenant) -> impl Fn(kube::Error) -> Error + '_ {
@@ -51,7 +55,7 @@ fn tenant_error(tenant: &Tenant) -> impl Fn(kube::Error) -> Error + '_ {
 
 /// Entry point for the controller runtime.
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
-    super::reconcile_counted(&ctx, "tenant", async {
+    super::reconcile_counted(&ctx, "tenant", &tenant.name_any(), async {
         if tenant.metadata.deletion_timestamp.is_some() {
             delete(&tenant, &ctx).await
         } else {
@@ -62,8 +66,9 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
 }
 
 /// Backs off by error category, and says so in the log.
-pub fn error_policy(tenant: Arc<Tenant>, error: &Error, _ctx: Arc<Context>) -> Action {
-    error.requeue("Tenant", &tenant.name_any())
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.retries
+        .requeue("tenant", "Tenant", &tenant.name_any(), error)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -72,10 +77,19 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, _ctx: Arc<Context>) -> A
 /// What applying found, for the status.
 #[derive(Debug, Default)]
 struct Applied {
-    /// Namespaces another owner holds: never touched.
-    taken: Vec<String>,
+    /// Namespaces that are not this Tenant's (another owner's, or retained by an earlier
+    /// Tenant of the same name), with why: never touched.
+    taken: Vec<(String, ValidationError)>,
+    /// The earlier Tenant's UID, when this pass took over what it retained.
+    adopted_from: Option<String>,
     /// Objects written (created or changed) in this pass.
     written: usize,
+}
+
+impl Applied {
+    fn is_taken(&self, namespace: &str) -> bool {
+        self.taken.iter().any(|(ns, _)| ns == namespace)
+    }
 }
 
 async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
@@ -105,6 +119,9 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                     generation,
                 ),
             );
+            // Nothing of this generation was built: Ready, the phase and
+            // observedGeneration say so too, not only the one condition.
+            summarize(tenant, &mut status);
             finish_status(tenant, ctx, status).await?;
             return Ok(Action::requeue(ctx.config.resync));
         }
@@ -112,8 +129,23 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     // build + apply + prune
     let applied = apply_all(&validated, ctx).await?;
     // the database, its role and the credentials Secret in the primary namespace
+    if let Some(from) = &applied.adopted_from {
+        publish(
+            tenant,
+            ctx,
+            EventType::Normal,
+            "RetainedDataAdopted",
+            &format!(
+                "took over the namespaces retained by the earlier Tenant {} (UID {from}), as {} asks",
+                tenant.name_any(),
+                ownership::ADOPT_ANNOTATION
+            ),
+        )
+        .await;
+    }
     let primary = tenant.primary_namespace();
-    let database = if applied.taken.contains(&primary) {
+    let database = if let Some((_, why)) = applied.taken.iter().find(|(ns, _)| *ns == primary) {
+        let reason = reason_of(why.category());
         tenant.spec.database.as_ref().map(|_| {
             let message = format!(
                 "the credentials Secret goes into the primary namespace {primary}, which is not this tenant's"
@@ -122,7 +154,7 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                 condition: condition(
                     tenant_database::DATABASE_READY,
                     false,
-                    "NamespaceTaken",
+                    &reason,
                     &message,
                     tenant.metadata.generation,
                 ),
@@ -219,15 +251,20 @@ async fn apply_all(validated: &ValidatedTenant<'_>, ctx: &Context) -> Result<App
     for object in &objects {
         let id = object.id();
         let namespace = id.namespace.as_deref().unwrap_or(&id.name);
-        if applied.taken.iter().any(|t| t == namespace) {
+        if applied.is_taken(namespace) {
             continue;
         }
         let outcome = match object {
             DesiredObject::Namespace(ns) => match apply_namespace(validated, ns, ctx).await? {
                 NamespaceOutcome::Taken(why) => {
-                    warn!(tenant = %validated.name(), namespace = %id.name, %why, "namespace not adopted");
-                    applied.taken.push(id.name.clone());
+                    warn!(tenant = %validated.name(), namespace = %id.name, why = %why, "namespace not adopted");
+                    applied.taken.push((id.name.clone(), why));
                     continue;
+                }
+                NamespaceOutcome::Adopted { from, outcome } => {
+                    info!(tenant = %validated.name(), namespace = %id.name, from = %from, "retained namespace adopted");
+                    applied.adopted_from = Some(from);
+                    outcome
                 }
                 NamespaceOutcome::Done(outcome) => outcome,
             },
@@ -246,12 +283,17 @@ async fn apply_all(validated: &ValidatedTenant<'_>, ctx: &Context) -> Result<App
 
 enum NamespaceOutcome {
     Done(Outcome),
-    Taken(String),
+    /// Retained by an earlier Tenant of the same name and taken over, as asked.
+    Adopted {
+        from: String,
+        outcome: Outcome,
+    },
+    Taken(ValidationError),
 }
 
 /// A namespace is created only if it does not exist (a create, not an apply, so one that
 /// appears meanwhile is refused by the server instead of taken over), and updated only if
-/// it is this tenant's.
+/// it is this tenant's by UID ([`isolation::check_namespace_claim`]).
 async fn apply_namespace(
     validated: &ValidatedTenant<'_>,
     desired: &Namespace,
@@ -261,19 +303,7 @@ async fn apply_namespace(
     let name = desired.name_any();
     let live = ctx.stores.namespaces.get(&ObjectRef::new(&name));
     match live {
-        Some(live) => {
-            if let Err(e) = isolation::check_namespace_claim(validated, &live) {
-                return Ok(NamespaceOutcome::Taken(e.to_string()));
-            }
-            if live.metadata.deletion_timestamp.is_some() {
-                return Err(Error::NamespacesTerminating(format!(
-                    "namespace {name} is still terminating; it is re-created once it is gone"
-                )));
-            }
-            Ok(NamespaceOutcome::Done(
-                super::apply::apply(&api, desired, Some(&live)).await?,
-            ))
-        }
+        Some(live) => update_namespace(validated, desired, &live, &api).await,
         None => {
             let params = PostParams {
                 field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -281,9 +311,23 @@ async fn apply_namespace(
             };
             match api.create(&params, desired).await {
                 Ok(_) => Ok(NamespaceOutcome::Done(Outcome::Applied)),
-                Err(kube::Error::Api(status)) if status.code == 409 => Ok(NamespaceOutcome::Taken(
-                    format!("namespace {name} was created by someone else meanwhile"),
-                )),
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    // The cache may simply lag behind this operator's own create (a
+                    // requeue right after it): the API server knows whose it is.
+                    match api.get_opt(&name).await {
+                        Ok(Some(live)) => update_namespace(validated, desired, &live, &api).await,
+                        // Deleted again meanwhile: the next pass creates it.
+                        Ok(None) => Err(Error::NamespacesTerminating(format!(
+                            "namespace {name} was deleted while being created; it is created again"
+                        ))),
+                        Err(source) => {
+                            Err(
+                                super::apply::ApplyError::new("get", "Namespace", &name, source)
+                                    .into(),
+                            )
+                        }
+                    }
+                }
                 Err(source) => {
                     Err(super::apply::ApplyError::new("create", "Namespace", &name, source).into())
                 }
@@ -292,19 +336,71 @@ async fn apply_namespace(
     }
 }
 
-fn labelled_for<K>(store: &Store<K>, tenant: &str, kind: ObjectKind) -> Vec<ObjectId>
+/// Updates an existing namespace if it is this tenant's.
+async fn update_namespace(
+    validated: &ValidatedTenant<'_>,
+    desired: &Namespace,
+    live: &Namespace,
+    api: &Api<Namespace>,
+) -> Result<NamespaceOutcome, Error> {
+    let claim = match isolation::check_namespace_claim(validated, live) {
+        Ok(claim) => claim,
+        Err(e) => return Ok(NamespaceOutcome::Taken(e)),
+    };
+    if live.metadata.deletion_timestamp.is_some() {
+        return Err(Error::NamespacesTerminating(format!(
+            "namespace {} is still terminating; it is re-created once it is gone",
+            live.name_any()
+        )));
+    }
+    let outcome = super::apply::apply(api, desired, Some(live)).await?;
+    Ok(match claim {
+        Claim::Adopt { from } => NamespaceOutcome::Adopted { from, outcome },
+        _ => NamespaceOutcome::Done(outcome),
+    })
+}
+
+/// The namespaces that can be the Tenant's: those its spec asks for and those its status
+/// (written only by Landlord) recorded. Nothing outside them is ever pruned or deleted,
+/// whatever it records: someone allowed to annotate a namespace but not to delete it
+/// must not get Landlord to delete it for them.
+fn known_namespaces(tenant: &Tenant) -> std::collections::BTreeSet<String> {
+    let mut names: std::collections::BTreeSet<String> =
+        tenant.namespace_names().into_iter().collect();
+    if let Some(status) = &tenant.status {
+        names.extend(status.namespaces.iter().cloned());
+    }
+    names
+}
+
+/// The objects in `store` that Landlord created for this Tenant: within its
+/// [`known_namespaces`], labelled for it (the cheap filter) and recording its UID (what
+/// decides), or the UID of the earlier Tenant it adopts from.
+fn owned_by<K>(store: &Store<K>, tenant: &Tenant, kind: ObjectKind) -> Vec<ObjectId>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
+    let name = tenant.name_any();
+    let uid = tenant.uid().unwrap_or_default();
+    let adopt = ownership::adopt_from(tenant);
+    let known = known_namespaces(tenant);
     store
         .state()
         .iter()
         .filter(|o| {
+            let namespace = o.meta().namespace.clone().unwrap_or_else(|| o.name_any());
             let labels = o.labels();
-            labels.get(TENANT_LABEL).is_some_and(|t| t == tenant)
+            known.contains(&namespace)
+                && labels.get(TENANT_LABEL) == Some(&name)
                 && labels
                     .get(MANAGED_BY_LABEL)
                     .is_some_and(|m| m == MANAGED_BY)
+                && ownership::claim(
+                    &uid,
+                    adopt,
+                    ownership::recorded_uid(o.meta().annotations.as_ref()),
+                )
+                .is_usable()
         })
         .map(|o| ObjectId {
             kind,
@@ -314,22 +410,14 @@ where
         .collect()
 }
 
-/// Every object in the caches that Landlord labelled for this tenant.
-fn existing_objects(ctx: &Context, tenant: &str) -> Vec<ObjectId> {
+/// Every object in the caches that Landlord created for this Tenant.
+fn existing_objects(ctx: &Context, tenant: &Tenant) -> Vec<ObjectId> {
     let stores = &ctx.stores;
-    let mut ids = labelled_for(&stores.namespaces, tenant, ObjectKind::Namespace);
-    ids.extend(labelled_for(
-        &stores.quotas,
-        tenant,
-        ObjectKind::ResourceQuota,
-    ));
-    ids.extend(labelled_for(&stores.limits, tenant, ObjectKind::LimitRange));
-    ids.extend(labelled_for(
-        &stores.bindings,
-        tenant,
-        ObjectKind::RoleBinding,
-    ));
-    ids.extend(labelled_for(
+    let mut ids = owned_by(&stores.namespaces, tenant, ObjectKind::Namespace);
+    ids.extend(owned_by(&stores.quotas, tenant, ObjectKind::ResourceQuota));
+    ids.extend(owned_by(&stores.limits, tenant, ObjectKind::LimitRange));
+    ids.extend(owned_by(&stores.bindings, tenant, ObjectKind::RoleBinding));
+    ids.extend(owned_by(
         &stores.policies,
         tenant,
         ObjectKind::NetworkPolicy,
@@ -366,7 +454,7 @@ async fn prune(
     ctx: &Context,
 ) -> Result<(), Error> {
     let desired: Vec<ObjectId> = objects.iter().map(DesiredObject::id).collect();
-    let existing = existing_objects(ctx, validated.name());
+    let existing = existing_objects(ctx, validated.tenant());
     for id in isolation::prune(&desired, existing) {
         info!(tenant = %validated.name(), object = %id, "pruning an object the Tenant no longer asks for");
         delete_object(ctx, &id).await?;
@@ -400,9 +488,12 @@ fn provisioned_status(
     let mut status = tenant.status.clone().unwrap_or_default();
     status.namespaces = validated.namespaces().to_vec();
 
+    if let Some(from) = &applied.adopted_from {
+        status.adopted_from = Some(from.clone());
+    }
     let namespaces_ok = applied.taken.is_empty();
-    let namespaces = if namespaces_ok {
-        condition(
+    let namespaces = match applied.taken.first() {
+        None => condition(
             conditions::NAMESPACES_READY,
             true,
             "Provisioned",
@@ -411,18 +502,21 @@ fn provisioned_status(
                 validated.namespaces().join(", ")
             ),
             generation,
-        )
-    } else {
-        condition(
+        ),
+        // The first refusal's category names the reason (`RetainedDataExists`,
+        // `NamespaceTaken`); the message lists every refused namespace.
+        Some((_, first)) => condition(
             conditions::NAMESPACES_READY,
             false,
-            "NamespaceTaken",
-            format!(
-                "namespace {} already exists and is not this tenant's; Landlord never adopts another owner's namespace: choose another name or delete that namespace",
-                applied.taken.join(", ")
-            ),
+            &reason_of(first.category()),
+            applied
+                .taken
+                .iter()
+                .map(|(_, why)| why.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
             generation,
-        )
+        ),
     };
     set_condition(&mut status.conditions, namespaces);
     set_condition(
@@ -430,11 +524,10 @@ fn provisioned_status(
         condition(
             conditions::NETWORK_ISOLATED,
             namespaces_ok,
-            if namespaces_ok {
-                "PoliciesApplied"
-            } else {
-                "NamespaceTaken"
-            },
+            &applied.taken.first().map_or_else(
+                || "PoliciesApplied".to_owned(),
+                |(_, why)| reason_of(why.category()),
+            ),
             if namespaces_ok {
                 "default-deny NetworkPolicies and the tenant's allow-lists are applied in every namespace"
             } else {
@@ -448,8 +541,9 @@ fn provisioned_status(
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .get(validated.name())
-        .cloned();
-    let isolated = match verdict {
+        .cloned()
+        .unwrap_or_default();
+    let isolated = match &verdict.isolation {
         Some(v) if v.is_isolated() => condition(
             conditions::ISOLATED,
             true,
@@ -478,6 +572,7 @@ fn provisioned_status(
                 )
             }),
     };
+    set_condition(&mut status.conditions, membership(tenant, &verdict.forged));
     set_condition(&mut status.conditions, isolated);
     let mut retry = None;
     if let Some(report) = database {
@@ -486,6 +581,53 @@ fn provisioned_status(
         retry = report.retry;
     }
 
+    summarize(tenant, &mut status);
+    (status, retry)
+}
+
+/// `MembershipVerified`: whether every namespace labelled for the tenant is its own. A
+/// forged label gives no access (policies select namespaces by name, membership is
+/// decided by UID), so it does not make the Tenant un-Ready — else anyone who may label a
+/// namespace could take any tenant out of Ready — but it is reported, with a Warning
+/// event when it appears, for someone to find out who set it.
+fn membership(tenant: &Tenant, forged: &[String]) -> Condition {
+    let name = tenant.name_any();
+    let generation = tenant.metadata.generation;
+    if forged.is_empty() {
+        return condition(
+            conditions::MEMBERSHIP_VERIFIED,
+            true,
+            "OwnNamespacesOnly",
+            format!(
+                "every namespace labelled {TENANT_LABEL}={name} was created by Landlord for this Tenant"
+            ),
+            generation,
+        );
+    }
+    let (these, verb) = if forged.len() == 1 {
+        ("namespace", "carries")
+    } else {
+        ("namespaces", "carry")
+    };
+    condition(
+        conditions::MEMBERSHIP_VERIFIED,
+        false,
+        "ForgedTenantLabel",
+        format!(
+            "{these} {} {verb} the label {TENANT_LABEL}={name} but {} not created by Landlord for this Tenant: Landlord ignores the label (no policy admits {}, the isolation analysis does not count {} as the tenant's); remove the label and restrict who may label namespaces",
+            forged.join(", "),
+            if forged.len() == 1 { "was" } else { "were" },
+            if forged.len() == 1 { "it" } else { "them" },
+            if forged.len() == 1 { "it" } else { "them" },
+        ),
+        generation,
+    )
+}
+
+/// The `Ready` condition, the phase and `observedGeneration`, from the other conditions:
+/// Ready when every condition the Tenant needs is true.
+fn summarize(tenant: &Tenant, status: &mut TenantStatus) {
+    let generation = tenant.metadata.generation;
     let pending: Vec<&str> = [
         conditions::NAMESPACES_READY,
         conditions::NETWORK_ISOLATED,
@@ -524,7 +666,6 @@ fn provisioned_status(
         TenantPhase::Provisioning
     });
     status.observed_generation = generation;
-    (status, retry)
 }
 
 /// Writes `status` if it differs from the Tenant's, and publishes an Event for every
@@ -699,7 +840,7 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(std::time::Duration::from_secs(1)))
 }
 
-/// The tenant's namespaces: those in its status and those labelled for it.
+/// The tenant's namespaces: those in its status and those created for it.
 fn tenant_namespaces(tenant: &Tenant, ctx: &Context) -> Vec<String> {
     let mut names: Vec<String> = tenant
         .status
@@ -707,13 +848,9 @@ fn tenant_namespaces(tenant: &Tenant, ctx: &Context) -> Vec<String> {
         .map(|s| s.namespaces.clone())
         .unwrap_or_default();
     names.extend(
-        labelled_for(
-            &ctx.stores.namespaces,
-            &tenant.name_any(),
-            ObjectKind::Namespace,
-        )
-        .into_iter()
-        .map(|id| id.name),
+        owned_by(&ctx.stores.namespaces, tenant, ObjectKind::Namespace)
+            .into_iter()
+            .map(|id| id.name),
     );
     names.sort();
     names.dedup();
@@ -730,8 +867,10 @@ async fn delete_namespaces(tenant: &Tenant, ctx: &Context) -> Result<String, Err
         let Some(live) = api.get_opt(&name).await.map_err(tenant_error(tenant))? else {
             continue;
         };
-        if live.labels().get(TENANT_LABEL) != Some(&tenant.name_any()) {
-            // Never this tenant's (a name it could not claim): not ours to delete.
+        let recorded = ownership::recorded_uid(live.metadata.annotations.as_ref());
+        if ownership::claim(&tenant.uid().unwrap_or_default(), None, recorded) != Claim::Ours {
+            // Never this tenant's (a name it could not claim, one an earlier Tenant
+            // retained, one that only carries its label): not ours to delete.
             continue;
         }
         if live.metadata.deletion_timestamp.is_none() {
@@ -750,7 +889,7 @@ async fn delete_namespaces(tenant: &Tenant, ctx: &Context) -> Result<String, Err
 /// garbage collector leaves it all in place when the Tenant goes.
 async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error> {
     let uid = tenant.uid().unwrap_or_default();
-    let ids = existing_objects(ctx, &tenant.name_any());
+    let ids = existing_objects(ctx, tenant);
     let mut released = 0;
     for id in &ids {
         let client = ctx.client.clone();
@@ -812,7 +951,7 @@ async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error
     released += usize::from(secret_released);
     let total = ids.len() + usize::from(secret_released);
     Ok(format!(
-        "released {released} of {total} objects (namespaces, database and credentials kept): they no longer belong to the Tenant"
+        "kept {total} objects in place (namespaces, their policies, database and credentials); {released} still had an owner reference to the Tenant, now removed"
     ))
 }
 

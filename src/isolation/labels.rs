@@ -1,17 +1,23 @@
 //! The label and annotation keys Landlord owns, and the metadata every object it creates
-//! carries: the two ownership labels and a controller owner reference to the Tenant.
+//! carries: the two informational labels and the Tenant's UID
+//! ([`super::ownership::TENANT_UID_ANNOTATION`]).
+//!
+//! No owner reference to the Tenant: the garbage collector would delete what it owns
+//! under `kubectl delete --cascade=foreground` before Landlord could keep it for
+//! `deletionPolicy: Retain`. The deletion workflow deletes (or keeps) everything itself.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::Resource;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::ValidatedTenant;
-use crate::api::Tenant;
+use super::ownership::TENANT_UID_ANNOTATION;
 
 /// The field manager of every server-side apply Landlord makes.
 pub const FIELD_MANAGER: &str = "landlord";
-/// Label naming the Tenant an object belongs to.
+/// Label naming the Tenant an object was created for: informational (people, `kubectl`
+/// selectors, watch triggers). Anyone who can write an object can set it, so it decides
+/// nothing; the UID annotation does.
 pub const TENANT_LABEL: &str = "landlord.dev/tenant";
 /// The standard label naming the tool that manages an object.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -63,22 +69,8 @@ pub fn is_reserved_annotation(key: &str) -> bool {
     key.starts_with(LANDLORD_PREFIX)
 }
 
-/// The controller owner reference to the Tenant. A cluster-scoped owner is legal for both
-/// cluster-scoped and namespaced dependents. `blockOwnerDeletion` needs the operator to be
-/// allowed to update `tenants/finalizers`.
-pub(super) fn owner_reference(tenant: &ValidatedTenant<'_>) -> OwnerReference {
-    OwnerReference {
-        api_version: Tenant::api_version(&()).into_owned(),
-        kind: Tenant::kind(&()).into_owned(),
-        name: tenant.name().to_owned(),
-        uid: tenant.uid().to_owned(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 /// Metadata of an object Landlord creates for the tenant: name, namespace, the managed
-/// labels and the owner reference; nothing the API server fills in.
+/// labels and the Tenant's UID annotation; nothing the API server fills in.
 pub(super) fn object_meta(
     tenant: &ValidatedTenant<'_>,
     namespace: Option<&str>,
@@ -88,7 +80,10 @@ pub(super) fn object_meta(
         name: Some(name.to_owned()),
         namespace: namespace.map(str::to_owned),
         labels: Some(managed_labels(tenant.name())),
-        owner_references: Some(vec![owner_reference(tenant)]),
+        annotations: Some(BTreeMap::from([(
+            TENANT_UID_ANNOTATION.to_owned(),
+            tenant.uid().to_owned(),
+        )])),
         ..ObjectMeta::default()
     }
 }

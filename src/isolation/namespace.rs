@@ -19,7 +19,7 @@ fn level(level: PodSecurityLevel) -> &'static str {
 /// The Namespace `name` of the tenant. Labels: the spec's extra labels without reserved
 /// keys, then Landlord's (`app.kubernetes.io/managed-by`, `landlord.dev/tenant`) and
 /// `pod-security.kubernetes.io/{enforce,warn,audit}` = the level with `-version: latest`.
-/// Annotations: the spec's, without `landlord.dev/` keys. No `spec`: the API server adds
+/// Annotations: the spec's, without `landlord.dev/` keys, and the Tenant's UID. No `spec`: the API server adds
 /// the `kubernetes` finalizer itself.
 pub fn namespace(tenant: &ValidatedTenant<'_>, name: &str) -> Namespace {
     let mut meta = object_meta(tenant, None, name);
@@ -39,12 +39,13 @@ pub fn namespace(tenant: &ValidatedTenant<'_>, name: &str) -> Namespace {
         );
     }
     meta.labels = Some(labels);
-    let annotations: std::collections::BTreeMap<String, String> = spec
+    let mut annotations: std::collections::BTreeMap<String, String> = spec
         .annotations
         .into_iter()
         .filter(|(k, _)| !is_reserved_annotation(k))
         .collect();
-    meta.annotations = (!annotations.is_empty()).then_some(annotations);
+    annotations.extend(meta.annotations.take().unwrap_or_default());
+    meta.annotations = Some(annotations);
     Namespace {
         metadata: meta,
         ..Namespace::default()

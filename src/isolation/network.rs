@@ -10,7 +10,7 @@ use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::ValidatedTenant;
@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::labels::{
     DATABASE_SERVER_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAMESPACE_NAME_LABEL,
-    RULE_DESCRIPTIONS_ANNOTATION, TENANT_LABEL, object_meta,
+    RULE_DESCRIPTIONS_ANNOTATION, object_meta,
 };
 use crate::api::{DatabaseServer, NetworkPeer, NetworkPort, NetworkRule, Protocol};
 
@@ -48,6 +48,20 @@ fn selector(labels: &BTreeMap<String, String>) -> LabelSelector {
 
 fn label(key: &str, value: &str) -> LabelSelector {
     selector(&BTreeMap::from([(key.to_owned(), value.to_owned())]))
+}
+
+/// The tenant's own namespaces, by the label the API server sets to each namespace's
+/// name (`kubernetes.io/metadata.name In [...]`), which nobody can set to another value.
+/// Never by `landlord.dev/tenant`: anyone who can label a namespace could join.
+fn tenant_namespaces(tenant: &ValidatedTenant<'_>) -> LabelSelector {
+    LabelSelector {
+        match_labels: None,
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: NAMESPACE_NAME_LABEL.to_owned(),
+            operator: "In".to_owned(),
+            values: Some(tenant.namespaces().to_vec()),
+        }]),
+    }
 }
 
 fn policy(
@@ -101,7 +115,7 @@ fn ports(spec: &[NetworkPort]) -> Option<Vec<NetworkPolicyPort>> {
 
 /// A spec peer as a NetworkPolicy peer. A pod selector without a namespace selector means
 /// "in the tenant's own namespaces" (as `spec.isolation.network` documents), not only the
-/// policy's namespace, so it is paired with the tenant's namespace label.
+/// policy's namespace, so it is paired with the tenant's namespaces by name.
 fn peer(tenant: &ValidatedTenant<'_>, spec: &NetworkPeer) -> NetworkPolicyPeer {
     if let Some(block) = &spec.ip_block {
         return NetworkPolicyPeer {
@@ -114,7 +128,7 @@ fn peer(tenant: &ValidatedTenant<'_>, spec: &NetworkPeer) -> NetworkPolicyPeer {
     }
     let namespace_selector = match (&spec.namespace_selector, &spec.pod_selector) {
         (Some(labels), _) => Some(selector(labels)),
-        (None, Some(_)) => Some(label(TENANT_LABEL, tenant.name())),
+        (None, Some(_)) => Some(tenant_namespaces(tenant)),
         (None, None) => None,
     };
     NetworkPolicyPeer {
@@ -130,7 +144,7 @@ fn peers(tenant: &ValidatedTenant<'_>, rule: &NetworkRule) -> Option<Vec<Network
 
 fn same_tenant_peer(tenant: &ValidatedTenant<'_>) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
-        namespace_selector: Some(label(TENANT_LABEL, tenant.name())),
+        namespace_selector: Some(tenant_namespaces(tenant)),
         ..NetworkPolicyPeer::default()
     }
 }
@@ -142,18 +156,18 @@ fn described(mut policy: NetworkPolicy, rules: &[NetworkRule]) -> NetworkPolicy 
             .map(|r| serde_json::Value::String(r.description.clone().unwrap_or_default()))
             .collect(),
     );
-    policy.metadata.annotations = Some(BTreeMap::from([(
+    policy.metadata.annotations.get_or_insert_default().insert(
         RULE_DESCRIPTIONS_ANNOTATION.to_owned(),
         descriptions.to_string(),
-    )]));
+    );
     policy
 }
 
 /// The tenant's NetworkPolicies in `namespace`, in this order:
 ///
 /// - `landlord-default-deny`: every pod, Ingress and Egress, no rules;
-/// - `landlord-allow-same-tenant`: ingress from and egress to every namespace labelled
-///   `landlord.dev/tenant=<tenant>`;
+/// - `landlord-allow-same-tenant`: ingress from and egress to every namespace of the
+///   tenant, selected by name (`kubernetes.io/metadata.name In [...]`);
 /// - `landlord-allow-dns`: egress on UDP and TCP 53 to the pods of
 ///   `spec.isolation.network.dns`;
 /// - `landlord-allow-database`, when the tenant has a database and its DatabaseServer

@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use serde_json::json;
 
 use super::labels::{MANAGED_BY_LABEL, TENANT_LABEL};
+use super::ownership::Claim;
 use super::*;
 use crate::api::{DatabaseServer, Tenant};
 
@@ -128,7 +129,10 @@ fn builder_drops_reserved_spec_labels_even_unvalidated() {
     assert_eq!(labels[MANAGED_BY_LABEL], "landlord");
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
     assert_eq!(labels["team"], "blue");
-    assert_eq!(json_of(&ns.metadata.annotations), json!({"note": "kept"}));
+    assert_eq!(
+        json_of(&ns.metadata.annotations),
+        json!({"note": "kept", "landlord.dev/tenant-uid": UID})
+    );
 }
 
 #[test]
@@ -251,43 +255,96 @@ fn validated_namespaces_are_primary_first() {
     assert_eq!(valid(&minimal, None).namespaces(), ["tenant-beta"]);
 }
 
-fn existing_namespace(labels: serde_json::Value, owners: serde_json::Value) -> Namespace {
+fn existing_namespace(labels: serde_json::Value, annotations: serde_json::Value) -> Namespace {
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": "acme-staging", "labels": labels, "ownerReferences": owners},
+        "metadata": {"name": "acme-staging", "labels": labels, "annotations": annotations},
     }))
     .unwrap()
 }
 
 #[test]
-fn namespace_claims() {
+fn namespace_claims_are_decided_by_the_recorded_uid() {
     let tenant = example_tenant();
     let v = valid(&tenant, None);
     let ours = existing_namespace(
         json!({"landlord.dev/tenant": "acme"}),
-        json!([{"apiVersion": "landlord.dev/v1alpha1", "kind": "Tenant", "name": "acme", "uid": UID, "controller": true}]),
+        json!({"landlord.dev/tenant-uid": UID}),
     );
-    assert_eq!(check_namespace_claim(&v, &ours), Ok(()));
-    let others = existing_namespace(json!({"landlord.dev/tenant": "globex"}), json!([]));
+    assert_eq!(check_namespace_claim(&v, &ours), Ok(Claim::Ours));
+    let others = existing_namespace(
+        json!({"landlord.dev/tenant": "globex"}),
+        json!({"landlord.dev/tenant-uid": "globex-uid"}),
+    );
     let err = check_namespace_claim(&v, &others).unwrap_err();
     assert_eq!(err.category(), "namespace_taken");
     assert!(
         err.to_string().contains("it belongs to tenant globex"),
         "{err}"
     );
-    let unlabelled = existing_namespace(json!({}), json!([]));
+    // The attack: Landlord's labels (and even a forged owner reference) on a namespace
+    // someone created by hand do not make it the tenant's.
+    let forged: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "acme-staging",
+            "labels": {"landlord.dev/tenant": "acme", "app.kubernetes.io/managed-by": "landlord"},
+            "ownerReferences": [{"apiVersion": "landlord.dev/v1alpha1", "kind": "Tenant", "name": "acme", "uid": UID, "controller": true}]},
+    }))
+    .unwrap();
+    let err = check_namespace_claim(&v, &forged).unwrap_err();
+    assert_eq!(err.category(), "namespace_taken");
+    assert!(
+        err.to_string()
+            .contains("carries the label landlord.dev/tenant=acme but no Tenant UID"),
+        "{err}"
+    );
+    let unlabelled = existing_namespace(json!({}), json!({}));
     assert!(
         check_namespace_claim(&v, &unlabelled)
             .unwrap_err()
             .to_string()
-            .contains("no landlord.dev/tenant label")
+            .contains("Landlord did not create it")
     );
-    let other_incarnation = existing_namespace(
+}
+
+#[test]
+fn a_retained_namespace_is_adopted_only_with_the_exact_uid() {
+    let retained = existing_namespace(
         json!({"landlord.dev/tenant": "acme"}),
-        json!([{"apiVersion": "landlord.dev/v1alpha1", "kind": "Tenant", "name": "acme", "uid": "another", "controller": true}]),
+        json!({"landlord.dev/tenant-uid": "earlier-acme"}),
     );
-    assert!(check_namespace_claim(&v, &other_incarnation).is_err());
+    let tenant = example_tenant();
+    let err = check_namespace_claim(&valid(&tenant, None), &retained).unwrap_err();
+    assert_eq!(err.category(), "retained_data_exists");
+    assert!(
+        err.to_string()
+            .contains("landlord.dev/adopt-retained-from=earlier-acme"),
+        "{err}"
+    );
+    let mut wrong = example_tenant();
+    wrong.metadata.annotations = Some(
+        [(
+            "landlord.dev/adopt-retained-from".to_owned(),
+            "someone-else".to_owned(),
+        )]
+        .into(),
+    );
+    assert!(check_namespace_claim(&valid(&wrong, None), &retained).is_err());
+    let mut adopting = example_tenant();
+    adopting.metadata.annotations = Some(
+        [(
+            "landlord.dev/adopt-retained-from".to_owned(),
+            "earlier-acme".to_owned(),
+        )]
+        .into(),
+    );
+    assert_eq!(
+        check_namespace_claim(&valid(&adopting, None), &retained),
+        Ok(Claim::Adopt {
+            from: "earlier-acme".to_owned()
+        })
+    );
 }
 
 #[test]
@@ -431,18 +488,16 @@ spec:
                 "name": "landlord-allow-ingress",
                 "namespace": "tenant-beta",
                 "labels": {"app.kubernetes.io/managed-by": "landlord", "landlord.dev/tenant": "beta"},
-                "annotations": {"landlord.dev/rule-descriptions": "[\"\"]"},
-                "ownerReferences": [{
-                    "apiVersion": "landlord.dev/v1alpha1", "kind": "Tenant", "name": "beta", "uid": UID,
-                    "controller": true, "blockOwnerDeletion": true,
-                }],
+                "annotations": {"landlord.dev/rule-descriptions": "[\"\"]", "landlord.dev/tenant-uid": UID},
             },
             "spec": {
                 "podSelector": {},
                 "policyTypes": ["Ingress"],
                 "ingress": [{
                     "from": [{
-                        "namespaceSelector": {"matchLabels": {"landlord.dev/tenant": "beta"}},
+                        "namespaceSelector": {"matchExpressions": [
+                            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["tenant-beta"]},
+                        ]},
                         "podSelector": {"matchLabels": {"app": "web"}},
                     }],
                     "ports": [
@@ -456,7 +511,7 @@ spec:
 }
 
 #[test]
-fn every_object_is_labelled_owned_and_statusless() {
+fn every_object_is_labelled_records_the_uid_and_has_no_owner() {
     let tenant = example_tenant();
     let server = server("  network:\n    cidrs: [10.0.12.7/32]\n");
     for object in build(&valid(&tenant, Some(&server))) {
@@ -468,10 +523,12 @@ fn every_object_is_labelled_owned_and_statusless() {
             "{id}"
         );
         assert_eq!(
-            value["metadata"]["ownerReferences"],
-            json!([{"apiVersion": "landlord.dev/v1alpha1", "kind": "Tenant", "name": "acme", "uid": UID, "controller": true, "blockOwnerDeletion": true}]),
+            value["metadata"]["annotations"]["landlord.dev/tenant-uid"], UID,
             "{id}"
         );
+        // No owner reference: foreground deletion of the Tenant must not let the garbage
+        // collector delete what deletionPolicy Retain keeps.
+        assert!(value["metadata"].get("ownerReferences").is_none(), "{id}");
         assert!(value.get("status").is_none(), "{id}");
     }
 }

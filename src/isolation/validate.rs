@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 
 use super::labels::{TENANT_LABEL, is_reserved_annotation, is_reserved_label};
+use super::ownership::{self, Claim};
 use super::{IsolationConfig, ValidatedTenant};
 use crate::api::{DatabaseServer, OwnerKind, Tenant};
 
@@ -97,6 +98,19 @@ pub enum ValidationError {
         /// Who it belongs to, as far as its labels and owner references tell.
         owner: String,
     },
+    /// An existing namespace was created by Landlord for an earlier Tenant of the same
+    /// name (kept by `deletionPolicy: Retain`): never inherited without the opt-in.
+    #[error(
+        "namespace {namespace} holds data retained by an earlier Tenant {tenant} (UID {uid}); this Tenant does not inherit it: delete the namespace, or take it over by annotating this Tenant landlord.dev/adopt-retained-from={uid}"
+    )]
+    RetainedDataExists {
+        /// The namespace.
+        namespace: String,
+        /// The Tenant's name (the same as the earlier one's).
+        tenant: String,
+        /// The earlier Tenant's UID, recorded on the namespace.
+        uid: String,
+    },
 }
 
 impl ValidationError {
@@ -111,6 +125,7 @@ impl ValidationError {
             ValidationError::OwnerNamespaceMissing { .. } => "owner_invalid",
             ValidationError::DatabaseServerMismatch { .. } => "database_server_mismatch",
             ValidationError::NamespaceTaken { .. } => "namespace_taken",
+            ValidationError::RetainedDataExists { .. } => "retained_data_exists",
         }
     }
 }
@@ -246,25 +261,46 @@ pub fn validate<'a>(
     }
 }
 
-/// Whether an existing namespace may be taken over by this tenant: only when Landlord
-/// created it for this very tenant (its `landlord.dev/tenant` label names the tenant and
-/// no other Tenant object is its controller). Anything else — `kube-system`, another
-/// tenant's namespace, a namespace someone created by hand — is refused.
+/// Whether an existing namespace is this tenant's to update: only when Landlord created
+/// it for this very Tenant (its [`ownership::TENANT_UID_ANNOTATION`] holds the Tenant's UID), or for
+/// an earlier Tenant of the same name that this one was told to adopt from
+/// ([`ownership::ADOPT_ANNOTATION`]). Labels and owner references decide nothing: anyone
+/// who can create a namespace can set them. Anything else — `kube-system`, another
+/// tenant's namespace, a namespace someone created by hand with Landlord's labels, one an
+/// earlier Tenant retained — is refused.
 pub fn check_namespace_claim(
     tenant: &ValidatedTenant<'_>,
     existing: &Namespace,
-) -> Result<(), ValidationError> {
+) -> Result<Claim, ValidationError> {
     let namespace = existing.name_any();
-    let label = existing.labels().get(TENANT_LABEL);
-    let other_controller = existing
-        .owner_references()
-        .iter()
-        .find(|r| r.controller == Some(true) && !(r.kind == "Tenant" && r.uid == tenant.uid()));
-    let owner = match (label, other_controller) {
-        (Some(t), None) if t == tenant.name() => return Ok(()),
-        (_, Some(r)) => format!("its controller is {} {}", r.kind, r.name),
-        (Some(t), None) => format!("it belongs to tenant {t}"),
-        (None, None) => "it has no landlord.dev/tenant label".to_owned(),
-    };
-    Err(ValidationError::NamespaceTaken { namespace, owner })
+    let claim = ownership::claim(
+        tenant.uid(),
+        ownership::adopt_from(tenant.tenant()),
+        ownership::recorded_uid(existing.metadata.annotations.as_ref()),
+    );
+    match claim {
+        Claim::Ours | Claim::Adopt { .. } => Ok(claim),
+        // Recorded for another Tenant: an earlier one of the same name (retained), or
+        // another tenant altogether. Refused either way; the label only picks the message.
+        Claim::Retained { uid } => match existing.labels().get(TENANT_LABEL) {
+            Some(other) if other != tenant.name() => Err(ValidationError::NamespaceTaken {
+                namespace,
+                owner: format!("it belongs to tenant {other}"),
+            }),
+            _ => Err(ValidationError::RetainedDataExists {
+                namespace,
+                tenant: tenant.name().to_owned(),
+                uid,
+            }),
+        },
+        Claim::Foreign => {
+            let owner = match existing.labels().get(TENANT_LABEL) {
+                Some(t) => format!(
+                    "it carries the label {TENANT_LABEL}={t} but no Tenant UID recorded by Landlord"
+                ),
+                None => "Landlord did not create it".to_owned(),
+            };
+            Err(ValidationError::NamespaceTaken { namespace, owner })
+        }
+    }
 }

@@ -124,6 +124,40 @@ impl Harness {
         }
     }
 
+    /// The running operator's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self
+            .operator
+            .as_ref()
+            .expect("an operator runs")
+            .local_addr();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: operator\r\n\r\n")
+            .await
+            .expect("request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("response");
+        response
+    }
+
+    /// How many reconciles of `controller` the running operator finished, by any outcome
+    /// (`landlord_reconciles_total`): proof that it did look, not only that it wrote
+    /// nothing.
+    pub async fn reconciles(&self, controller: &str) -> u64 {
+        let needle = format!("controller=\"{controller}\"");
+        self.metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("landlord_reconciles_total{") && l.contains(&needle))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     pub fn tenants(&self) -> Api<Tenant> {
         Api::all(self.client.clone())
     }

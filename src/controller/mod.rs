@@ -148,9 +148,10 @@ async fn reconcile_counted(
 /// back-off: a failure of another category than the last starts again from that
 /// category's base. An object is in it only while it keeps failing.
 #[derive(Default)]
-pub struct Retries(
-    std::sync::Mutex<std::collections::HashMap<(&'static str, String), (&'static str, u32)>>,
-);
+pub struct Retries(std::sync::Mutex<std::collections::HashMap<RetryKey, (&'static str, u32)>>);
+
+/// A controller and the name of the object it failed on.
+type RetryKey = (&'static str, String);
 
 impl Retries {
     fn succeeded(&self, controller: &'static str, name: &str) {

@@ -248,6 +248,61 @@ async fn a_foreign_namespace_is_never_adopted() {
     );
 }
 
+#[tokio::test]
+async fn a_namespace_precreated_with_landlords_labels_is_not_the_tenants() {
+    // The attack: create the namespace a Tenant will ask for, with Landlord's labels,
+    // before Landlord does. (The unit tests add an owner reference with the Tenant's real
+    // UID; here the garbage collector would delete a namespace whose owner is not there.)
+    let h = Harness::start().await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    let bait = Namespace {
+        metadata: ObjectMeta {
+            name: Some("mallory-prod".to_owned()),
+            labels: Some(BTreeMap::from([
+                ("landlord.dev/tenant".to_owned(), "mallory".to_owned()),
+                (
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "landlord".to_owned(),
+                ),
+            ])),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &bait)
+        .await
+        .expect("the bait");
+    h.create_tenant(
+        "mallory",
+        json!({"namespaces": {"primary": "mallory-prod"}}),
+    )
+    .await;
+    let (_, reason, message) = h
+        .wait_condition("mallory", "NamespacesReady", "False")
+        .await;
+    assert_eq!(reason, "NamespaceTaken");
+    assert!(
+        message.contains("no Tenant UID recorded by Landlord"),
+        "{message}"
+    );
+    let live = namespaces.get("mallory-prod").await.expect("exists");
+    assert!(
+        !live.annotations().contains_key("landlord.dev/tenant-uid"),
+        "Landlord did not write to it"
+    );
+    let policies: Api<NetworkPolicy> = Api::namespaced(h.client.clone(), "mallory-prod");
+    assert!(
+        policies
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "no policies applied into someone else's namespace"
+    );
+}
+
 /// A finalizer of the test's own, so that a deleted Tenant stays readable after
 /// Landlord's workflow finished and its `status.deletion` can be asserted.
 const HOLD: &str = "test.landlord.dev/hold";

@@ -302,6 +302,12 @@ async fn ensure(
             let password = match pending {
                 Some(pending) => pending,
                 None => {
+                    // Nothing is written for names that are not this Tenant's to use.
+                    connection
+                        .admin
+                        .check_owner(ids, &owner)
+                        .await
+                        .map_err(database_error(tenant))?;
                     let password = Password::generate().map_err(Error::Random)?;
                     let staged = fields.secret(SecretState {
                         password: current.as_ref(),

@@ -309,6 +309,15 @@ pub trait DatabaseAdmin: Send + Sync {
         password: RolePassword<'_>,
     ) -> Result<EnsureOutcome, DatabaseError>;
 
+    /// Whether `owner` may provision the tenant's names: `Ok` when the role and database
+    /// are absent, `owner`'s, or to be adopted by it; the error
+    /// [`ensure_tenant`](Self::ensure_tenant) would return otherwise. Reads only.
+    async fn check_owner(
+        &self,
+        tenant: &TenantIdentifiers,
+        owner: &Owner,
+    ) -> Result<(), DatabaseError>;
+
     /// Sets the tenant role's password (rotation); the old one stops working at once for
     /// new connections. Only on a role recorded with `owner`'s UID.
     async fn set_password(
@@ -838,6 +847,23 @@ impl DatabaseAdmin for PostgresAdmin {
             outcome.database_secured = true;
         }
         Ok(outcome)
+    }
+
+    async fn check_owner(
+        &self,
+        tenant: &TenantIdentifiers,
+        owner: &Owner,
+    ) -> Result<(), DatabaseError> {
+        let conn = self.pool.get().await?;
+        let role = Self::role(&conn, tenant.role()).await?;
+        let adopted = match &role {
+            Some(row) => self.check_role(tenant, owner, row)?,
+            None => None,
+        };
+        if let Some(row) = Self::database(&conn, tenant.database()).await? {
+            self.check_database(tenant, owner, adopted.as_deref(), &row)?;
+        }
+        Ok(())
     }
 
     async fn set_password(

@@ -691,7 +691,17 @@ async fn a_server_in_use_waits_for_its_tenants() {
         !exists(&servers(&h.client), "pg-five").await
     })
     .await;
-    // The server went without a change to the tenant: its next resync notices.
+    // The server went without a change to the tenant, and its last watch event looks like
+    // the one before (the server-to-tenants trigger fires on a changed spec or
+    // reachability): the tenant's next reconcile notices, here one a change to it starts.
+    h.tenants()
+        .patch(
+            "tyrell",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"example.com/touched": "1"}}})),
+        )
+        .await
+        .expect("labelled");
     wait_reason(&h, "tyrell", "DatabaseReady", "False", "ServerNotFound").await;
 
     // Clean up the shared server by hand: nothing can erase without its DatabaseServer.

@@ -914,3 +914,21 @@ async fn a_held_lock_times_out_instead_of_blocking() {
     assert!(outcome.role_created);
     admin.drop_tenant(&ids, &owner(&ids)).await.unwrap();
 }
+
+/// `require` against a server that offers no TLS: refused before any password is sent
+/// (tokio-postgres with `sslmode=require` stops at the server's "no TLS" answer).
+#[tokio::test]
+async fn require_against_a_server_without_tls_is_tls_failed() {
+    let server = PostgresServer::start_with_settings("ssl = off").unwrap();
+    let plain = PostgresAdmin::new(&server.admin_config(TlsMode::Disable)).unwrap();
+    assert!(plain.server_version().await.is_ok(), "the server works without TLS");
+    for mode in [TlsMode::Require, TlsMode::VerifyFull] {
+        let err = PostgresAdmin::new(&server.admin_config(mode))
+            .unwrap()
+            .server_version()
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "TLSFailed", "{mode:?}: {err}");
+        assert!(!err.to_string().contains(&server.admin_password), "{err}");
+    }
+}

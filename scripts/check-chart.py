@@ -85,8 +85,9 @@ EXPECTED_CLUSTER_PERMISSIONS = {
     (GROUP, "databaseservers", "watch", None),
     (GROUP, "databaseservers", "patch", None),
     (GROUP, "databaseservers/status", "patch", None),
-    # Admin credentials and CA Secrets (get); tenant credentials Secrets (the rest).
-    *(("", "secrets", verb, None) for verb in ("get", "list", "watch", "create", "patch")),
+    # Admin credentials and CA Secrets (get, operator namespace only, enforced by the
+    # operator); tenant credentials Secrets (get, create, patch). No list or watch.
+    *(("", "secrets", verb, None) for verb in ("get", "create", "patch")),
     *(("", "namespaces", verb, None) for verb in ("get", "list", "watch", "create", "patch", "delete")),
     *((group, resource, verb, None)
       for group, resource in (("", "resourcequotas"), ("", "limitranges"),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use landlord::api::TlsMode;
 use landlord::database::{
-    DatabaseAdmin, DatabaseError, Password, PostgresAdmin, TenantIdentifiers, TenantPresence,
+    DatabaseAdmin, DatabaseError, Owner, Password, PostgresAdmin, RolePassword, TenantIdentifiers,
+    TenantPresence,
 };
 use support::postgres::{PostgresServer, shared};
 use tokio_postgres::error::SqlState;
@@ -20,12 +21,21 @@ fn password() -> Password {
     Password::generate().unwrap()
 }
 
+/// The Tenant each test provisions for: its UID is derived from the name.
+fn owner(ids: &TenantIdentifiers) -> Owner {
+    // Kubernetes UIDs never hold whitespace; some test names do.
+    Owner::new(format!(
+        "uid-{}",
+        ids.tenant().replace(char::is_whitespace, "-")
+    ))
+}
+
 /// Provisions `name` with a new password and returns its identifiers and password.
 async fn provision(admin: &PostgresAdmin, name: &str) -> (TenantIdentifiers, Password) {
     let ids = TenantIdentifiers::for_tenant(name);
     let password = password();
     admin
-        .ensure_tenant(&ids, 10, Some(&password))
+        .ensure_tenant(&ids, &owner(&ids), 10, RolePassword::Set(&password))
         .await
         .unwrap();
     (ids, password)
@@ -196,7 +206,7 @@ async fn rotation_invalidates_the_old_password() {
     let (ids, old) = provision(&admin, "rotate").await;
     connect_as(&ids, &old, ids.database()).await.unwrap();
     let new = password();
-    admin.set_password(&ids, &new).await.unwrap();
+    admin.set_password(&ids, &owner(&ids), &new).await.unwrap();
     let err = connect_as(&ids, &old, ids.database()).await.err().unwrap();
     assert_eq!(sqlstate(&err), SqlState::INVALID_PASSWORD, "{err}");
     connect_as(&ids, &new, ids.database()).await.unwrap();
@@ -221,7 +231,10 @@ async fn hostile_passwords_work_and_stay_secret() {
     ];
     for hostile in &hostile {
         let password = Password::new(hostile.as_str());
-        admin.set_password(&ids, &password).await.unwrap();
+        admin
+            .set_password(&ids, &owner(&ids), &password)
+            .await
+            .unwrap();
         connect_as(&ids, &password, ids.database())
             .await
             .unwrap_or_else(|e| panic!("{hostile:?}: {e}"));
@@ -233,12 +246,18 @@ async fn hostile_passwords_work_and_stay_secret() {
 async fn ensure_is_idempotent_and_only_repairs_drift() {
     let admin = admin();
     let (ids, password) = provision(&admin, "idem").await;
-    let again = admin.ensure_tenant(&ids, 10, None).await.unwrap();
+    let again = admin
+        .ensure_tenant(&ids, &owner(&ids), 10, RolePassword::OnCreate(&password))
+        .await
+        .unwrap();
     assert!(!again.changed(), "{again:?}");
     // The password is untouched without one.
     connect_as(&ids, &password, ids.database()).await.unwrap();
     // A new connection limit is applied.
-    let changed = admin.ensure_tenant(&ids, 3, None).await.unwrap();
+    let changed = admin
+        .ensure_tenant(&ids, &owner(&ids), 3, RolePassword::OnCreate(&password))
+        .await
+        .unwrap();
     assert!(changed.role_updated && !changed.role_created && !changed.database_created);
     // Drift: someone grants CONNECT to PUBLIC and CREATEDB to the role.
     let su = shared().superuser("postgres").await;
@@ -248,7 +267,10 @@ async fn ensure_is_idempotent_and_only_repairs_drift() {
     ))
     .await
     .unwrap();
-    let repaired = admin.ensure_tenant(&ids, 3, None).await.unwrap();
+    let repaired = admin
+        .ensure_tenant(&ids, &owner(&ids), 3, RolePassword::OnCreate(&password))
+        .await
+        .unwrap();
     assert!(
         repaired.database_secured && repaired.role_updated,
         "{repaired:?}"
@@ -263,7 +285,13 @@ async fn ensure_is_idempotent_and_only_repairs_drift() {
         .unwrap();
     assert!(!row.get::<_, bool>(0) && !row.get::<_, bool>(1));
     assert_eq!(row.get::<_, i32>(2), 3);
-    assert!(!admin.ensure_tenant(&ids, 3, None).await.unwrap().changed());
+    assert!(
+        !admin
+            .ensure_tenant(&ids, &owner(&ids), 3, RolePassword::OnCreate(&password))
+            .await
+            .unwrap()
+            .changed()
+    );
 }
 
 #[tokio::test]
@@ -281,7 +309,10 @@ async fn an_interrupted_provisioning_is_completed() {
         .batch_execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
         .await
         .unwrap();
-    let outcome = admin.ensure_tenant(&ids, 10, None).await.unwrap();
+    let outcome = admin
+        .ensure_tenant(&ids, &owner(&ids), 10, RolePassword::OnCreate(&password()))
+        .await
+        .unwrap();
     assert!(
         outcome.database_secured && !outcome.database_created,
         "{outcome:?}"
@@ -295,8 +326,17 @@ async fn an_interrupted_provisioning_is_completed() {
         .await
         .unwrap();
     assert!(!row.get::<_, bool>(0));
-    assert_eq!(row.get::<_, String>(1), "landlord.dev/tenant=interrupted");
-    assert!(!admin.ensure_tenant(&ids, 10, None).await.unwrap().changed());
+    assert_eq!(
+        row.get::<_, String>(1),
+        "landlord.dev/tenant-uid=uid-interrupted landlord.dev/tenant=interrupted"
+    );
+    assert!(
+        !admin
+            .ensure_tenant(&ids, &owner(&ids), 10, RolePassword::OnCreate(&password()))
+            .await
+            .unwrap()
+            .changed()
+    );
 }
 
 #[tokio::test]
@@ -311,7 +351,9 @@ async fn concurrent_ensures_create_one_role_without_errors() {
         let ids = ids.clone();
         let password = password.clone();
         tasks.push(tokio::spawn(async move {
-            admin.ensure_tenant(&ids, 10, Some(&password)).await
+            admin
+                .ensure_tenant(&ids, &owner(&ids), 10, RolePassword::Set(&password))
+                .await
         }));
     }
     let mut created = 0;
@@ -358,8 +400,17 @@ async fn hostile_names_are_provisioned_safely() {
     let role = "r'; DROP ROLE landlord_admin; --ü";
     let raw = TenantIdentifiers::new(hostile_tenant, name, role).unwrap();
     let raw_pw = password_for_raw();
-    admin.ensure_tenant(&raw, 5, Some(&raw_pw)).await.unwrap();
-    assert!(!admin.ensure_tenant(&raw, 5, None).await.unwrap().changed());
+    admin
+        .ensure_tenant(&raw, &owner(&raw), 5, RolePassword::Set(&raw_pw))
+        .await
+        .unwrap();
+    assert!(
+        !admin
+            .ensure_tenant(&raw, &owner(&raw), 5, RolePassword::OnCreate(&password))
+            .await
+            .unwrap()
+            .changed()
+    );
     let client = shared().connect(role, raw_pw.expose(), name).await.unwrap();
     client
         .batch_execute("CREATE TABLE t (x int)")
@@ -382,7 +433,7 @@ async fn hostile_names_are_provisioned_safely() {
         let row = su.query_one(query, &[&value]).await.unwrap();
         assert_eq!(row.get::<_, i64>(0), 1, "{query} {value}");
     }
-    admin.drop_tenant(&raw).await.unwrap();
+    admin.drop_tenant(&raw, &owner(&raw)).await.unwrap();
     assert!(admin.verify_dropped(&raw).await.unwrap().is_dropped());
 }
 
@@ -402,15 +453,19 @@ async fn names_that_are_not_landlords_are_never_touched() {
     .await
     .unwrap();
     let err = admin
-        .ensure_tenant(&ids, 5, Some(&password()))
+        .ensure_tenant(&ids, &owner(&ids), 5, RolePassword::Set(&password()))
         .await
         .unwrap_err();
     assert!(matches!(err, DatabaseError::Conflict { .. }), "{err}");
     assert_eq!(err.reason(), "NameConflict");
-    let err = admin.set_password(&ids, &password()).await.unwrap_err();
+    let err = admin
+        .set_password(&ids, &owner(&ids), &password())
+        .await
+        .unwrap_err();
     assert!(matches!(err, DatabaseError::Conflict { .. }), "{err}");
-    let err = admin.drop_tenant(&ids).await.unwrap_err();
-    assert!(matches!(err, DatabaseError::Conflict { .. }), "{err}");
+    let dropped = admin.drop_tenant(&ids, &owner(&ids)).await.unwrap();
+    assert!(!dropped.role_dropped, "{dropped:?}");
+    assert_eq!(dropped.kept.len(), 1, "{dropped:?}");
     // Still there, password unchanged.
     shared()
         .connect(ids.role(), "theirs", "postgres")
@@ -422,10 +477,18 @@ async fn names_that_are_not_landlords_are_never_touched() {
     su.batch_execute(&format!("CREATE DATABASE {}", db_ids.database()))
         .await
         .unwrap();
-    let err = admin.ensure_tenant(&db_ids, 5, None).await.unwrap_err();
+    let err = admin
+        .ensure_tenant(
+            &db_ids,
+            &owner(&db_ids),
+            5,
+            RolePassword::OnCreate(&password()),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, DatabaseError::Conflict { .. }), "{err}");
-    let err = admin.drop_tenant(&db_ids).await.unwrap_err();
-    assert!(matches!(err, DatabaseError::Conflict { .. }), "{err}");
+    let dropped = admin.drop_tenant(&db_ids, &owner(&db_ids)).await.unwrap();
+    assert!(!dropped.database_dropped, "{dropped:?}");
     let row = su
         .query_one(
             "SELECT count(*) FROM pg_database WHERE datname = $1",
@@ -441,6 +504,7 @@ async fn set_password_needs_a_provisioned_role() {
     let err = admin()
         .set_password(
             &TenantIdentifiers::for_tenant("never-provisioned"),
+            &Owner::new("uid-never-provisioned"),
             &password(),
         )
         .await
@@ -467,7 +531,7 @@ async fn drop_terminates_connections_and_verify_returns_evidence() {
             .all(|c| c.found == vec![ids.role().to_owned()])
     );
 
-    let dropped = admin.drop_tenant(&ids).await.unwrap();
+    let dropped = admin.drop_tenant(&ids, &owner(&ids)).await.unwrap();
     assert!(dropped.database_dropped && dropped.role_dropped);
     // The open session was terminated.
     assert!(tenant.simple_query("SELECT 1").await.is_err());
@@ -496,7 +560,7 @@ async fn drop_terminates_connections_and_verify_returns_evidence() {
     );
 
     // Idempotent.
-    let again = admin.drop_tenant(&ids).await.unwrap();
+    let again = admin.drop_tenant(&ids, &owner(&ids)).await.unwrap();
     assert!(!again.database_dropped && !again.role_dropped);
     assert!(admin.verify_dropped(&ids).await.unwrap().is_dropped());
     assert_eq!(
@@ -579,7 +643,9 @@ async fn the_pool_bounds_connections_and_counts_statements() {
         let admin = admin.clone();
         tasks.push(tokio::spawn(async move {
             let ids = TenantIdentifiers::for_tenant(&format!("pooled-{i}"));
-            admin.ensure_tenant(&ids, 5, Some(&password())).await
+            admin
+                .ensure_tenant(&ids, &owner(&ids), 5, RolePassword::Set(&password()))
+                .await
         }));
     }
     for task in tasks {
@@ -593,11 +659,14 @@ async fn the_pool_bounds_connections_and_counts_statements() {
     let admin = PostgresAdmin::new(&shared().admin_config(TlsMode::Disable)).unwrap();
     let ids = TenantIdentifiers::for_tenant("counted");
     admin
-        .ensure_tenant(&ids, 5, Some(&password()))
+        .ensure_tenant(&ids, &owner(&ids), 5, RolePassword::Set(&password()))
         .await
         .unwrap();
     let first = admin.stats().statements;
-    admin.ensure_tenant(&ids, 5, None).await.unwrap();
+    admin
+        .ensure_tenant(&ids, &owner(&ids), 5, RolePassword::OnCreate(&password()))
+        .await
+        .unwrap();
     let steady = admin.stats().statements - first;
     println!("statements per tenant: first ensure {first}, steady-state ensure {steady}");
     assert!(first <= 16, "first ensure took {first} statements");
@@ -675,4 +744,191 @@ async fn a_private_server_starts_and_stops() {
         .await
         .unwrap_err();
     assert!(matches!(err, DatabaseError::Unreachable { .. }), "{err}");
+}
+
+/// The attack on the database layer: a retained role and database (another Tenant's UID
+/// in their comments) are neither used, changed nor dropped by a new Tenant of the same
+/// name; the explicit opt-in naming exactly that UID adopts them, data included.
+#[tokio::test]
+async fn retained_data_is_untouched_unless_adopted_by_uid() {
+    let admin = admin();
+    let ids = TenantIdentifiers::for_tenant("retained");
+    let old_owner = Owner::new("uid-old");
+    let old = password();
+    admin
+        .ensure_tenant(&ids, &old_owner, 5, RolePassword::Set(&old))
+        .await
+        .unwrap();
+    let client = connect_as(&ids, &old, ids.database()).await.unwrap();
+    client
+        .batch_execute("CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('old client')")
+        .await
+        .unwrap();
+    drop(client);
+    let su = shared().superuser("postgres").await;
+    let verifier = || async {
+        su.query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&ids.role()],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+    };
+    let before = verifier().await;
+
+    // A new Tenant of the same name, without the opt-in, or naming another UID.
+    for new_owner in [
+        Owner::new("uid-new"),
+        Owner::adopting("uid-new", Some("uid-other")),
+    ] {
+        for password in [
+            RolePassword::Set(&password()),
+            RolePassword::OnCreate(&password()),
+        ] {
+            let err = admin
+                .ensure_tenant(&ids, &new_owner, 5, password)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, DatabaseError::Retained { .. }), "{err}");
+            assert_eq!(err.reason(), "RetainedDataExists");
+            let message = err.to_string();
+            assert!(
+                message.contains("role \"tenant_retained\"")
+                    && message.contains("landlord.dev/adopt-retained-from=uid-old"),
+                "{message}"
+            );
+        }
+        let err = admin
+            .set_password(&ids, &new_owner, &password())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DatabaseError::Retained { .. }), "{err}");
+        let dropped = admin.drop_tenant(&ids, &new_owner).await.unwrap();
+        assert!(
+            !dropped.role_dropped && !dropped.database_dropped,
+            "{dropped:?}"
+        );
+        assert_eq!(dropped.kept.len(), 2, "{dropped:?}");
+    }
+    assert_eq!(
+        verifier().await,
+        before,
+        "the retained role's password changed"
+    );
+    connect_as(&ids, &old, ids.database())
+        .await
+        .expect("the retained credentials are untouched");
+
+    // The opt-in names the old UID: adopted, recorded with the new UID, data kept.
+    let adopter = Owner::adopting("uid-new", Some("uid-old"));
+    let new = password();
+    let outcome = admin
+        .ensure_tenant(&ids, &adopter, 5, RolePassword::Set(&new))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.adopted_from.as_deref(),
+        Some("uid-old"),
+        "{outcome:?}"
+    );
+    let comments = su
+        .query_one(
+            "SELECT shobj_description((SELECT oid FROM pg_roles WHERE rolname = $1), 'pg_authid'), \
+                    shobj_description((SELECT oid FROM pg_database WHERE datname = $1), 'pg_database')",
+            &[&ids.role()],
+        )
+        .await
+        .unwrap();
+    for i in 0..2 {
+        assert_eq!(
+            comments.get::<_, String>(i),
+            "landlord.dev/tenant-uid=uid-new landlord.dev/tenant=retained"
+        );
+    }
+    let client = connect_as(&ids, &new, ids.database()).await.unwrap();
+    let rows = client.query("SELECT v FROM secrets", &[]).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(connect_as(&ids, &old, ids.database()).await.is_err());
+    // Now it is the new Tenant's: steady state, and the old UID no longer owns it.
+    let again = admin
+        .ensure_tenant(
+            &ids,
+            &Owner::new("uid-new"),
+            5,
+            RolePassword::OnCreate(&new),
+        )
+        .await
+        .unwrap();
+    assert!(!again.changed(), "{again:?}");
+    let err = admin
+        .ensure_tenant(&ids, &old_owner, 5, RolePassword::OnCreate(&old))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "RetainedDataExists");
+    let dropped = admin
+        .drop_tenant(&ids, &Owner::new("uid-new"))
+        .await
+        .unwrap();
+    assert!(
+        dropped.role_dropped && dropped.database_dropped,
+        "{dropped:?}"
+    );
+}
+
+/// An advisory lock held elsewhere (a stuck replica) cannot block provisioning forever:
+/// `lock_timeout` ends the wait with a server error, and the next attempt succeeds once
+/// the lock is free.
+#[tokio::test]
+async fn a_held_lock_times_out_instead_of_blocking() {
+    let admin = admin();
+    let ids = TenantIdentifiers::for_tenant("locked");
+    let holder = shared().superuser("postgres").await;
+    holder
+        .query(
+            "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+            &[&format!("landlord.dev/tenant-role:{}", ids.role())],
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = admin
+        .ensure_tenant(&ids, &owner(&ids), 5, RolePassword::Set(&password()))
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(err.reason(), "ServerError", "{err}");
+    assert!(
+        err.to_string().contains("55P03"),
+        "lock_not_available: {err}"
+    );
+    assert!(
+        waited >= landlord::database::LOCK_TIMEOUT && waited < landlord::database::LOCK_TIMEOUT * 3,
+        "waited {waited:?}"
+    );
+    drop(holder);
+    let outcome = admin
+        .ensure_tenant(&ids, &owner(&ids), 5, RolePassword::Set(&password()))
+        .await
+        .unwrap();
+    assert!(outcome.role_created);
+    admin.drop_tenant(&ids, &owner(&ids)).await.unwrap();
+}
+
+/// `require` against a server that offers no TLS: refused before any password is sent
+/// (tokio-postgres with `sslmode=require` stops at the server's "no TLS" answer).
+#[tokio::test]
+async fn require_against_a_server_without_tls_is_tls_failed() {
+    let server = PostgresServer::start_with_settings("ssl = off").unwrap();
+    let plain = PostgresAdmin::new(&server.admin_config(TlsMode::Disable)).unwrap();
+    assert!(plain.server_version().await.is_ok(), "the server works without TLS");
+    for mode in [TlsMode::Require, TlsMode::VerifyFull] {
+        let err = PostgresAdmin::new(&server.admin_config(mode))
+            .unwrap()
+            .server_version()
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "TLSFailed", "{mode:?}: {err}");
+        assert!(!err.to_string().contains(&server.admin_password), "{err}");
+    }
 }

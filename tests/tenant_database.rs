@@ -16,7 +16,7 @@ use landlord::api::{DatabaseServer, find_condition};
 use serde_json::json;
 use support::cluster::{Harness, exists};
 use support::postgres::{ADMIN_USER, shared};
-use support::wait::eventually;
+use support::wait::{eventually, stays, wait_for};
 use tokio_postgres::error::SqlState;
 
 /// Creates the admin credentials and CA Secrets in `landlord` and a DatabaseServer `name`
@@ -95,18 +95,16 @@ async fn server_condition(client: &Client, name: &str) -> Option<(String, String
 }
 
 async fn wait_server(client: &Client, name: &str, status: &str, reason: &str) -> String {
-    let mut last = None;
-    for _ in 0..400 {
-        last = server_condition(client, name).await;
-        if let Some((s, r, m)) = &last
-            && s == status
-            && r == reason
-        {
-            return m.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("DatabaseServer {name}: Reachable never became {status}/{reason}; last {last:?}");
+    wait_for(
+        &format!("DatabaseServer {name} is Reachable={status} ({reason})"),
+        || async {
+            server_condition(client, name)
+                .await
+                .filter(|(s, r, _)| s == status && r == reason)
+                .map(|(_, _, m)| m)
+        },
+    )
+    .await
 }
 
 /// The tenant's credentials Secret, field by field.
@@ -125,19 +123,17 @@ async fn credentials(client: &Client, namespace: &str, tenant: &str) -> BTreeMap
 }
 
 /// Waits until a condition of the tenant has `status` and `reason`.
-async fn wait_reason(h: &Harness, tenant: &str, type_: &str, status: &str, reason: &str) {
-    let mut last = None;
-    for _ in 0..400 {
-        last = h.condition(tenant, type_).await;
-        if let Some((s, r, _)) = &last
-            && s == status
-            && r == reason
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{tenant}: {type_} never became {status}/{reason}; last {last:?}");
+async fn wait_reason(h: &Harness, tenant: &str, type_: &str, status: &str, reason: &str) -> String {
+    wait_for(
+        &format!("{tenant}: {type_} is {status} ({reason})"),
+        || async {
+            h.condition(tenant, type_)
+                .await
+                .filter(|(s, r, _)| s == status && r == reason)
+                .map(|(_, _, m)| m)
+        },
+    )
+    .await
 }
 
 async fn tenant_login(
@@ -456,8 +452,23 @@ async fn passwords_rotate_on_request_and_a_deleted_secret_is_recreated() {
         .delete("hooli-db", &DeleteParams::default())
         .await
         .expect("Secret deleted");
-    eventually("the Secret is re-created", || async {
-        exists(&secrets, "hooli-db").await
+    // Landlord does not watch Secrets (it may not list them): the next reconcile of the
+    // Tenant writes it again, here one that a change to the Tenant starts.
+    h.tenants()
+        .patch(
+            "hooli",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"example.com/touched": "1"}}})),
+        )
+        .await
+        .expect("labelled");
+    eventually("the Secret is re-created with a password", || async {
+        secrets
+            .get_opt("hooli-db")
+            .await
+            .expect("readable")
+            .and_then(|s| s.data)
+            .is_some_and(|d| d.contains_key("password") && !d.contains_key("password-pending"))
     })
     .await;
     let recreated = credentials(&h.client, "tenant-hooli", "hooli").await;
@@ -471,19 +482,6 @@ async fn passwords_rotate_on_request_and_a_deleted_secret_is_recreated() {
             .await
             .iter()
             .any(|(reason, _)| reason == "CredentialsRecreated")
-    })
-    .await;
-
-    // A role dropped behind Landlord's back comes back with the Secret's password.
-    let su = shared().superuser("postgres").await;
-    for statement in [
-        "DROP DATABASE tenant_hooli WITH (FORCE)",
-        "DROP ROLE tenant_hooli",
-    ] {
-        su.batch_execute(statement).await.expect("dropped by hand");
-    }
-    eventually("the role and database are back", || async {
-        tenant_login(&recreated, "tenant_hooli").await.is_ok()
     })
     .await;
 
@@ -693,7 +691,17 @@ async fn a_server_in_use_waits_for_its_tenants() {
         !exists(&servers(&h.client), "pg-five").await
     })
     .await;
-    // The server went without a change to the tenant: its next resync notices.
+    // The server went without a change to the tenant, and its last watch event looks like
+    // the one before (the server-to-tenants trigger fires on a changed spec or
+    // reachability): the tenant's next reconcile notices, here one a change to it starts.
+    h.tenants()
+        .patch(
+            "tyrell",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"example.com/touched": "1"}}})),
+        )
+        .await
+        .expect("labelled");
     wait_reason(&h, "tyrell", "DatabaseReady", "False", "ServerNotFound").await;
 
     // Clean up the shared server by hand: nothing can erase without its DatabaseServer.
@@ -958,4 +966,411 @@ async fn kubectl_apply_wait_get_and_delete() {
     assert!(!database_exists("tenant_acme").await);
     assert!(!role_exists("tenant_acme").await);
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+async fn annotate(h: &Harness, tenant: &str, key: &str, value: &str) {
+    h.tenants()
+        .patch(
+            tenant,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {key: value}}})),
+        )
+        .await
+        .expect("annotated");
+}
+
+/// The attack of a reused name: Tenant globex keeps a table of its client's rows and is
+/// deleted with `Retain`; the platform removes its namespace. A new Tenant globex gets no
+/// old rows and no old credentials, and says what is in the way; only the opt-in naming
+/// the old UID adopts the data, with credentials that work.
+#[tokio::test]
+async fn a_reused_name_gets_no_retained_data_unless_it_adopts_by_uid() {
+    let h = Harness::start().await;
+    create_server(&h.client, "pg-reuse", "disable").await;
+    let spec = json!({"database": {"serverRef": "pg-reuse"}, "deletionPolicy": "Retain"});
+    let old = h.create_tenant("globex", spec.clone()).await;
+    let old_uid = old.uid().expect("uid");
+    h.wait_condition("globex", "Ready", "True").await;
+    let old_secret = credentials(&h.client, "tenant-globex", "globex").await;
+    let client = tenant_login(&old_secret, "tenant_globex")
+        .await
+        .expect("login");
+    client
+        .batch_execute(
+            "CREATE TABLE clients (name text); INSERT INTO clients VALUES ('the old client')",
+        )
+        .await
+        .expect("old client's data");
+    drop(client);
+    h.tenants()
+        .delete("globex", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the old Tenant is gone", || async {
+        !exists(&h.tenants(), "globex").await
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    namespaces
+        .delete("tenant-globex", &DeleteParams::default())
+        .await
+        .expect("namespace deleted");
+    eventually("the old namespace is gone", || async {
+        !exists(&namespaces, "tenant-globex").await
+    })
+    .await;
+    let before = verifier("tenant_globex").await;
+
+    let new = h.create_tenant("globex", spec).await;
+    let new_uid = new.uid().expect("uid");
+    assert_ne!(new_uid, old_uid);
+    let message = wait_reason(&h, "globex", "DatabaseReady", "False", "RetainedDataExists").await;
+    assert!(
+        message.contains("tenant_globex")
+            && message.contains(&format!("landlord.dev/adopt-retained-from={old_uid}")),
+        "{message}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), "tenant-globex");
+    stays(
+        "the new Tenant gets no credentials and the old role keeps its password",
+        Duration::from_secs(3),
+        || async {
+            !exists(&secrets, "globex-db").await && verifier("tenant_globex").await == before
+        },
+    )
+    .await;
+    tenant_login(&old_secret, "tenant_globex")
+        .await
+        .expect("the retained data is untouched");
+
+    // The opt-in with a wrong UID changes nothing; the right one adopts.
+    annotate(&h, "globex", "landlord.dev/adopt-retained-from", &new_uid).await;
+    wait_reason(&h, "globex", "DatabaseReady", "False", "RetainedDataExists").await;
+    assert_eq!(verifier("tenant_globex").await, before);
+    annotate(&h, "globex", "landlord.dev/adopt-retained-from", &old_uid).await;
+    h.wait_condition("globex", "Ready", "True").await;
+    let adopted = credentials(&h.client, "tenant-globex", "globex").await;
+    assert_ne!(adopted["password"], old_secret["password"]);
+    let client = tenant_login(&adopted, "tenant_globex")
+        .await
+        .expect("the adopting Tenant's credentials work");
+    let rows = client
+        .query("SELECT name FROM clients", &[])
+        .await
+        .expect("adopted data");
+    assert_eq!(rows.len(), 1);
+    assert!(tenant_login(&old_secret, "tenant_globex").await.is_err());
+    let tenant = h.tenants().get("globex").await.expect("tenant");
+    assert_eq!(
+        tenant
+            .status
+            .as_ref()
+            .and_then(|s| s.adopted_from.as_deref()),
+        Some(old_uid.as_str())
+    );
+    let secret = secrets.get("globex-db").await.expect("Secret");
+    assert_eq!(
+        secret.annotations().get("landlord.dev/tenant-uid"),
+        Some(&new_uid)
+    );
+    assert!(secret.owner_references().is_empty());
+    eventually("a RetainedDataAdopted event is published", || async {
+        events_about(&h.client, "globex")
+            .await
+            .iter()
+            .any(|(reason, note)| reason == "RetainedDataAdopted" && note.contains(&old_uid))
+    })
+    .await;
+
+    // Cleanup: the role is now this Tenant's, so an erasure drops it.
+    h.tenants()
+        .patch(
+            "globex",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deletionPolicy": "Erase"}})),
+        )
+        .await
+        .expect("erase");
+    h.tenants()
+        .delete("globex", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is erased", || async {
+        !exists(&h.tenants(), "globex").await
+    })
+    .await;
+    assert!(!role_exists("tenant_globex").await);
+}
+
+/// What is in the tenant's way and not Landlord's is never touched, and says so: a
+/// foreign `<tenant>-db` Secret (`SecretTaken`), a role made by hand (`NameConflict`), a
+/// server that refuses a statement (`ServerError`, here a lock held elsewhere).
+#[tokio::test]
+async fn foreign_objects_and_server_errors_are_reasons_on_the_tenant() {
+    let h = Harness::start().await;
+    // SecretTaken: the Secret is there before the server is.
+    h.create_tenant("initrode", json!({"database": {"serverRef": "pg-eight"}}))
+        .await;
+    wait_reason(&h, "initrode", "DatabaseReady", "False", "ServerNotFound").await;
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), "tenant-initrode");
+    let foreign = Secret {
+        metadata: ObjectMeta {
+            name: Some("initrode-db".to_owned()),
+            labels: Some(BTreeMap::from([
+                (
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "landlord".to_owned(),
+                ),
+                ("landlord.dev/tenant".to_owned(), "initrode".to_owned()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "password".to_owned(),
+            ByteString(b"theirs".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    secrets
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("foreign Secret");
+    create_server(&h.client, "pg-eight", "disable").await;
+    let message = wait_reason(&h, "initrode", "DatabaseReady", "False", "SecretTaken").await;
+    assert!(message.contains("tenant-initrode/initrode-db"), "{message}");
+    let kept = secrets.get("initrode-db").await.expect("Secret");
+    assert_eq!(
+        kept.data, foreign.data,
+        "the foreign Secret was overwritten"
+    );
+    assert!(!kept.annotations().contains_key("landlord.dev/tenant-uid"));
+    assert!(!role_exists("tenant_initrode").await, "a role was created");
+
+    // NameConflict: a role of the tenant's name made by hand.
+    let su = shared().superuser("postgres").await;
+    su.batch_execute("CREATE ROLE tenant_vandelay LOGIN PASSWORD 'theirs'")
+        .await
+        .expect("role by hand");
+    h.create_tenant("vandelay", json!({"database": {"serverRef": "pg-eight"}}))
+        .await;
+    let message = wait_reason(&h, "vandelay", "DatabaseReady", "False", "NameConflict").await;
+    assert!(message.contains("tenant_vandelay"), "{message}");
+    shared()
+        .connect("tenant_vandelay", "theirs", "postgres")
+        .await
+        .expect("the role is untouched");
+    let vandelay_secrets: Api<Secret> = Api::namespaced(h.client.clone(), "tenant-vandelay");
+    assert!(!exists(&vandelay_secrets, "vandelay-db").await);
+
+    // ServerError: another session holds the tenant's advisory lock; lock_timeout ends the
+    // wait, the tenant says so, and provisioning goes on once the lock is free.
+    let holder = shared().superuser("postgres").await;
+    holder
+        .query(
+            "SELECT pg_advisory_lock(hashtextextended('landlord.dev/tenant-role:tenant_pendant', 0))",
+            &[],
+        )
+        .await
+        .expect("lock");
+    h.create_tenant("pendant", json!({"database": {"serverRef": "pg-eight"}}))
+        .await;
+    let message = wait_reason(&h, "pendant", "DatabaseReady", "False", "ServerError").await;
+    assert!(message.contains("55P03"), "{message}");
+    drop(holder);
+    h.wait_condition("pendant", "Ready", "True").await;
+
+    for tenant in ["initrode", "vandelay", "pendant"] {
+        h.tenants()
+            .delete(tenant, &DeleteParams::default())
+            .await
+            .expect("deleted");
+    }
+    for tenant in ["initrode", "vandelay", "pendant"] {
+        eventually("the tenant is gone", || async {
+            !exists(&h.tenants(), tenant).await
+        })
+        .await;
+    }
+    assert!(!role_exists("tenant_pendant").await);
+    // The role made by hand is not Landlord's: the erasure left it.
+    assert!(role_exists("tenant_vandelay").await);
+    su.batch_execute("DROP ROLE tenant_vandelay")
+        .await
+        .expect("cleanup");
+}
+
+/// The attack of a DatabaseServer naming a Secret in another namespace, with exactly the
+/// chart's permissions: refused with `SecretForbidden`, and no Secret is ever requested.
+#[tokio::test]
+async fn a_server_naming_a_secret_elsewhere_is_refused_without_reading_it() {
+    let h = Harness::start_with(true).await;
+    let victims: Api<Namespace> = Api::all(h.client.clone());
+    victims
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some("victim".to_owned()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await
+        .expect("namespace");
+    let pg = shared();
+    let stolen = Secret {
+        metadata: ObjectMeta {
+            name: Some("their-db".to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            (
+                "username".to_owned(),
+                ByteString(ADMIN_USER.as_bytes().to_vec()),
+            ),
+            (
+                "password".to_owned(),
+                ByteString(pg.admin_password.as_bytes().to_vec()),
+            ),
+        ])),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(h.client.clone(), "victim")
+        .create(&PostParams::default(), &stolen)
+        .await
+        .expect("Secret");
+    h.emulator.reset_request_counts();
+    for (name, tls) in [
+        ("pg-steal", json!({"mode": "disable"})),
+        (
+            "pg-steal-ca",
+            json!({"mode": "verify-full", "caSecret": {"name": "their-db", "namespace": "victim", "key": "password"}}),
+        ),
+    ] {
+        let admin_namespace = if name == "pg-steal" {
+            "victim"
+        } else {
+            "landlord"
+        };
+        let server: DatabaseServer = serde_json::from_value(json!({
+            "apiVersion": "landlord.dev/v1alpha1", "kind": "DatabaseServer",
+            "metadata": {"name": name},
+            "spec": {"host": "127.0.0.1", "port": pg.port, "tls": tls,
+                     "adminCredentials": {"secret": {"name": "their-db", "namespace": admin_namespace}}}
+        }))
+        .expect("DatabaseServer");
+        servers(&h.client)
+            .create(&PostParams::default(), &server)
+            .await
+            .expect("created");
+        let message = wait_server(&h.client, name, "False", "SecretForbidden").await;
+        assert!(message.contains("victim/their-db"), "{message}");
+    }
+    assert_eq!(
+        h.emulator.request_count("get", "secrets"),
+        0,
+        "the operator requested a Secret: {:?}",
+        h.emulator.request_counts()
+    );
+}
+
+/// A rotation whose Secret cannot be written leaves the role's password alone, however
+/// often it is retried; once the Secret can be written, the rotation completes and only
+/// the new password works.
+#[tokio::test]
+async fn a_rotation_that_cannot_write_the_secret_keeps_the_role_password() {
+    let h = Harness::start().await;
+    create_server(&h.client, "pg-nine", "disable").await;
+    h.create_tenant("stark", json!({"database": {"serverRef": "pg-nine"}}))
+        .await;
+    h.wait_condition("stark", "Ready", "True").await;
+    let first = credentials(&h.client, "tenant-stark", "stark").await;
+    let before = verifier("tenant_stark").await;
+    h.emulator.inject_fault(kube_emulator::FaultRule::fail(
+        Some("patch"),
+        Some("secrets"),
+        500,
+    ));
+    annotate(&h, "stark", "landlord.dev/rotate-password", "1").await;
+    wait_reason(&h, "stark", "DatabaseReady", "False", "CredentialsFailed").await;
+    let failed_writes = h.emulator.request_count("patch", "secrets");
+    assert!(failed_writes >= 1, "the fault never fired");
+    stays(
+        "the role keeps its password while the Secret cannot be written",
+        Duration::from_secs(12),
+        || async { verifier("tenant_stark").await == before },
+    )
+    .await;
+    assert!(
+        h.emulator.request_count("patch", "secrets") > failed_writes,
+        "no retry happened while the faults fired"
+    );
+    tenant_login(&first, "tenant_stark")
+        .await
+        .expect("the old password still works");
+    h.emulator.clear_faults();
+    h.wait_condition("stark", "Ready", "True").await;
+    eventually("the Secret holds the rotated password", || async {
+        credentials(&h.client, "tenant-stark", "stark").await["password"] != first["password"]
+    })
+    .await;
+    let rotated = credentials(&h.client, "tenant-stark", "stark").await;
+    assert!(
+        !rotated.contains_key("password-pending"),
+        "{:?}",
+        rotated.keys()
+    );
+    tenant_login(&rotated, "tenant_stark")
+        .await
+        .expect("the new password works");
+    assert!(tenant_login(&first, "tenant_stark").await.is_err());
+    h.tenants()
+        .delete("stark", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is gone", || async {
+        !exists(&h.tenants(), "stark").await
+    })
+    .await;
+}
+
+/// Drift outside Kubernetes, which only the periodic resync notices (so this test, and
+/// only this kind, runs the operator with a short resync): a role and database dropped
+/// behind Landlord's back come back, the role with the password the Secret already holds.
+#[tokio::test]
+async fn a_dropped_role_comes_back_with_the_secrets_password() {
+    let mut h = Harness::start().await;
+    h.stop_operator().await;
+    h.resync = Duration::from_secs(2);
+    h.start_operator().await;
+    create_server(&h.client, "pg-ten", "disable").await;
+    h.create_tenant("duff", json!({"database": {"serverRef": "pg-ten"}}))
+        .await;
+    h.wait_condition("duff", "Ready", "True").await;
+    let secret = credentials(&h.client, "tenant-duff", "duff").await;
+    let su = shared().superuser("postgres").await;
+    for statement in [
+        "DROP DATABASE tenant_duff WITH (FORCE)",
+        "DROP ROLE tenant_duff",
+    ] {
+        su.batch_execute(statement).await.expect("dropped by hand");
+    }
+    eventually("the role and database are back", || async {
+        tenant_login(&secret, "tenant_duff").await.is_ok()
+    })
+    .await;
+    assert_eq!(
+        credentials(&h.client, "tenant-duff", "duff").await["password"],
+        secret["password"]
+    );
+    h.tenants()
+        .delete("duff", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is gone", || async {
+        !exists(&h.tenants(), "duff").await
+    })
+    .await;
+    assert!(!role_exists("tenant_duff").await);
 }

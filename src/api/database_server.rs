@@ -101,7 +101,10 @@ pub struct DatabaseTls {
     #[serde(default)]
     pub mode: TlsMode,
     /// CA certificate (PEM) that signed the server's certificate; the system roots when
-    /// unset.
+    /// unset. The Secret must be in Landlord's own namespace: Landlord reads Secrets that
+    /// configure it from nowhere else (another namespace is refused with
+    /// `SecretForbidden`, never read). Only its X.509 certificates, re-encoded, are given
+    /// to tenants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret: Option<SecretKeyRef>,
 }
@@ -125,7 +128,9 @@ pub enum TlsMode {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminCredentials {
-    /// The Secret holding the user name and password.
+    /// The Secret holding the user name and password. It must be in Landlord's own
+    /// namespace: Landlord reads Secrets that configure it from nowhere else (another
+    /// namespace is refused with `SecretForbidden`, never read).
     pub secret: SecretRef,
     /// Key of the user name in the Secret.
     #[serde(default = "default_username_key")]
@@ -172,7 +177,8 @@ pub struct DatabaseServerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Reachable`: whether Landlord can connect and authenticate, with reasons such as
-    /// `Unreachable`, `AuthFailed`, `TLSFailed`, `SecretMissing`.
+    /// `Unreachable`, `AuthFailed`, `TLSFailed`, `InsecureAuthentication`,
+    /// `SecretMissing`, `SecretForbidden`, `CAInvalid`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -176,11 +176,30 @@ struct Problem {
     message: String,
 }
 
+/// Refuses a Secret outside the operator's own namespace, before any request is made.
+fn check_namespace(
+    reference: &SecretKeyRef,
+    what: &str,
+    operator_namespace: &str,
+) -> Result<(), Problem> {
+    if reference.namespace == operator_namespace {
+        return Ok(());
+    }
+    Err(Problem {
+        reason: "SecretForbidden",
+        message: format!(
+            "the {what} is named in the Secret {}/{}, outside Landlord's own namespace {operator_namespace}: Landlord reads the Secrets that configure it only from its own namespace, and did not read this one; move the Secret to {operator_namespace}",
+            reference.namespace, reference.name
+        ),
+    })
+}
+
 async fn secret_value(
     ctx: &Context,
     reference: &SecretKeyRef,
     what: &str,
 ) -> Result<Vec<u8>, Problem> {
+    check_namespace(reference, what, &ctx.config.isolation.operator_namespace)?;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &reference.namespace);
     let secret = match api.get_opt(&reference.name).await {
         Ok(Some(secret)) => secret,
@@ -259,6 +278,12 @@ async fn server_config(server: &DatabaseServer, ctx: &Context) -> Result<ServerC
     };
     let user_ref = key(&credentials.username_key);
     let password_ref = key(&credentials.password_key);
+    // Every reference is checked before any Secret is read.
+    let operator_namespace = &ctx.config.isolation.operator_namespace;
+    check_namespace(&user_ref, "administrative credentials", operator_namespace)?;
+    if let Some(reference) = &spec.tls.ca_secret {
+        check_namespace(reference, "CA certificate", operator_namespace)?;
+    }
     let user = text(
         secret_value(ctx, &user_ref, "administrative user name").await?,
         &user_ref,
@@ -270,7 +295,18 @@ async fn server_config(server: &DatabaseServer, ctx: &Context) -> Result<ServerC
         "administrative password",
     )?;
     let ca_pem = match &spec.tls.ca_secret {
-        Some(reference) => Some(secret_value(ctx, reference, "CA certificate").await?),
+        Some(reference) => {
+            let pem = secret_value(ctx, reference, "CA certificate").await?;
+            Some(
+                crate::database::certificates_only(&pem).map_err(|e| Problem {
+                    reason: "CAInvalid",
+                    message: format!(
+                        "the CA certificate in the Secret {}/{} (key {:?}) {e}",
+                        reference.namespace, reference.name, reference.key
+                    ),
+                })?,
+            )
+        }
         None => None,
     };
     let port = u16::try_from(spec.port).map_err(|_| Problem {
@@ -346,37 +382,7 @@ async fn observe(server: &DatabaseServer, ctx: &Context) -> Result<Action, Error
     add_finalizer(server, ctx).await?;
     let generation = server.metadata.generation;
     let mut status = server.status.clone().unwrap_or_default();
-    let was_usable = matches!(ctx.databases.lookup(&name), Lookup::Usable(_));
-    let probe = match server_config(server, ctx).await {
-        Err(problem) => Err(problem),
-        Ok(config) => match ctx.databases.ensure(&name, &config) {
-            Err(e) => Err(Problem {
-                reason: e.reason(),
-                message: e.to_string(),
-            }),
-            Ok(connection) => connection
-                .admin
-                .server_version()
-                .await
-                .map_err(|e| Problem {
-                    reason: e.reason(),
-                    message: e.to_string(),
-                }),
-        },
-    };
-    match &probe {
-        // Tenants waiting for this server's first look go on now, without waiting for
-        // their back-off.
-        Ok(_) if !was_usable => {
-            for tenant in users(ctx, &name) {
-                let _ = ctx.tenant_triggers.unbounded_send(ObjectRef::new(&tenant));
-            }
-        }
-        Ok(_) => {}
-        // Credentials that cannot be read, or a server that does not answer: no pool is
-        // kept, and tenants wait.
-        Err(_) => ctx.databases.unusable(&name),
-    }
+    let probe = probe(server, ctx).await;
     let reachable = match &probe {
         Ok(version) => {
             status.server_version = Some(version.clone());
@@ -415,7 +421,44 @@ async fn observe(server: &DatabaseServer, ctx: &Context) -> Result<Action, Error
     }
 }
 
-/// Deletion: waits for the last Tenant using the server, then lets it go.
+/// Connects to the server (keeping its pool in the registry) and asks its version. Tenants
+/// waiting for the server's first look go on at once; a server that cannot be used keeps
+/// no pool, and its tenants wait.
+async fn probe(server: &DatabaseServer, ctx: &Context) -> Result<String, Problem> {
+    let name = server.name_any();
+    let was_usable = matches!(ctx.databases.lookup(&name), Lookup::Usable(_));
+    let probe = match server_config(server, ctx).await {
+        Err(problem) => Err(problem),
+        Ok(config) => match ctx.databases.ensure(&name, &config) {
+            Err(e) => Err(Problem {
+                reason: e.reason(),
+                message: e.to_string(),
+            }),
+            Ok(connection) => connection
+                .admin
+                .server_version()
+                .await
+                .map_err(|e| Problem {
+                    reason: e.reason(),
+                    message: e.to_string(),
+                }),
+        },
+    };
+    match &probe {
+        Ok(_) if !was_usable => {
+            for tenant in users(ctx, &name) {
+                let _ = ctx.tenant_triggers.unbounded_send(ObjectRef::new(&tenant));
+            }
+        }
+        Ok(_) => {}
+        Err(_) => ctx.databases.unusable(&name),
+    }
+    probe
+}
+
+/// Deletion: waits for the last Tenant using the server, then lets it go. Meanwhile the
+/// server stays usable for them: their erasure drops their databases through it, also
+/// when this replica started (or took the lead) after the deletion began.
 async fn finalize(server: &DatabaseServer, ctx: &Context) -> Result<Action, Error> {
     if !server.finalizers().iter().any(|f| f == IN_USE_FINALIZER) {
         return Ok(Action::await_change());
@@ -427,6 +470,11 @@ async fn finalize(server: &DatabaseServer, ctx: &Context) -> Result<Action, Erro
         remove_finalizer(server, ctx).await?;
         info!(server = %name, "no tenant uses the server any more: deletion released");
         return Ok(Action::await_change());
+    }
+    if !matches!(ctx.databases.lookup(&name), Lookup::Usable(_))
+        && let Err(problem) = probe(server, ctx).await
+    {
+        warn!(server = %name, reason = problem.reason, message = %problem.message, "a DatabaseServer being deleted cannot be used by the tenants that still need it");
     }
     let shown: Vec<&str> = users.iter().take(10).map(String::as_str).collect();
     let more = users.len().saturating_sub(shown.len());

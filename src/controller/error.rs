@@ -56,6 +56,10 @@ pub enum Error {
     /// The credentials Secret's name is taken by an object that is not Landlord's.
     #[error("{0}")]
     CredentialsSecretTaken(String),
+    /// The credentials Secret's name is taken by a Secret an earlier Tenant of the same
+    /// name retained.
+    #[error("{0}")]
+    CredentialsSecretRetained(String),
     /// No randomness for a password.
     #[error(transparent)]
     Random(#[from] RandomError),
@@ -133,6 +137,7 @@ impl Error {
             Error::DatabaseServer { .. } => "database_server_unusable",
             Error::ServerInUse { .. } => "server_in_use",
             Error::CredentialsSecretTaken(_) => "secret_taken",
+            Error::CredentialsSecretRetained(_) => "secret_retained",
             Error::Random(_) => "random_failed",
         }
     }

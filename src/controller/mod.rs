@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
@@ -69,8 +69,8 @@ pub struct Stores {
     pub limits: Store<LimitRange>,
     pub bindings: Store<RoleBinding>,
     pub policies: Store<NetworkPolicy>,
-    /// Only the Secrets Landlord labelled (tenants' database credentials).
-    pub secrets: Store<Secret>,
+    // No Secrets: Landlord may not list or watch them (the chart grants get, create and
+    // patch only); the database step reads the one credentials Secret it needs.
 }
 
 impl Stores {
@@ -98,7 +98,6 @@ impl Stores {
             self.limits.wait_until_ready().await,
             self.bindings.wait_until_ready().await,
             self.policies.wait_until_ready().await,
-            self.secrets.wait_until_ready().await,
         ];
         results
             .into_iter()
@@ -259,7 +258,6 @@ pub async fn run(
     let (limits, limit_writer) = reflector::store();
     let (bindings, binding_writer) = reflector::store();
     let (policies, policy_writer) = reflector::store();
-    let (secrets, secret_writer) = reflector::store();
     let stores = Stores {
         tenants: tenants.clone(),
         database_servers: database_servers.clone(),
@@ -268,7 +266,6 @@ pub async fn run(
         limits,
         bindings,
         policies,
-        secrets,
     };
     let shared_watches = [
         drive(
@@ -322,13 +319,6 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
-    // Only the Secrets Landlord wrote: never every Secret of the cluster in memory.
-    let secret_stream = reflector::reflector(
-        secret_writer,
-        watcher(Api::<Secret>::all(client.clone()), managed()),
-    )
-    .default_backoff()
-    .touched_objects();
 
     let isolation = Arc::new(RwLock::new(BTreeMap::new()));
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded::<ObjectRef<Tenant>>();
@@ -363,7 +353,6 @@ pub async fn run(
         .watches_stream(quota_stream, labelled_tenant)
         .watches_stream(limit_stream, labelled_tenant)
         .watches_stream(binding_stream, labelled_tenant)
-        .watches_stream(secret_stream, labelled_tenant)
         .watches_shared_stream(
             server_events_for_tenants,
             tenants_of_server(tenants.clone()),

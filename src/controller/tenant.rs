@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, PoisonError};
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -160,6 +160,7 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                 ),
                 status: tenant.status.as_ref().and_then(|s| s.database.clone()),
                 retry: None,
+                adopted_from: None,
             }
         })
     } else {
@@ -579,6 +580,9 @@ fn provisioned_status(
         set_condition(&mut status.conditions, report.condition);
         status.database = report.status;
         retry = report.retry;
+        if let Some(from) = report.adopted_from {
+            status.adopted_from = Some(from);
+        }
     }
 
     summarize(tenant, &mut status);
@@ -945,9 +949,7 @@ async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error
     }
     // The database credentials stay with the database, which Retain keeps too.
     let primary = tenant.primary_namespace();
-    let secret = ObjectRef::new(&tenant_database::secret_name(&tenant.name_any())).within(&primary);
-    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &primary);
-    let secret_released = release(&secrets, &ctx.stores.secrets, &secret, &uid).await?;
+    let secret_released = tenant_database::release_secret(tenant, &primary, ctx).await?;
     released += usize::from(secret_released);
     let total = ids.len() + usize::from(secret_released);
     Ok(format!(

@@ -13,10 +13,20 @@
 //!
 //! # Ownership
 //!
-//! Roles Landlord creates carry the comment `landlord.dev/tenant=<name>`, set in the same
-//! transaction as `CREATE ROLE`; a database is Landlord's when its owner is such a role.
-//! Existing roles or databases that are not Landlord's are never adopted, changed or
-//! dropped: they are reported as [`DatabaseError::Conflict`].
+//! Ownership is by the Tenant's UID ([`crate::isolation::ownership`]). The role and the
+//! database Landlord creates carry the comment
+//! `landlord.dev/tenant=<name> landlord.dev/tenant-uid=<uid>`: the role's is set in the
+//! same transaction as `CREATE ROLE` (and its password); `CREATE DATABASE` cannot run in a
+//! transaction, so a database created with the tenant's role as owner and no comment yet
+//! is the unfinished creation of that role's Tenant, and is completed. Every operation
+//! first decides whose the role and database are ([`Owner`]):
+//!
+//! - recorded with this Tenant's UID: used;
+//! - recorded with another UID (an earlier Tenant of the same name, retained): never
+//!   touched ([`DatabaseError::Retained`]) unless the Tenant's opt-in names exactly that
+//!   UID, in which case the comments are re-recorded with the new UID (adoption);
+//! - no Landlord UID recorded: not Landlord's, never adopted, changed or dropped
+//!   ([`DatabaseError::Conflict`]).
 //!
 //! # Dropping
 //!
@@ -25,9 +35,16 @@
 //! returns the catalog queries it ran and what they found, as evidence for the erasure
 //! receipt.
 //!
+//! # Timeouts
+//!
+//! Every administrative session runs with `statement_timeout` and `lock_timeout`
+//! ([`STATEMENT_TIMEOUT`], [`LOCK_TIMEOUT`]), so a statement or an advisory lock that
+//! another session holds cannot block a reconcile forever; the client also gives up on a
+//! server that stops answering.
+//!
 //! # Passwords
 //!
-//! Passwords never travel to the server in clear text: Landlord sends the SCRAM-SHA-256
+//! A role is always created with its password, in the same transaction. Passwords never travel to the server in clear text: Landlord sends the SCRAM-SHA-256
 //! verifier (as `libpq`'s `PQencryptPasswordConn` does), so they cannot appear in the
 //! server's logs or statistics. The verifier is still written as an escaped literal
 //! (`ALTER ROLE ... PASSWORD` takes no bind parameters), and redacted from errors.
@@ -44,6 +61,7 @@ use super::password::Password;
 use super::pool::{AdminStats, Pool, PooledClient};
 use super::tls;
 use crate::api::TlsMode;
+use crate::isolation::ownership::{self, Claim, TENANT_UID_ANNOTATION};
 
 /// How to reach a server as its administrative role.
 #[derive(Clone)]
@@ -117,8 +135,70 @@ impl fmt::Debug for ServerConfig {
     }
 }
 
+/// Longest any administrative statement may run (`statement_timeout`).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest any administrative statement waits for a lock, advisory locks included
+/// (`lock_timeout`).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whose role and database an operation is for: the Tenant's UID, and the UID of the
+/// earlier Tenant whose retained role and database it may adopt (its
+/// `landlord.dev/adopt-retained-from` annotation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The Tenant's UID, recorded in the comments.
+    pub uid: String,
+    /// The retained UID the Tenant opted in to adopt.
+    pub adopt_from: Option<String>,
+}
+
+impl Owner {
+    /// The Tenant with `uid`, adopting nothing.
+    pub fn new(uid: impl Into<String>) -> Self {
+        Owner {
+            uid: uid.into(),
+            adopt_from: None,
+        }
+    }
+
+    /// The Tenant with `uid`, adopting what the Tenant with `from` retained.
+    pub fn adopting(uid: impl Into<String>, from: Option<&str>) -> Self {
+        Owner {
+            uid: uid.into(),
+            adopt_from: from.map(str::to_owned),
+        }
+    }
+
+    fn claim(&self, comment: Option<&str>) -> Claim {
+        ownership::claim(
+            &self.uid,
+            self.adopt_from.as_deref(),
+            comment.and_then(recorded_uid),
+        )
+    }
+}
+
+/// The password [`DatabaseAdmin::ensure_tenant`] gives the role.
+#[derive(Clone, Copy, Debug)]
+pub enum RolePassword<'a> {
+    /// A new password (first provisioning, rotation, lost Secret): set on the role
+    /// whether it is created or exists.
+    Set(&'a Password),
+    /// The password the credentials Secret holds: given to the role only if it has to
+    /// be created (it was dropped behind Landlord's back), in the same transaction.
+    OnCreate(&'a Password),
+}
+
+impl<'a> RolePassword<'a> {
+    fn password(self) -> &'a Password {
+        match self {
+            RolePassword::Set(p) | RolePassword::OnCreate(p) => p,
+        }
+    }
+}
+
 /// What [`DatabaseAdmin::ensure_tenant`] changed; all `false` when everything was in place.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EnsureOutcome {
     /// The role was created.
     pub role_created: bool,
@@ -132,6 +212,9 @@ pub struct EnsureOutcome {
     /// The database's privileges were (re)set: CONNECT and TEMPORARY revoked from PUBLIC
     /// and anyone else, CREATE on schema public revoked from PUBLIC.
     pub database_secured: bool,
+    /// The role and database were retained by the earlier Tenant with this UID and are
+    /// now recorded with the new Tenant's UID.
+    pub adopted_from: Option<String>,
 }
 
 impl EnsureOutcome {
@@ -142,6 +225,7 @@ impl EnsureOutcome {
             || self.password_set
             || self.database_created
             || self.database_secured
+            || self.adopted_from.is_some()
     }
 }
 
@@ -155,12 +239,16 @@ pub struct TenantPresence {
 }
 
 /// What [`DatabaseAdmin::drop_tenant`] dropped; `false` for what was already gone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DropOutcome {
     /// The database was dropped, its connections terminated.
     pub database_dropped: bool,
     /// The role was dropped.
     pub role_dropped: bool,
+    /// Objects with the tenant's names that are not this Tenant's (retained by another
+    /// Tenant, or not Landlord's) and were left in place, e.g. `role "tenant_acme"
+    /// (retained by the Tenant with UID ...)`: `(catalog, name, why)`.
+    pub kept: Vec<(String, String, String)>,
 }
 
 /// Evidence, from the server's own catalog, that a tenant's database and role are gone.
@@ -208,22 +296,34 @@ pub trait DatabaseAdmin: Send + Sync {
     /// Creates or repairs the tenant's role and database: a LOGIN role with no other
     /// attributes and `connection_limit`, a database it owns, CONNECT and TEMPORARY
     /// revoked from PUBLIC, CONNECT granted to the role only, CREATE on schema public
-    /// revoked from PUBLIC. Sets the password when one is given (a new role without one
-    /// cannot log in until [`set_password`](Self::set_password)). Idempotent and safe to
-    /// run concurrently for the same tenant (from several replicas too: it takes an
-    /// advisory lock per tenant).
+    /// revoked from PUBLIC, both recorded with `owner`'s UID. A role is created with its
+    /// password in one transaction. Refuses (touching nothing) a role or database that
+    /// records another UID, unless `owner` adopts exactly that UID, or none. Idempotent
+    /// and safe to run concurrently for the same tenant (from several replicas too: it
+    /// takes an advisory lock per tenant).
     async fn ensure_tenant(
         &self,
         tenant: &TenantIdentifiers,
+        owner: &Owner,
         connection_limit: i32,
-        password: Option<&Password>,
+        password: RolePassword<'_>,
     ) -> Result<EnsureOutcome, DatabaseError>;
 
+    /// Whether `owner` may provision the tenant's names: `Ok` when the role and database
+    /// are absent, `owner`'s, or to be adopted by it; the error
+    /// [`ensure_tenant`](Self::ensure_tenant) would return otherwise. Reads only.
+    async fn check_owner(
+        &self,
+        tenant: &TenantIdentifiers,
+        owner: &Owner,
+    ) -> Result<(), DatabaseError>;
+
     /// Sets the tenant role's password (rotation); the old one stops working at once for
-    /// new connections.
+    /// new connections. Only on a role recorded with `owner`'s UID.
     async fn set_password(
         &self,
         tenant: &TenantIdentifiers,
+        owner: &Owner,
         password: &Password,
     ) -> Result<(), DatabaseError>;
 
@@ -235,8 +335,14 @@ pub trait DatabaseAdmin: Send + Sync {
 
     /// Erasure: drops the tenant's database (`WITH (FORCE)`, terminating its
     /// connections), then what the role owns in the administrative database, then the role.
-    /// Idempotent: what is already gone is skipped.
-    async fn drop_tenant(&self, tenant: &TenantIdentifiers) -> Result<DropOutcome, DatabaseError>;
+    /// Idempotent: what is already gone is skipped. Only what records `owner`'s UID is
+    /// dropped; anything else with the tenant's names is left in place and listed in
+    /// [`DropOutcome::kept`].
+    async fn drop_tenant(
+        &self,
+        tenant: &TenantIdentifiers,
+        owner: &Owner,
+    ) -> Result<DropOutcome, DatabaseError>;
 
     /// Reads `pg_database` and `pg_roles` for the tenant's names and returns the queries
     /// and their results.
@@ -262,9 +368,19 @@ impl fmt::Debug for PostgresAdmin {
     }
 }
 
-/// The comment that marks a role as Landlord's.
-fn marker(tenant: &str) -> String {
-    format!("landlord.dev/tenant={tenant}")
+/// The comment that records whose a role or database is: the UID first, so that nothing
+/// in the name can pose as one.
+fn marker(tenant: &str, uid: &str) -> String {
+    format!("{TENANT_UID_ANNOTATION}={uid} landlord.dev/tenant={tenant}")
+}
+
+/// The Tenant UID a role's or database's comment records, if any: only at its start.
+fn recorded_uid(comment: &str) -> Option<&str> {
+    comment
+        .strip_prefix(TENANT_UID_ANNOTATION)?
+        .strip_prefix('=')?
+        .split_whitespace()
+        .next()
 }
 
 const LOCK: &str = "SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtextextended($1, 0))";
@@ -327,6 +443,11 @@ impl PostgresAdmin {
             .application_name("landlord")
             .connect_timeout(config.connect_timeout)
             .keepalives(true)
+            .options(format!(
+                "-c statement_timeout={} -c lock_timeout={}",
+                STATEMENT_TIMEOUT.as_millis(),
+                LOCK_TIMEOUT.as_millis()
+            ))
             .ssl_mode(if tls.is_some() {
                 tokio_postgres::config::SslMode::Require
             } else {
@@ -414,36 +535,58 @@ impl PostgresAdmin {
         }))
     }
 
-    /// Checks that an existing role is Landlord's role for this tenant.
-    fn check_role(&self, tenant: &TenantIdentifiers, row: &RoleRow) -> Result<(), DatabaseError> {
+    /// Whose the existing role is for `owner`: `Ok(Some(from))` when it is to be adopted
+    /// from the retained Tenant `from`, `Ok(None)` when it is `owner`'s; an error when it
+    /// must not be touched.
+    fn check_role(
+        &self,
+        tenant: &TenantIdentifiers,
+        owner: &Owner,
+        row: &RoleRow,
+    ) -> Result<Option<String>, DatabaseError> {
         let object = format!("role {}", quote_ident(tenant.role()));
-        if row.comment.as_deref() != Some(marker(tenant.tenant()).as_str()) {
-            return Err(self.conflict(
-                object,
-                format!(
-                    "it exists but was not created by Landlord for tenant {:?} (its comment is not the Landlord marker)",
-                    tenant.tenant()
-                ),
-            ));
-        }
+        let adopt = self.claimed(object.clone(), owner.claim(row.comment.as_deref()))?;
         if row.superuser || row.replication || row.bypass_rls {
             return Err(self.conflict(
                 object,
                 "it has SUPERUSER, REPLICATION or BYPASSRLS, which only a superuser can remove",
             ));
         }
-        Ok(())
+        Ok(adopt)
     }
 
-    /// Checks that an existing database is owned by the tenant's role.
+    /// A claim as a decision: usable (`Some(from)` to adopt) or an error naming `object`.
+    fn claimed(&self, object: String, claim: Claim) -> Result<Option<String>, DatabaseError> {
+        match claim {
+            Claim::Ours => Ok(None),
+            Claim::Adopt { from } => Ok(Some(from)),
+            Claim::Retained { uid } => Err(DatabaseError::Retained {
+                server: self.server(),
+                object,
+                uid,
+            }),
+            Claim::Foreign => Err(self.conflict(
+                object,
+                "it exists but Landlord did not create it for any Tenant (its comment records no Tenant UID)",
+            )),
+        }
+    }
+
+    /// Checks that an existing database is owned by the tenant's role, and whose it is:
+    /// as [`check_role`](Self::check_role). A database owned by the tenant's role without a
+    /// comment is the unfinished creation of the role's Tenant (`CREATE DATABASE` cannot
+    /// share the comment's transaction): it is the role's.
     fn check_database(
         &self,
         tenant: &TenantIdentifiers,
+        owner: &Owner,
+        role_adopted: Option<&str>,
         row: &DatabaseRow,
-    ) -> Result<(), DatabaseError> {
+    ) -> Result<Option<String>, DatabaseError> {
+        let object = format!("database {}", quote_ident(tenant.database()));
         if row.owner != tenant.role() {
             return Err(self.conflict(
-                format!("database {}", quote_ident(tenant.database())),
+                object,
                 format!(
                     "it is owned by {:?}, not by the tenant's role {:?}",
                     row.owner,
@@ -451,55 +594,49 @@ impl PostgresAdmin {
                 ),
             ));
         }
-        Ok(())
+        match row.comment.as_deref().and_then(recorded_uid) {
+            None => Ok(role_adopted.map(str::to_owned)),
+            Some(_) => self.claimed(object, owner.claim(row.comment.as_deref())),
+        }
     }
 
     async fn ensure_role(
         &self,
         conn: &PooledClient<'_>,
         tenant: &TenantIdentifiers,
+        owner: &Owner,
         connection_limit: i32,
-        password: Option<&Password>,
+        password: RolePassword<'_>,
         outcome: &mut EnsureOutcome,
     ) -> Result<(), DatabaseError> {
         let role = quote_ident(tenant.role());
-        let verifier = password.map(scram_verifier);
-        let secrets: Vec<&str> = password
-            .map(Password::expose)
-            .into_iter()
-            .chain(verifier.as_deref())
-            .collect();
+        let verifier = scram_verifier(password.password());
+        let secrets = [password.password().expose(), verifier.as_str()];
+        let comment = format!(
+            "COMMENT ON ROLE {role} IS {}",
+            quote_literal(&marker(tenant.tenant(), &owner.uid))
+        );
         match Self::role(conn, tenant.role()).await? {
             None => {
-                let password_clause = verifier
-                    .as_deref()
-                    .map(|v| format!(" PASSWORD {}", quote_literal(v)))
-                    .unwrap_or_default();
-                conn.execute_ddl("BEGIN", &[]).await?;
+                // One query string is one implicit transaction: the role never exists
+                // without its password and UID.
                 conn.execute_ddl(
                     &format!(
                         "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE \
-                         NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT {connection_limit}{password_clause}"
+                         NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT {connection_limit} \
+                         PASSWORD {}; \
+                         {comment}; \
+                         GRANT {role} TO CURRENT_USER",
+                        quote_literal(&verifier)
                     ),
                     &secrets,
                 )
                 .await?;
-                conn.execute_ddl(
-                    &format!(
-                        "COMMENT ON ROLE {role} IS {}",
-                        quote_literal(&marker(tenant.tenant()))
-                    ),
-                    &[],
-                )
-                .await?;
-                conn.execute_ddl(&format!("GRANT {role} TO CURRENT_USER"), &[])
-                    .await?;
-                conn.execute_ddl("COMMIT", &[]).await?;
                 outcome.role_created = true;
-                outcome.password_set = password.is_some();
+                outcome.password_set = true;
             }
             Some(row) => {
-                self.check_role(tenant, &row)?;
+                let adopted = self.check_role(tenant, owner, &row)?;
                 let mut changes = Vec::new();
                 if !row.can_login {
                     changes.push("LOGIN".to_owned());
@@ -513,29 +650,32 @@ impl PostgresAdmin {
                 if row.connection_limit != connection_limit {
                     changes.push(format!("CONNECTION LIMIT {connection_limit}"));
                 }
+                if let RolePassword::Set(_) = password {
+                    changes.push(format!("PASSWORD {}", quote_literal(&verifier)));
+                }
+                let mut statements = Vec::new();
                 if !changes.is_empty() {
-                    conn.execute_ddl(
-                        &format!("ALTER ROLE {role} WITH {}", changes.join(" ")),
-                        &[],
-                    )
-                    .await?;
-                    outcome.role_updated = true;
+                    statements.push(format!("ALTER ROLE {role} WITH {}", changes.join(" ")));
                 }
                 if !row.admin_inherits {
-                    conn.execute_ddl(&format!("GRANT {role} TO CURRENT_USER"), &[])
-                        .await?;
-                    outcome.role_updated = true;
+                    statements.push(format!("GRANT {role} TO CURRENT_USER"));
                 }
-                if let Some(verifier) = &verifier {
+                if adopted.is_some() {
+                    statements.push(comment);
+                }
+                if !statements.is_empty() {
                     conn.execute_ddl(
-                        &format!(
-                            "ALTER ROLE {role} WITH PASSWORD {}",
-                            quote_literal(verifier)
-                        ),
+                        // One implicit transaction, as above.
+                        &statements.join("; "),
                         &secrets,
                     )
                     .await?;
-                    outcome.password_set = true;
+                }
+                outcome.password_set = matches!(password, RolePassword::Set(_));
+                outcome.role_updated =
+                    changes.iter().any(|c| !c.starts_with("PASSWORD")) || !row.admin_inherits;
+                if adopted.is_some() {
+                    outcome.adopted_from = adopted;
                 }
             }
         }
@@ -543,11 +683,13 @@ impl PostgresAdmin {
     }
 
     /// Creates the database if needed and resets its privileges if they drifted. Returns
-    /// whether the steps inside the database (and the completion comment) are still to do.
+    /// whether the steps inside the database (and the comment that records the UID and
+    /// marks it complete) are still to do.
     async fn ensure_database(
         &self,
         conn: &PooledClient<'_>,
         tenant: &TenantIdentifiers,
+        owner: &Owner,
         outcome: &mut EnsureOutcome,
     ) -> Result<bool, DatabaseError> {
         let database = quote_ident(tenant.database());
@@ -569,8 +711,11 @@ impl PostgresAdmin {
                 }
             }
         };
-        self.check_database(tenant, &row)?;
-        let complete = row.comment.as_deref() == Some(marker(tenant.tenant()).as_str());
+        let adopted = self.check_database(tenant, owner, outcome.adopted_from.as_deref(), &row)?;
+        if adopted.is_some() && outcome.adopted_from.is_none() {
+            outcome.adopted_from = adopted;
+        }
+        let complete = row.comment.as_deref().and_then(recorded_uid) == Some(owner.uid.as_str());
         if !complete || row.default_acl || !row.other_grantees.is_empty() {
             conn.execute_ddl(
                 &format!("REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC"),
@@ -599,15 +744,18 @@ impl PostgresAdmin {
 }
 
 /// Whether an existing role and database are exactly as [`DatabaseAdmin::ensure_tenant`]
-/// leaves them.
+/// leaves them for `owner`.
 fn in_place(
     tenant: &TenantIdentifiers,
+    owner: &Owner,
     connection_limit: i32,
     role: &RoleRow,
     database: &DatabaseRow,
 ) -> bool {
-    let marker = marker(tenant.tenant());
-    role.comment.as_deref() == Some(marker.as_str())
+    let ours = |comment: &Option<String>| {
+        comment.as_deref().and_then(recorded_uid) == Some(owner.uid.as_str())
+    };
+    ours(&role.comment)
         && role.can_login
         && !(role.superuser
             || role.create_db
@@ -617,11 +765,10 @@ fn in_place(
         && role.connection_limit == connection_limit
         && role.admin_inherits
         && database.owner == tenant.role()
-        && database.comment.as_deref() == Some(marker.as_str())
+        && ours(&database.comment)
         && !database.default_acl
         && database.other_grantees.is_empty()
 }
-
 /// The advisory lock key text for a tenant (hashed by the server).
 fn lock_key(tenant: &TenantIdentifiers) -> String {
     format!("landlord.dev/tenant-role:{}", tenant.role())
@@ -645,17 +792,18 @@ impl DatabaseAdmin for PostgresAdmin {
     async fn ensure_tenant(
         &self,
         tenant: &TenantIdentifiers,
+        owner: &Owner,
         connection_limit: i32,
-        password: Option<&Password>,
+        password: RolePassword<'_>,
     ) -> Result<EnsureOutcome, DatabaseError> {
         let mut outcome = EnsureOutcome::default();
-        if password.is_none() {
+        if let RolePassword::OnCreate(_) = password {
             // Steady state: two catalog reads, no lock, no writes.
             let conn = self.pool.get().await?;
             let role = Self::role(&conn, tenant.role()).await?;
             let database = Self::database(&conn, tenant.database()).await?;
             if let (Some(role), Some(database)) = (role, database)
-                && in_place(tenant, connection_limit, &role, &database)
+                && in_place(tenant, owner, connection_limit, &role, &database)
             {
                 return Ok(outcome);
             }
@@ -663,16 +811,24 @@ impl DatabaseAdmin for PostgresAdmin {
         // Role, database and database privileges, under the tenant's lock.
         let conn = self.locked(tenant).await?;
         let result = async {
-            self.ensure_role(&conn, tenant, connection_limit, password, &mut outcome)
-                .await?;
-            self.ensure_database(&conn, tenant, &mut outcome).await
+            self.ensure_role(
+                &conn,
+                tenant,
+                owner,
+                connection_limit,
+                password,
+                &mut outcome,
+            )
+            .await?;
+            self.ensure_database(&conn, tenant, owner, &mut outcome)
+                .await
         }
         .await;
         let inside_to_do = Self::unlock(conn, tenant, result).await?;
         if inside_to_do {
-            // Inside the new database, then the comment that marks it complete. Idempotent,
-            // so no lock is needed; each step holds one connection at a time, so a pool of
-            // one cannot deadlock.
+            // Inside the new database, then the comment that records the UID and marks it
+            // complete. Idempotent, so no lock is needed; each step holds one connection at
+            // a time, so a pool of one cannot deadlock.
             let inside = self.pool.connect_to(tenant.database()).await?;
             inside
                 .execute_ddl("REVOKE CREATE ON SCHEMA public FROM PUBLIC", &[])
@@ -683,7 +839,7 @@ impl DatabaseAdmin for PostgresAdmin {
                 &format!(
                     "COMMENT ON DATABASE {} IS {}",
                     quote_ident(tenant.database()),
-                    quote_literal(&marker(tenant.tenant()))
+                    quote_literal(&marker(tenant.tenant(), &owner.uid))
                 ),
                 &[],
             )
@@ -693,9 +849,27 @@ impl DatabaseAdmin for PostgresAdmin {
         Ok(outcome)
     }
 
+    async fn check_owner(
+        &self,
+        tenant: &TenantIdentifiers,
+        owner: &Owner,
+    ) -> Result<(), DatabaseError> {
+        let conn = self.pool.get().await?;
+        let role = Self::role(&conn, tenant.role()).await?;
+        let adopted = match &role {
+            Some(row) => self.check_role(tenant, owner, row)?,
+            None => None,
+        };
+        if let Some(row) = Self::database(&conn, tenant.database()).await? {
+            self.check_database(tenant, owner, adopted.as_deref(), &row)?;
+        }
+        Ok(())
+    }
+
     async fn set_password(
         &self,
         tenant: &TenantIdentifiers,
+        owner: &Owner,
         password: &Password,
     ) -> Result<(), DatabaseError> {
         let conn = self.pool.get().await?;
@@ -705,7 +879,13 @@ impl DatabaseAdmin for PostgresAdmin {
                 object: format!("role {}", quote_ident(tenant.role())),
             }
         })?;
-        self.check_role(tenant, &row)?;
+        if self.check_role(tenant, owner, &row)?.is_some() {
+            // Not adopted yet: ensure_tenant adopts (and records the UID) first.
+            return Err(DatabaseError::NotProvisioned {
+                server: self.server(),
+                object: format!("role {} for this Tenant", quote_ident(tenant.role())),
+            });
+        }
         let verifier = scram_verifier(password);
         conn.execute_ddl(
             &format!(
@@ -736,24 +916,71 @@ impl DatabaseAdmin for PostgresAdmin {
         })
     }
 
-    async fn drop_tenant(&self, tenant: &TenantIdentifiers) -> Result<DropOutcome, DatabaseError> {
+    async fn drop_tenant(
+        &self,
+        tenant: &TenantIdentifiers,
+        owner: &Owner,
+    ) -> Result<DropOutcome, DatabaseError> {
         let conn = self.locked(tenant).await?;
         let result = async {
             let role_row = Self::role(&conn, tenant.role()).await?;
             let database_row = Self::database(&conn, tenant.database()).await?;
-            if let Some(row) = &role_row {
-                self.check_role(tenant, row)?;
-            }
-            if let Some(row) = &database_row {
-                self.check_database(tenant, row)?;
-            }
+            let mut kept = Vec::new();
+            // Only what records this Tenant's UID (or what it opted in to adopt) goes.
+            let role_ours = match &role_row {
+                None => false,
+                Some(row) => match self.check_role(tenant, owner, row) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        kept.push((
+                            "pg_roles".to_owned(),
+                            tenant.role().to_owned(),
+                            e.to_string(),
+                        ));
+                        false
+                    }
+                },
+            };
+            let database_ours = match &database_row {
+                None => false,
+                Some(_)
+                    if role_row.is_some()
+                        && !role_ours
+                        && database_row
+                            .as_ref()
+                            .is_some_and(|d| d.owner == tenant.role()) =>
+                {
+                    kept.push((
+                        "pg_database".to_owned(),
+                        tenant.database().to_owned(),
+                        "it is owned by a role that is not this Tenant's".to_owned(),
+                    ));
+                    false
+                }
+                Some(row) => match self.check_database(tenant, owner, None, row) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        kept.push((
+                            "pg_database".to_owned(),
+                            tenant.database().to_owned(),
+                            e.to_string(),
+                        ));
+                        false
+                    }
+                },
+            };
+            // A role cannot be dropped while it owns a database that stays.
+            let role_droppable = role_ours
+                && !(database_row
+                    .as_ref()
+                    .is_some_and(|d| d.owner == tenant.role())
+                    && !database_ours);
             let role = quote_ident(tenant.role());
-            if role_row.as_ref().is_some_and(|row| !row.admin_inherits) {
+            if role_droppable && role_row.as_ref().is_some_and(|row| !row.admin_inherits) {
                 conn.execute_ddl(&format!("GRANT {role} TO CURRENT_USER"), &[])
                     .await?;
             }
-            let database_dropped = database_row.is_some();
-            if database_dropped {
+            if database_ours {
                 conn.execute_ddl(
                     &format!(
                         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -763,16 +990,22 @@ impl DatabaseAdmin for PostgresAdmin {
                 )
                 .await?;
             }
-            let role_dropped = role_row.is_some();
-            if role_dropped {
+            if role_droppable {
                 conn.execute_ddl(&format!("DROP OWNED BY {role}"), &[])
                     .await?;
                 conn.execute_ddl(&format!("DROP ROLE IF EXISTS {role}"), &[])
                     .await?;
+            } else if role_ours {
+                kept.push((
+                    "pg_roles".to_owned(),
+                    tenant.role().to_owned(),
+                    "it owns a database that is not this Tenant's".to_owned(),
+                ));
             }
             Ok(DropOutcome {
-                database_dropped,
-                role_dropped,
+                database_dropped: database_ours,
+                role_dropped: role_droppable,
+                kept,
             })
         }
         .await;
@@ -821,5 +1054,42 @@ impl DatabaseAdmin for PostgresAdmin {
 
     fn stats(&self) -> AdminStats {
         self.pool.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_comment_records_the_uid_and_only_that_counts() {
+        let comment = marker("acme", "u1");
+        assert_eq!(
+            comment,
+            "landlord.dev/tenant-uid=u1 landlord.dev/tenant=acme"
+        );
+        assert_eq!(recorded_uid(&comment), Some("u1"));
+        // The name-only marker of earlier versions, or any other text, records no UID.
+        assert_eq!(recorded_uid("landlord.dev/tenant=acme"), None);
+        assert_eq!(recorded_uid("landlord.dev/tenant-uid="), None);
+        assert_eq!(recorded_uid("made by hand"), None);
+        // A UID later in the text (in a tenant name, say) does not count.
+        assert_eq!(
+            recorded_uid("landlord.dev/tenant=x landlord.dev/tenant-uid=u1"),
+            None
+        );
+        let owner = Owner::new("u2");
+        assert_eq!(
+            owner.claim(Some(&comment)),
+            Claim::Retained { uid: "u1".into() }
+        );
+        assert_eq!(
+            Owner::adopting("u2", Some("u1")).claim(Some(&comment)),
+            Claim::Adopt { from: "u1".into() }
+        );
+        assert_eq!(
+            owner.claim(Some("landlord.dev/tenant=acme")),
+            Claim::Foreign
+        );
     }
 }

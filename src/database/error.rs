@@ -62,6 +62,33 @@ pub enum DatabaseError {
         /// Why it is not Landlord's.
         detail: String,
     },
+    /// A role or database with the tenant's name records another Tenant's UID: an earlier
+    /// Tenant of the same name left it (`deletionPolicy: Retain`). Landlord does not touch
+    /// it unless the Tenant opts in to adopt exactly that UID.
+    #[error(
+        "{object} on the database server {server} was retained by an earlier Tenant with UID {uid}; Landlord does not touch it: to take it over, annotate this Tenant landlord.dev/adopt-retained-from={uid}, or drop it"
+    )]
+    Retained {
+        /// `host:port`.
+        server: String,
+        /// E.g. `role "tenant_acme"`.
+        object: String,
+        /// The UID its comment records.
+        uid: String,
+    },
+    /// The server asked for the password in clear text or as MD5 where Landlord only sends
+    /// it with SCRAM (TLS mode `disable` or `require`): the password was not sent.
+    #[error(
+        "the database server {server} asked for the password of role {user:?} with {method}; Landlord sends it only with SCRAM-SHA-256 unless TLS verifies the server (tls.mode verify-full): configure scram-sha-256 in the server's pg_hba.conf"
+    )]
+    InsecureAuth {
+        /// `host:port`.
+        server: String,
+        /// The role that tried to log in.
+        user: String,
+        /// `cleartext password` or `MD5`.
+        method: String,
+    },
     /// The tenant's role does not exist (yet).
     #[error("{object} does not exist on the database server {server}")]
     NotProvisioned {
@@ -81,6 +108,8 @@ impl DatabaseError {
             DatabaseError::TlsFailed { .. } => "TLSFailed",
             DatabaseError::ServerError { .. } => "ServerError",
             DatabaseError::Conflict { .. } => "NameConflict",
+            DatabaseError::Retained { .. } => "RetainedDataExists",
+            DatabaseError::InsecureAuth { .. } => "InsecureAuthentication",
             DatabaseError::NotProvisioned { .. } => "NotProvisioned",
         }
     }
@@ -93,6 +122,8 @@ impl DatabaseError {
             DatabaseError::TlsFailed { .. } => "database_tls_failed",
             DatabaseError::ServerError { .. } => "database_server_error",
             DatabaseError::Conflict { .. } => "database_conflict",
+            DatabaseError::Retained { .. } => "database_retained",
+            DatabaseError::InsecureAuth { .. } => "database_insecure_auth",
             DatabaseError::NotProvisioned { .. } => "database_not_provisioned",
         }
     }

@@ -16,8 +16,8 @@ mod pool;
 mod tls;
 
 pub use admin::{
-    CatalogCheck, DatabaseAdmin, DropEvidence, DropOutcome, EnsureOutcome, PostgresAdmin,
-    ServerConfig, TenantPresence,
+    CatalogCheck, DatabaseAdmin, DropEvidence, DropOutcome, EnsureOutcome, LOCK_TIMEOUT, Owner,
+    PostgresAdmin, RolePassword, STATEMENT_TIMEOUT, ServerConfig, TenantPresence,
 };
 pub use error::DatabaseError;
 pub use identifiers::{
@@ -25,4 +25,4 @@ pub use identifiers::{
 };
 pub use password::{Password, RandomError};
 pub use pool::AdminStats;
-pub use tls::TlsSetupError;
+pub use tls::{TlsSetupError, certificates_only};

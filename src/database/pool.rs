@@ -15,6 +15,10 @@ use tokio_postgres::{Client, Config, NoTls, Row};
 use super::error::DatabaseError;
 use super::tls::MakeRustlsConnect;
 
+/// How long the client waits for any one statement: the server's `statement_timeout`
+/// plus a margin for the answer to arrive.
+const CLIENT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// Counters of one server's connections and statements since start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AdminStats {
@@ -226,6 +230,22 @@ impl PooledClient<'_> {
             })
     }
 
+    /// Bounds one statement on the client side too: the server's `statement_timeout`
+    /// cannot help when the server (or the network) stops answering.
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, DatabaseError>>,
+    ) -> Result<T, DatabaseError> {
+        tokio::time::timeout(CLIENT_STATEMENT_TIMEOUT, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(DatabaseError::Unreachable {
+                    server: self.pool.server.clone(),
+                    detail: format!("no answer to a statement within {CLIENT_STATEMENT_TIMEOUT:?}"),
+                })
+            })
+    }
+
     fn map(&self, secrets: &[&str]) -> impl Fn(tokio_postgres::Error) -> DatabaseError {
         let server = self.pool.server.clone();
         let user = self.pool.user.clone();
@@ -247,10 +267,9 @@ impl PooledClient<'_> {
             .counters
             .statements
             .fetch_add(1, Ordering::Relaxed);
-        self.client()?
-            .batch_execute(sql)
+        let client = self.client()?;
+        self.bounded(async { client.batch_execute(sql).await.map_err(self.map(secrets)) })
             .await
-            .map_err(self.map(secrets))
     }
 
     /// Runs one query with bound parameters.
@@ -263,10 +282,9 @@ impl PooledClient<'_> {
             .counters
             .statements
             .fetch_add(1, Ordering::Relaxed);
-        self.client()?
-            .query(sql, params)
+        let client = self.client()?;
+        self.bounded(async { client.query(sql, params).await.map_err(self.map(&[])) })
             .await
-            .map_err(self.map(&[]))
     }
 
     /// Runs one query with bound parameters that returns exactly one row.
@@ -279,10 +297,9 @@ impl PooledClient<'_> {
             .counters
             .statements
             .fetch_add(1, Ordering::Relaxed);
-        self.client()?
-            .query_one(sql, params)
+        let client = self.client()?;
+        self.bounded(async { client.query_one(sql, params).await.map_err(self.map(&[])) })
             .await
-            .map_err(self.map(&[]))
     }
 
     /// Column `index` of `row`, as `T`.
@@ -304,10 +321,9 @@ impl PooledClient<'_> {
             .counters
             .statements
             .fetch_add(1, Ordering::Relaxed);
-        self.client()?
-            .query_opt(sql, params)
+        let client = self.client()?;
+        self.bounded(async { client.query_opt(sql, params).await.map_err(self.map(&[])) })
             .await
-            .map_err(self.map(&[]))
     }
 }
 

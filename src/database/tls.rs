@@ -35,6 +35,49 @@ pub enum TlsSetupError {
     ServerName(String),
 }
 
+/// A CA bundle reduced to what may be handed to tenants: its X.509 certificates, each
+/// parsed and re-encoded as a `CERTIFICATE` PEM block; text between blocks is dropped.
+/// A bundle with a private key, or with no certificate, or with a certificate that does
+/// not parse, is refused (the error says why, never the content).
+pub fn certificates_only(pem: &[u8]) -> Result<Vec<u8>, TlsSetupError> {
+    use base64::Engine as _;
+    use rustls::pki_types::pem::SectionKind;
+    let mut out = String::new();
+    let mut check = RootCertStore::empty();
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+        let (kind, der) = section.map_err(|e| TlsSetupError::InvalidCa(e.to_string()))?;
+        match kind {
+            SectionKind::Certificate => {
+                check
+                    .add(CertificateDer::from(der.as_slice()))
+                    .map_err(|e| {
+                        TlsSetupError::InvalidCa(format!("a certificate does not parse: {e}"))
+                    })?;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(&der);
+                out.push_str("-----BEGIN CERTIFICATE-----\n");
+                for line in encoded.as_bytes().chunks(64) {
+                    out.push_str(&String::from_utf8_lossy(line));
+                    out.push('\n');
+                }
+                out.push_str("-----END CERTIFICATE-----\n");
+            }
+            SectionKind::RsaPrivateKey | SectionKind::PrivateKey | SectionKind::EcPrivateKey => {
+                return Err(TlsSetupError::InvalidCa(
+                    "holds a private key; it must hold only CA certificates, which Landlord gives to every tenant".to_owned(),
+                ));
+            }
+            // Public keys, CRLs, requests: not certificates, not given to tenants.
+            _ => {}
+        }
+    }
+    if check.is_empty() {
+        return Err(TlsSetupError::InvalidCa(
+            "holds no CERTIFICATE section".to_owned(),
+        ));
+    }
+    Ok(out.into_bytes())
+}
+
 /// Builds the rustls configuration for a mode; `None` for `disable`.
 pub(crate) fn client_config(
     mode: TlsMode,
@@ -224,6 +267,42 @@ mod tests {
     fn require_and_verify_full_build_a_connector() {
         assert!(client_config(TlsMode::Require, None).unwrap().is_some());
         assert!(client_config(TlsMode::VerifyFull, None).unwrap().is_some());
+    }
+
+    fn certificate_pem() -> String {
+        let key = rcgen::KeyPair::generate().expect("key");
+        rcgen::CertificateParams::new(vec!["db.example".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate")
+            .pem()
+    }
+
+    #[test]
+    fn only_certificates_are_kept_re_encoded() {
+        let cert = certificate_pem();
+        let bundle = format!(
+            "leading text that must not reach tenants\n{cert}between\n-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n{cert}"
+        );
+        let kept =
+            String::from_utf8(certificates_only(bundle.as_bytes()).expect("valid")).expect("UTF-8");
+        assert_eq!(kept, format!("{cert}{cert}").replace("\r", ""));
+        assert!(!kept.contains("leading") && !kept.contains("between") && !kept.contains("CRL"));
+    }
+
+    #[test]
+    fn a_bundle_with_a_private_key_or_no_certificate_is_refused() {
+        let key = rcgen::KeyPair::generate().expect("key").serialize_pem();
+        let with_key = format!("{}{key}", certificate_pem());
+        let err = certificates_only(with_key.as_bytes()).expect_err("a key is refused");
+        assert!(err.to_string().contains("private key"), "{err}");
+        assert!(!err.to_string().contains("BEGIN"), "{err}");
+        for pem in [
+            &b"just text"[..],
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
+            assert!(certificates_only(pem).is_err(), "{pem:?}");
+        }
     }
 
     #[test]

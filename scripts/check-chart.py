@@ -79,7 +79,6 @@ EXPECTED_CLUSTER_PERMISSIONS = {
     (GROUP, "tenants", "watch", None),
     (GROUP, "tenants", "patch", None),
     (GROUP, "tenants/status", "patch", None),
-    (GROUP, "tenants/finalizers", "update", None),
     # The DatabaseServer controller.
     (GROUP, "databaseservers", "get", None),
     (GROUP, "databaseservers", "watch", None),

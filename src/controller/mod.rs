@@ -8,6 +8,8 @@ mod analysis;
 pub mod apply;
 pub mod database_server;
 mod error;
+mod finalizers;
+mod status;
 mod tenant;
 pub mod tenant_database;
 

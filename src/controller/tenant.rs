@@ -14,7 +14,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -188,23 +188,9 @@ fn reason_of(category: &str) -> String {
 }
 
 async fn ensure_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
-    if tenant.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(());
-    }
-    let api: Api<Tenant> = Api::all(ctx.client.clone());
-    // The whole list, guarded by the resourceVersion read: a concurrent change (another
-    // controller's finalizer) makes this a 409 and a retry, never a lost finalizer.
-    let mut finalizers = tenant.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_owned());
-    let patch = json!({"metadata": {"resourceVersion": tenant.resource_version(), "finalizers": finalizers}});
-    api.patch(
-        &tenant.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(tenant_error(tenant))?;
-    Ok(())
+    super::finalizers::ensure(&Api::<Tenant>::all(ctx.client.clone()), tenant, FINALIZER)
+        .await
+        .map_err(tenant_error(tenant))
 }
 
 fn reference<K>(id: &ObjectId) -> ObjectRef<K>
@@ -673,54 +659,19 @@ fn summarize(tenant: &Tenant, status: &mut TenantStatus) {
 }
 
 /// Writes `status` if it differs from the Tenant's, and publishes an Event for every
-/// condition that changed its status.
+/// condition that changed its status ([`super::status::finish`]).
 async fn finish_status(tenant: &Tenant, ctx: &Context, status: TenantStatus) -> Result<(), Error> {
     let old = tenant.status.clone().unwrap_or_default();
-    if old == status {
-        return Ok(());
-    }
-    for new in &status.conditions {
-        let before = find_condition(&old.conditions, &new.type_).map(|c| c.status);
-        if before == Some(new.status) {
-            continue;
-        }
-        let type_ = match new.status {
-            ConditionStatus::False => EventType::Warning,
-            _ => EventType::Normal,
-        };
-        if before.is_none() && new.status != ConditionStatus::False {
-            // The first Unknown/True is not news; failures always are.
-            if new.type_ != conditions::READY {
-                continue;
-            }
-        }
-        publish(
-            tenant,
-            ctx,
-            type_,
-            &new.reason,
-            &format!("{}: {}", new.type_, new.message),
-        )
-        .await;
-    }
-    write_status(tenant, ctx, &status).await
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    super::status::finish(ctx, &api, tenant, &old, &status, conditions::READY)
+        .await
+        .map_err(tenant_error(tenant))
 }
 
 async fn write_status(tenant: &Tenant, ctx: &Context, status: &TenantStatus) -> Result<(), Error> {
-    let api: Api<Tenant> = Api::all(ctx.client.clone());
-    let patch = json!({
-        "apiVersion": Tenant::api_version(&()),
-        "kind": Tenant::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &tenant.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(tenant_error(tenant))?;
-    Ok(())
+    super::status::write(&Api::<Tenant>::all(ctx.client.clone()), tenant, status)
+        .await
+        .map_err(tenant_error(tenant))
 }
 
 pub(super) async fn publish(
@@ -730,16 +681,7 @@ pub(super) async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &tenant.object_ref(&())).await {
-        warn!(tenant = %tenant.name_any(), error = %e, "could not publish an event");
-    }
+    super::status::event(ctx, tenant, type_, reason, note).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -995,40 +937,11 @@ where
 }
 
 async fn remove_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
-    let api: Api<Tenant> = Api::all(ctx.client.clone());
-    // Read fresh: this reconcile has just written the status, so the cached
-    // resourceVersion is already stale.
-    let Some(fresh) = api
-        .get_opt(&tenant.name_any())
-        .await
-        .map_err(tenant_error(tenant))?
-    else {
-        return Ok(());
-    };
-    let tenant = &fresh;
-    if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(());
-    }
-    let kept: Vec<&String> = tenant
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .collect();
-    let patch =
-        json!({"metadata": {"resourceVersion": tenant.resource_version(), "finalizers": kept}});
-    match api
-        .patch(
-            &tenant.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(Error::Tenant {
-            name: tenant.name_any(),
-            source,
-        }),
-    }
+    super::finalizers::remove(
+        &Api::<Tenant>::all(ctx.client.clone()),
+        &tenant.name_any(),
+        FINALIZER,
+    )
+    .await
+    .map_err(tenant_error(tenant))
 }

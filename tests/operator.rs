@@ -206,10 +206,13 @@ impl Replica {
     }
 }
 
+/// When a sample was taken, and which replicas reported leading then.
+type Sample = (Instant, Vec<bool>);
+
 /// Which replicas report leading, sampled every few milliseconds for the whole test.
 struct LeaderLog {
     names: Vec<&'static str>,
-    samples: Arc<Mutex<Vec<(Instant, Vec<bool>)>>>,
+    samples: Arc<Mutex<Vec<Sample>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -241,7 +244,7 @@ impl LeaderLog {
     }
 
     /// Stops sampling; panics if two replicas ever reported leading at once.
-    fn finish(self) -> Vec<(Instant, Vec<bool>)> {
+    fn finish(self) -> Vec<Sample> {
         self.task.abort();
         let samples = self.samples.lock().expect("samples").clone();
         assert!(samples.len() > 100, "too few samples: {}", samples.len());
@@ -260,7 +263,7 @@ impl LeaderLog {
 }
 
 /// When replica `i` was last, and first, seen leading.
-fn seen_leading(samples: &[(Instant, Vec<bool>)], i: usize) -> (Option<Instant>, Option<Instant>) {
+fn seen_leading(samples: &[Sample], i: usize) -> (Option<Instant>, Option<Instant>) {
     let mut times = samples.iter().filter(|(_, l)| l[i]).map(|(at, _)| *at);
     let first = times.next();
     (times.next_back().or(first), first)

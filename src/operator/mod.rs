@@ -69,11 +69,12 @@ pub enum RunError {
 }
 
 /// Runs the operator until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), RunError> {
+pub async fn run(config: Config, election: Election) -> Result<(), RunError> {
+    election.validate()?;
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Config)?;
-    let operator = Operator::start(config, client).await?;
+    let operator = Operator::start_with_election(config, client, election).await?;
     shutdown_signal().await;
     operator.stop().await;
     Ok(())

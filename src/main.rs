@@ -185,19 +185,18 @@ async fn run(args: RunArgs) -> Result<(), String> {
         retry_period: Duration::from_secs(args.retry_period_seconds),
         ..landlord::operator::Election::default()
     };
-    landlord::operator::run(config, election)
-        .await
-        .map_err(|e| {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            tracing::error!(error = %message, "operator stopped");
-            message
-        })
+    let stopped = landlord::operator::run(config, election).await;
+    stopped.map_err(|e| {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(error = %message, "operator stopped");
+        message
+    })
 }
 
 fn main() -> ExitCode {

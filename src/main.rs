@@ -55,6 +55,18 @@ struct RunArgs {
     /// name and process id.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Seconds a standby waits, after it last saw the leader renew the Lease, before it
+    /// takes over (the Lease's leaseDurationSeconds).
+    #[arg(long, env = "LANDLORD_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    lease_duration_seconds: u64,
+    /// Seconds the leader keeps leading without a successful renewal; it then stops
+    /// reconciling at once. Must be shorter than the lease duration.
+    #[arg(long, env = "LANDLORD_RENEW_DEADLINE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    renew_deadline_seconds: u64,
+    /// Seconds between two renewals by the leader, or two attempts by a standby. The
+    /// renew deadline must exceed 1.2 retry periods.
+    #[arg(long, env = "LANDLORD_RETRY_PERIOD_SECONDS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    retry_period_seconds: u64,
     /// Seconds between two looks at an unchanged Tenant (drift outside Kubernetes that no
     /// watch reports).
     #[arg(long, env = "LANDLORD_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=86400))]
@@ -167,7 +179,14 @@ async fn run(args: RunArgs) -> Result<(), String> {
         concurrency: args.concurrency,
         pod_labels: args.pod_labels,
     };
-    landlord::operator::run(config).await.map_err(|e| {
+    let election = landlord::operator::Election {
+        lease_duration: Duration::from_secs(args.lease_duration_seconds),
+        renew_deadline: Duration::from_secs(args.renew_deadline_seconds),
+        retry_period: Duration::from_secs(args.retry_period_seconds),
+        ..landlord::operator::Election::default()
+    };
+    let stopped = landlord::operator::run(config, election).await;
+    stopped.map_err(|e| {
         let mut message = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(cause) = source {

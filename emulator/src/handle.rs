@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::auth::{Authenticator, UserInfo};
 use crate::cluster::Cluster;
-use crate::faults::{FaultRule, Faults};
+use crate::faults::{FaultHit, FaultId, FaultRule, Faults};
 use crate::metrics::RequestCounter;
 use crate::server::{self, Shared};
 use crate::tls::ServingTls;
@@ -311,8 +311,20 @@ impl EmulatorHandle {
         self.shared.requests.reset();
     }
 
-    pub fn inject_fault(&self, rule: FaultRule) {
-        self.shared.faults.add(rule);
+    pub fn inject_fault(&self, rule: FaultRule) -> FaultId {
+        self.shared.faults.add(rule)
+    }
+
+    /// Removes one injected rule, releasing the requests it holds
+    /// ([`crate::FaultAction::Hang`]).
+    pub fn remove_fault(&self, id: FaultId) {
+        self.shared.faults.remove(id);
+    }
+
+    /// The requests an injected rule matched so far, in order of arrival: proof that a
+    /// fault fired, and when.
+    pub fn fault_hits(&self, id: FaultId) -> Vec<FaultHit> {
+        self.shared.faults.hits(id)
     }
 
     pub fn clear_faults(&self) {

@@ -38,5 +38,5 @@ pub mod tls;
 pub mod validation;
 pub mod watch;
 
-pub use faults::{FaultAction, FaultRule};
+pub use faults::{FaultAction, FaultHit, FaultId, FaultRule};
 pub use handle::{Emulator, EmulatorError, EmulatorHandle, write_kubeconfig};

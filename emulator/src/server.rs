@@ -29,7 +29,7 @@ use crate::cluster::{
 use crate::decode;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult, FieldCause};
-use crate::faults::{FaultAction, Faults};
+use crate::faults::{FaultAction, FaultHit, Faults};
 use crate::meta;
 use crate::metrics::RequestCounter;
 use crate::openapi;
@@ -421,9 +421,19 @@ async fn resource_request(
         None => path.resource.clone(),
     };
     shared.requests.record(verb, &counted);
-    for action in shared.faults.take(verb, &counted) {
+    let request = FaultHit {
+        at: std::time::Instant::now(),
+        verb: verb.to_string(),
+        resource: counted.clone(),
+        namespace: path.namespace.clone(),
+        name: path.name.clone(),
+        user: caller.user.name.clone(),
+    };
+    for (id, action) in shared.faults.take(&request) {
         match action {
             FaultAction::Delay(d) => tokio::time::sleep(d).await,
+            FaultAction::Hang => shared.faults.released(id).await,
+            FaultAction::Pass => {}
             FaultAction::Fail { code, message } => {
                 let reason = match code {
                     429 => "TooManyRequests",

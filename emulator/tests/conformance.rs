@@ -745,6 +745,54 @@ async fn faults_and_request_counters() -> TestResult {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_hang_for_one_user_holds_only_its_requests_until_removed() -> TestResult {
+    let (e, admin) = start().await?;
+    let admin_cms: Api<ConfigMap> = Api::default_namespaced(admin);
+    let alice_cms: Api<ConfigMap> = Api::default_namespaced(e.client_as("alice", &[])?);
+    admin_cms
+        .create(&PostParams::default(), &cm("h", json!({})))
+        .await?;
+    let hang =
+        e.inject_fault(FaultRule::hang(Some("update"), Some("configmaps")).for_user("alice"));
+    let current = admin_cms.get("h").await?;
+    let held = tokio::spawn({
+        let alice_cms = alice_cms.clone();
+        let mut changed = current.clone();
+        changed.data = Some([("by".to_string(), "alice".to_string())].into());
+        async move {
+            alice_cms
+                .replace("h", &PostParams::default(), &changed)
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "alice's update is held");
+    assert!(alice_cms.get("h").await.is_ok(), "her reads are not");
+    let mut by_admin = current.clone();
+    by_admin.data = Some([("by".to_string(), "admin".to_string())].into());
+    admin_cms
+        .replace("h", &PostParams::default(), &by_admin)
+        .await?;
+    let hits = e.fault_hits(hang);
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        (
+            hits[0].verb.as_str(),
+            hits[0].user.as_str(),
+            hits[0].name.as_deref()
+        ),
+        ("update", "alice", Some("h"))
+    );
+    // Released, it is handled as usual: its resourceVersion is stale now.
+    e.remove_fault(hang);
+    let answer = tokio::time::timeout(Duration::from_secs(10), held).await??;
+    assert_eq!(answer.err().map(api_error).map(|e| e.0), Some(409));
+    let data = admin_cms.get("h").await?.data.unwrap_or_default();
+    assert_eq!(data.get("by").map(String::as_str), Some("admin"));
+    Ok(())
+}
+
 // https://kubernetes.io/docs/reference/access-authn-authz/rbac/ and
 // https://kubernetes.io/docs/reference/access-authn-authz/authentication/#static-token-file
 #[tokio::test]

@@ -20,10 +20,12 @@ use tokio::sync::watch;
 use crate::controller::{self, ControllerConfig};
 use crate::isolation::IsolationConfig;
 use crate::isolation::analysis::AnalysisConfig;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub use health::serve as serve_health;
-pub use leader::{LeaseSettings, campaign};
+pub use leader::{
+    Clock, Election, ElectionError, LeaseSettings, SkewedClock, SystemClock, campaign,
+};
 pub use metrics::Metrics;
 pub use readiness::{Readiness, check_api};
 
@@ -56,6 +58,8 @@ pub enum RunError {
         "no Kubernetes configuration found (in-cluster service account, $KUBECONFIG or ~/.kube/config)"
     )]
     Config(#[source] kube::Error),
+    #[error("invalid leader election timings")]
+    Election(#[from] ElectionError),
     #[error("cannot serve the health and metrics endpoints on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -65,11 +69,12 @@ pub enum RunError {
 }
 
 /// Runs the operator until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), RunError> {
+pub async fn run(config: Config, election: Election) -> Result<(), RunError> {
+    election.validate()?;
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Config)?;
-    let operator = Operator::start(config, client).await?;
+    let operator = Operator::start_with_election(config, client, election).await?;
     shutdown_signal().await;
     operator.stop().await;
     Ok(())
@@ -87,8 +92,19 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the health endpoints, the leader election and the API checks.
+    /// Starts the health endpoints, the leader election (with client-go's default
+    /// timings) and the API checks.
     pub async fn start(config: Config, client: kube::Client) -> Result<Operator, RunError> {
+        Self::start_with_election(config, client, Election::default()).await
+    }
+
+    /// [`Operator::start`] with the given election timings and wall clock.
+    pub async fn start_with_election(
+        config: Config,
+        client: kube::Client,
+        election: Election,
+    ) -> Result<Operator, RunError> {
+        election.validate()?;
         let listen_error = |source| RunError::Listen {
             addr: config.listen_addr,
             source,
@@ -113,11 +129,12 @@ impl Operator {
             .lease_namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_owned());
-        let lease = LeaseSettings::new(
-            namespace.clone(),
-            config.lease_name.clone(),
-            config.identity.clone(),
-        );
+        let lease = LeaseSettings {
+            namespace: namespace.clone(),
+            name: config.lease_name.clone(),
+            identity: config.identity.clone(),
+            election,
+        };
         // The Lease is released only after the controllers stopped: two replicas never
         // reconcile at once, not even during a hand-over.
         let (release_tx, release_rx) = watch::channel(false);
@@ -194,7 +211,56 @@ impl Operator {
     }
 }
 
+/// The controllers of one leadership term, on a runtime of their own. Ending the term
+/// shuts that runtime down, which drops every task the controllers started (reconciles,
+/// watches, the isolation analysis, database connections) at their next await: nothing
+/// started in the term issues another request once it ended.
+struct Term {
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: watch::Sender<bool>,
+    controllers: tokio::task::JoinHandle<()>,
+}
+
+impl Term {
+    fn start(
+        client: &kube::Client,
+        config: &ControllerConfig,
+        metrics: &Arc<Metrics>,
+    ) -> std::io::Result<Term> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("landlord-controllers")
+            .enable_all()
+            .build()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let controllers = runtime.spawn(controller::run(
+            client.clone(),
+            config.clone(),
+            metrics.clone(),
+            stop_rx,
+        ));
+        Ok(Term {
+            runtime: Some(runtime),
+            stop,
+            controllers,
+        })
+    }
+}
+
+impl Drop for Term {
+    /// Aborts at once: no waiting, so also safe in an async context.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// Runs the controllers while this replica leads, until `stop`.
+///
+/// Losing the lead aborts the controllers at once. A stop (SIGTERM) while leading lets
+/// running reconciles finish first (bounded by the controllers' grace period), unless
+/// leadership is lost meanwhile; the Lease is released only after this returns.
 async fn lead(
     client: kube::Client,
     config: ControllerConfig,
@@ -207,29 +273,41 @@ async fn lead(
             led = leading.wait_for(|l| *l) => if led.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
         }
+        let mut term = match Term::start(&client, &config, &metrics) {
+            Ok(term) => term,
+            Err(e) => {
+                error!(error = %e, "cannot start the controllers' runtime; not reconciling this term");
+                tokio::select! {
+                    _ = leading.wait_for(|l| !*l) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
         metrics.set_leader(true);
-        let (controllers_stop, controllers_stop_rx) = watch::channel(false);
-        let mut controllers = tokio::spawn(controller::run(
-            client.clone(),
-            config.clone(),
-            metrics.clone(),
-            controllers_stop_rx,
-        ));
+        // A closed `leading` channel (the election ended) counts as lost.
         let stopping = tokio::select! {
             _ = leading.wait_for(|l| !*l) => false,
             _ = stop.wait_for(|s| *s) => true,
-            ended = &mut controllers => {
+            ended = &mut term.controllers => {
                 error!(result = ?ended, "the controllers stopped on their own");
                 false
             }
         };
-        metrics.set_leader(false);
-        controllers_stop.send_replace(true);
-        if !controllers.is_finished()
-            && let Err(e) = controllers.await
-        {
-            error!(error = %e, "the controllers ended abnormally");
+        if stopping && !term.controllers.is_finished() {
+            term.stop.send_replace(true);
+            tokio::select! {
+                ended = &mut term.controllers => {
+                    if let Err(e) = ended {
+                        error!(error = %e, "the controllers ended abnormally");
+                    }
+                }
+                _ = leading.wait_for(|l| !*l) => {
+                    warn!("leadership lost while stopping: reconciles aborted");
+                }
+            }
         }
+        drop(term);
+        metrics.set_leader(false);
         if stopping {
             return;
         }

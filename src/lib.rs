@@ -7,6 +7,7 @@
 //! (health, metrics, leader election, signals).
 
 pub mod api;
+pub mod backup;
 pub mod controller;
 pub mod crd;
 pub mod database;

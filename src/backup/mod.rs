@@ -1,8 +1,22 @@
 //! Backups: `pg_dump` of a tenant's database, compressed, encrypted to the tenant's age
-//! key and streamed to object storage.
+//! key and streamed to object storage, on a schedule, with retention.
+//!
+//! The TenantBackup controller that puts these together is not built yet. What is here:
 //!
 //! - [`pg_dump`]: running `pg_dump` as the tenant, its version, where its password goes;
-//! - [`pipeline`]: the stream itself, pg_dump → zstd → age → SHA-256, in bounded memory.
+//! - [`pipeline`]: the stream itself, pg_dump → zstd → age → SHA-256, in bounded memory;
+//! - [`schedule`] reads `spec.backup.schedule` in `spec.backup.timeZone` and decides
+//!   whether a backup is due now (a missed schedule runs once, not once per missed
+//!   slot), spreads tenants sharing a schedule over a window, and tells when the newest
+//!   successful backup has gone stale;
+//! - [`retention`] applies `spec.backup.retention` (keepLast, keepDaily, keepWeekly,
+//!   keepMonthly) with the semantics of restic's `forget`, keeps the few newest Failed
+//!   backups, and holds back backups whose objects are still under Object Lock.
+//!
+//! Schedules and retention take the clock as an argument, so every decision is a
+//! function of the objects the controller observed and can be tested with explicit dates.
 
 pub mod pg_dump;
 pub mod pipeline;
+pub mod retention;
+pub mod schedule;

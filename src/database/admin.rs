@@ -970,11 +970,11 @@ impl DatabaseAdmin for PostgresAdmin {
                 },
             };
             // A role cannot be dropped while it owns a database that stays.
-            let role_droppable = role_ours
-                && !(database_row
-                    .as_ref()
-                    .is_some_and(|d| d.owner == tenant.role())
-                    && !database_ours);
+            let owns_a_kept_database = database_row
+                .as_ref()
+                .is_some_and(|d| d.owner == tenant.role())
+                && !database_ours;
+            let role_droppable = role_ours && !owns_a_kept_database;
             let role = quote_ident(tenant.role());
             if role_droppable && role_row.as_ref().is_some_and(|row| !row.admin_inherits) {
                 conn.execute_ddl(&format!("GRANT {role} TO CURRENT_USER"), &[])

@@ -84,6 +84,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long to wait for a TCP connection.
     pub connect_timeout: Duration,
+    /// Log in only with SCRAM channel binding (`SCRAM-SHA-256-PLUS`, TLS only). By
+    /// default binding is offered over TLS and used when the server supports it.
+    pub require_channel_binding: bool,
 }
 
 impl ServerConfig {
@@ -100,6 +103,7 @@ impl ServerConfig {
             ca_pem: None,
             max_connections: 5,
             connect_timeout: Duration::from_secs(10),
+            require_channel_binding: false,
         }
     }
 
@@ -131,6 +135,7 @@ impl fmt::Debug for ServerConfig {
             )
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
+            .field("require_channel_binding", &self.require_channel_binding)
             .finish()
     }
 }
@@ -448,6 +453,11 @@ impl PostgresAdmin {
                 STATEMENT_TIMEOUT.as_millis(),
                 LOCK_TIMEOUT.as_millis()
             ))
+            .channel_binding(if config.require_channel_binding {
+                tokio_postgres::config::ChannelBinding::Require
+            } else {
+                tokio_postgres::config::ChannelBinding::Prefer
+            })
             .ssl_mode(if tls.is_some() {
                 tokio_postgres::config::SslMode::Require
             } else {

@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, Config, NoTls, Row};
 
+use super::auth::AuthGuard;
 use super::error::DatabaseError;
 use super::tls::MakeRustlsConnect;
 
@@ -42,6 +43,8 @@ struct Counters {
 
 pub(crate) struct Pool {
     server: String,
+    host: String,
+    port: u16,
     user: String,
     password: String,
     config: Config,
@@ -66,8 +69,19 @@ impl Pool {
             .get_connect_timeout()
             .copied()
             .unwrap_or(Duration::from_secs(10));
+        let host = config
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                _ => String::new(),
+            })
+            .unwrap_or_default();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
         Pool {
             connect_timeout,
+            host,
+            port,
             server,
             user,
             password,
@@ -152,12 +166,24 @@ impl Pool {
         let connect = async {
             match &self.tls {
                 None => {
-                    let (client, connection) = config.connect(NoTls).await?;
+                    // Without TLS the server is not verified: its messages pass through
+                    // the guard that refuses cleartext and MD5 password requests.
+                    let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                        .await
+                        .map_err(|e| DatabaseError::Unreachable {
+                            server: self.server.clone(),
+                            detail: format!("error connecting to server: {e}"),
+                        })?;
+                    let _ = tcp.set_nodelay(true);
+                    let (client, connection) = config
+                        .connect_raw(AuthGuard::new(tcp, true), NoTls)
+                        .await
+                        .map_err(map)?;
                     tokio::spawn(connection);
                     Ok(client)
                 }
                 Some(tls) => {
-                    let (client, connection) = config.connect(tls.clone()).await?;
+                    let (client, connection) = config.connect(tls.clone()).await.map_err(map)?;
                     tokio::spawn(connection);
                     Ok(client)
                 }
@@ -172,8 +198,7 @@ impl Pool {
                     "no answer within {:?} (TCP connect, TLS and authentication)",
                     self.connect_timeout
                 ),
-            })?
-            .map_err(map)?;
+            })??;
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
         let open = self.counters.open.fetch_add(1, Ordering::Relaxed) + 1;
         self.counters.peak.fetch_max(open, Ordering::Relaxed);

@@ -39,7 +39,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
@@ -258,14 +258,32 @@ async fn ensure(
         async move {
             let want = serde_json::to_value(&desired)
                 .map_err(|e| secret_error(kube::Error::SerdeError(e)))?;
-            secrets
+            let written = secrets
                 .patch(
                     secret_name,
                     &PatchParams::apply(FIELD_MANAGER).force(),
                     &Patch::Apply(&want),
                 )
                 .await
-                .map_err(secret_error)
+                .map_err(secret_error)?;
+            // A Secret that was created (not applied) keeps fields the apply does not own:
+            // a promoted pending password must not stay behind.
+            let leftover = written
+                .data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(PENDING_PASSWORD_KEY))
+                && !desired
+                    .data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(PENDING_PASSWORD_KEY));
+            if leftover {
+                let patch = serde_json::json!({"data": {PENDING_PASSWORD_KEY: null}});
+                secrets
+                    .patch(secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(secret_error)?;
+            }
+            Ok::<(), Error>(())
         }
     };
     let fields = SecretFields {
@@ -315,7 +333,22 @@ async fn ensure(
                         rotation: recorded.as_deref(),
                         password_set_at: last_set_at.as_ref(),
                     });
-                    write(&staged).await?;
+                    if live.is_none() {
+                        // A create, not an apply: if someone else's Secret of this name
+                        // appeared meanwhile, it fails instead of taking it over.
+                        secrets
+                            .create(
+                                &PostParams {
+                                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                                    ..PostParams::default()
+                                },
+                                &staged,
+                            )
+                            .await
+                            .map_err(secret_error)?;
+                    } else {
+                        write(&staged).await?;
+                    }
                     password
                 }
             };

@@ -431,7 +431,14 @@ async fn passwords_rotate_on_request_and_a_deleted_secret_is_recreated() {
     h.stop_operator().await;
     h.emulator.reset_request_counts();
     h.start_operator().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Evidence that the new operator reconciled: Landlord keeps no cache of Secrets, so
+    // its look at the server reads the admin username, password and CA (3 GETs) and the
+    // tenant's database step reads the credentials Secret (1 more).
+    eventually(
+        "the restarted operator reconciled the server and the tenant",
+        || async { h.emulator.request_count("get", "secrets") >= 4 },
+    )
+    .await;
     let writes: Vec<_> = h
         .emulator
         .request_counts()

@@ -1598,3 +1598,91 @@ async fn a_server_being_deleted_still_serves_its_tenants_after_a_restart() {
     })
     .await;
 }
+
+/// An upgrade from a release that recorded no UIDs: the role and database carry only the
+/// comment `landlord.dev/tenant=<name>`, the Secret an owner reference to its Tenant. The
+/// Tenant's own Secret proves continuity: everything is re-recorded with the UID, the
+/// owner reference goes, and the credentials keep working.
+#[tokio::test]
+async fn an_upgrade_from_name_only_markers_records_the_uid() {
+    let mut h = Harness::start().await;
+    create_server(&h.client, "pg-upgrade", "disable").await;
+    let tenant = h
+        .create_tenant(
+            "umbrella-corp",
+            json!({"database": {"serverRef": "pg-upgrade"}}),
+        )
+        .await;
+    let uid = tenant.uid().expect("uid");
+    h.wait_condition("umbrella-corp", "Ready", "True").await;
+    let before = credentials(&h.client, "tenant-umbrella-corp", "umbrella-corp").await;
+    h.stop_operator().await;
+    // What the earlier release left.
+    let su = shared().superuser("postgres").await;
+    su.batch_execute(
+        "COMMENT ON ROLE tenant_umbrella_corp IS 'landlord.dev/tenant=umbrella-corp'; \
+         COMMENT ON DATABASE tenant_umbrella_corp IS 'landlord.dev/tenant=umbrella-corp'",
+    )
+    .await
+    .expect("old comments");
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), "tenant-umbrella-corp");
+    secrets
+        .patch(
+            "umbrella-corp-db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {
+                "annotations": {"landlord.dev/tenant-uid": null},
+                "ownerReferences": [{"apiVersion": "landlord.dev/v1alpha1", "kind": "Tenant",
+                    "name": "umbrella-corp", "uid": uid, "controller": true, "blockOwnerDeletion": true}]
+            }})),
+        )
+        .await
+        .expect("old Secret");
+    let comments = || async {
+        let row = shared()
+            .superuser("postgres")
+            .await
+            .query_one(
+                "SELECT shobj_description((SELECT oid FROM pg_roles WHERE rolname = $1), 'pg_authid'), \
+                        shobj_description((SELECT oid FROM pg_database WHERE datname = $1), 'pg_database')",
+                &[&"tenant_umbrella_corp"],
+            )
+            .await
+            .expect("comments");
+        (row.get::<_, String>(0), row.get::<_, String>(1))
+    };
+    h.start_operator().await;
+    let expected = format!("landlord.dev/tenant-uid={uid} landlord.dev/tenant=umbrella-corp");
+    eventually("the role and database record the UID", || async {
+        comments().await == (expected.clone(), expected.clone())
+    })
+    .await;
+    eventually(
+        "the Secret records the UID and has no owner reference",
+        || async {
+            let secret = secrets.get("umbrella-corp-db").await.expect("Secret");
+            secret.annotations().get("landlord.dev/tenant-uid") == Some(&uid)
+                && secret.owner_references().is_empty()
+        },
+    )
+    .await;
+    let (status, reason, _) = h
+        .condition("umbrella-corp", "DatabaseReady")
+        .await
+        .expect("condition");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Provisioned"));
+    let after = credentials(&h.client, "tenant-umbrella-corp", "umbrella-corp").await;
+    assert_eq!(after["password"], before["password"]);
+    tenant_login(&after, "tenant_umbrella_corp")
+        .await
+        .expect("the credentials still work");
+    h.tenants()
+        .delete("umbrella-corp", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is gone", || async {
+        !exists(&h.tenants(), "umbrella-corp").await
+    })
+    .await;
+    assert!(!role_exists("tenant_umbrella_corp").await);
+}

@@ -208,7 +208,7 @@ async fn ensure(
     };
     let uid = tenant.uid().unwrap_or_default();
     let adopt_from = ownership::adopt_from(tenant);
-    let owner = Owner::adopting(uid.clone(), adopt_from);
+    let mut owner = Owner::adopting(uid.clone(), adopt_from);
     // Landlord keeps no cache of Secrets (it may not list or watch them): one GET.
     let live = secrets.get_opt(&secret_name).await.map_err(secret_error)?;
     let secret_claim = live
@@ -228,6 +228,9 @@ async fn ensure(
         }
         _ => {}
     }
+    // The Tenant's own Secret proves that a role with the comment of releases before UIDs
+    // were recorded was made for this Tenant.
+    owner.legacy_marker = matches!(secret_claim, Some(Claim::Ours));
     let value = |key: &str| {
         live.as_ref()
             .and_then(|s| s.data.as_ref()?.get(key).cloned())
@@ -253,6 +256,7 @@ async fn ensure(
         .map(Time);
     let write = |desired: &Secret| {
         let secrets = secrets.clone();
+        let tenant_uid = uid.as_str();
         let secret_name = secret_name.as_str();
         let desired = desired.clone();
         async move {
@@ -278,6 +282,28 @@ async fn ensure(
                     .is_some_and(|d| d.contains_key(PENDING_PASSWORD_KEY));
             if leftover {
                 let patch = serde_json::json!({"data": {PENDING_PASSWORD_KEY: null}});
+                secrets
+                    .patch(secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(secret_error)?;
+            }
+            // An owner reference to the Tenant (written by releases before UIDs, possibly
+            // under another field manager) would let the garbage collector delete what
+            // Retain keeps: it goes, whoever wrote it.
+            if written
+                .owner_references()
+                .iter()
+                .any(|r| r.uid == tenant_uid)
+            {
+                let kept: Vec<_> = written
+                    .owner_references()
+                    .iter()
+                    .filter(|r| r.uid != tenant_uid)
+                    .collect();
+                let patch = serde_json::json!({"metadata": {
+                    "resourceVersion": written.resource_version(),
+                    "ownerReferences": kept,
+                }});
                 secrets
                     .patch(secret_name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
@@ -380,7 +406,7 @@ async fn ensure(
         serde_json::to_value(&desired).map_err(|e| secret_error(kube::Error::SerdeError(e)))?;
     let have = live.as_ref().and_then(|s| serde_json::to_value(s).ok());
     let stale = live.as_ref().is_some_and(|s| {
-        !s.owner_references().is_empty()
+        s.owner_references().iter().any(|r| r.uid == uid)
             || s.data
                 .as_ref()
                 .is_some_and(|d| d.contains_key(PENDING_PASSWORD_KEY))

@@ -742,12 +742,16 @@ pub async fn drop_database(tenant: &Tenant, ctx: &Context) -> Result<String, Err
         "{} database {} and {} role {} on {} (PostgreSQL {}); at {} the catalog ({}) {neither}{kept}",
         if dropped.database_dropped {
             "dropped"
+        } else if is_kept("pg_database", ids.database()) {
+            "left"
         } else {
             "already gone:"
         },
         ids.database(),
         if dropped.role_dropped {
             "dropped"
+        } else if is_kept("pg_roles", ids.role()) {
+            "left"
         } else {
             "already gone:"
         },

@@ -16,6 +16,9 @@ use super::auth::AuthGuard;
 use super::error::DatabaseError;
 use super::tls::MakeRustlsConnect;
 
+/// Idle time before TCP keepalive probes, tokio-postgres's default.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
 /// How long the client waits for any one statement: the server's `statement_timeout`
 /// plus a margin for the answer to arrive.
 const CLIENT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(45);
@@ -175,6 +178,9 @@ impl Pool {
                             detail: format!("error connecting to server: {e}"),
                         })?;
                     let _ = tcp.set_nodelay(true);
+                    // As tokio-postgres does for its own sockets (`keepalives(true)`).
+                    let _ = socket2::SockRef::from(&tcp)
+                        .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE));
                     let (client, connection) = config
                         .connect_raw(AuthGuard::new(tcp, true), NoTls)
                         .await

@@ -10,7 +10,7 @@ use landlord::database::{
     DatabaseAdmin, DatabaseError, Owner, Password, PostgresAdmin, RolePassword, TenantIdentifiers,
     TenantPresence,
 };
-use support::postgres::{PostgresServer, shared};
+use support::postgres::{ADMIN_USER, PostgresServer, shared};
 use tokio_postgres::error::SqlState;
 
 fn admin() -> PostgresAdmin {
@@ -934,4 +934,84 @@ async fn require_against_a_server_without_tls_is_tls_failed() {
         assert_eq!(err.reason(), "TLSFailed", "{mode:?}: {err}");
         assert!(!err.to_string().contains(&server.admin_password), "{err}");
     }
+}
+
+/// The attack of a server that asks for the password in clear text (`password` in
+/// `pg_hba.conf`) or as MD5: without a verified server (`disable`, `require`) Landlord
+/// refuses before sending anything; with `verify-full` the server is who it claims to be.
+#[tokio::test]
+async fn cleartext_and_md5_requests_are_refused_without_a_verified_server() {
+    for method in ["password", "md5"] {
+        let server = PostgresServer::start_with(
+            "log_connections = on",
+            &format!("host all all 127.0.0.1/32 {method}\n"),
+        )
+        .unwrap();
+        if method == "md5" {
+            // An MD5-stored password: otherwise the server uses SCRAM even for `md5`.
+            server
+                .superuser("postgres")
+                .await
+                .batch_execute(&format!(
+                    "SET password_encryption = 'md5'; ALTER ROLE {ADMIN_USER} PASSWORD '{}'",
+                    server.admin_password
+                ))
+                .await
+                .unwrap();
+        }
+        // Control: a client that answers anything logs in, with that very method.
+        server
+            .connect(ADMIN_USER, &server.admin_password, "postgres")
+            .await
+            .expect("a plain client logs in");
+        let authenticated = format!("identity=\"{ADMIN_USER}\" method={method}");
+        assert!(server.log().contains(&authenticated), "{}", server.log());
+        let before = server.log().matches(&authenticated).count();
+        for mode in [TlsMode::Disable, TlsMode::Require] {
+            let err = PostgresAdmin::new(&server.admin_config(mode))
+                .unwrap()
+                .server_version()
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, DatabaseError::InsecureAuth { .. }),
+                "{mode:?}: {err}"
+            );
+            assert_eq!(err.reason(), "InsecureAuthentication");
+            let message = err.to_string();
+            assert!(!message.contains(&server.admin_password), "{message}");
+            assert!(message.contains("scram-sha-256"), "{message}");
+        }
+        // No authentication of the admin happened meanwhile.
+        assert_eq!(server.log().matches(&authenticated).count(), before);
+        PostgresAdmin::new(&server.admin_config(TlsMode::VerifyFull))
+            .unwrap()
+            .server_version()
+            .await
+            .expect("verify-full may send the password");
+    }
+}
+
+/// Over TLS, SCRAM is bound to the TLS session (`SCRAM-SHA-256-PLUS`): with channel
+/// binding required, both TLS modes still log in, so the binding Landlord computes is the
+/// one the server checks.
+#[tokio::test]
+async fn scram_channel_binding_is_used_over_tls() {
+    for mode in [TlsMode::Require, TlsMode::VerifyFull] {
+        let mut config = shared().admin_config(mode);
+        config.require_channel_binding = true;
+        PostgresAdmin::new(&config)
+            .unwrap()
+            .server_version()
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+    }
+    let mut config = shared().admin_config(TlsMode::Disable);
+    config.require_channel_binding = true;
+    let err = PostgresAdmin::new(&config)
+        .unwrap()
+        .server_version()
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "AuthFailed", "no binding without TLS: {err}");
 }

@@ -13,6 +13,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use landlord::api::{DatabaseServer, find_condition};
+use landlord::database::Password;
 use serde_json::json;
 use support::cluster::{Harness, exists};
 use support::postgres::{ADMIN_USER, shared};
@@ -430,7 +431,14 @@ async fn passwords_rotate_on_request_and_a_deleted_secret_is_recreated() {
     h.stop_operator().await;
     h.emulator.reset_request_counts();
     h.start_operator().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Evidence that the new operator reconciled: Landlord keeps no cache of Secrets, so
+    // its look at the server reads the admin username, password and CA (3 GETs) and the
+    // tenant's database step reads the credentials Secret (1 more).
+    eventually(
+        "the restarted operator reconciled the server and the tenant",
+        || async { h.emulator.request_count("get", "secrets") >= 4 },
+    )
+    .await;
     let writes: Vec<_> = h
         .emulator
         .request_counts()
@@ -1373,4 +1381,308 @@ async fn a_dropped_role_comes_back_with_the_secrets_password() {
     })
     .await;
     assert!(!role_exists("tenant_duff").await);
+}
+
+/// The Secret's value under `key`, if the Secret and the key exist.
+async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> Option<String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let data = api.get_opt(name).await.expect("readable")?.data?;
+    data.get(key)
+        .map(|v| String::from_utf8(v.0.clone()).expect("UTF-8"))
+}
+
+/// A crash between the role's write and the Secret's: the first provisioning creates the
+/// Secret with the pending password, the role gets it, and every promotion of the Secret
+/// fails. Retries keep the role's password (the pending one); a restarted operator
+/// promotes exactly that password, and it works.
+#[tokio::test]
+async fn a_crash_between_the_role_and_the_secret_keeps_one_password() {
+    let mut h = Harness::start().await;
+    create_server(&h.client, "pg-crash", "disable").await;
+    h.emulator.inject_fault(kube_emulator::FaultRule::fail(
+        Some("patch"),
+        Some("secrets"),
+        500,
+    ));
+    h.create_tenant("wayne", json!({"database": {"serverRef": "pg-crash"}}))
+        .await;
+    wait_reason(&h, "wayne", "DatabaseReady", "False", "CredentialsFailed").await;
+    let pending = secret_value(&h.client, "tenant-wayne", "wayne-db", "password-pending")
+        .await
+        .expect("the pending password was recorded before the role got it");
+    assert!(
+        secret_value(&h.client, "tenant-wayne", "wayne-db", "password")
+            .await
+            .is_none()
+    );
+    let login = |password: String| async move {
+        shared()
+            .connect("tenant_wayne", &password, "tenant_wayne")
+            .await
+            .is_ok()
+    };
+    assert!(
+        login(pending.clone()).await,
+        "the role has the pending password"
+    );
+    let failed = h.emulator.request_count("patch", "secrets");
+    assert!(failed >= 1, "the fault never fired");
+    stays(
+        "retries keep the role's password and the pending value",
+        Duration::from_secs(12),
+        || async {
+            login(pending.clone()).await
+                && secret_value(&h.client, "tenant-wayne", "wayne-db", "password-pending")
+                    .await
+                    .as_ref()
+                    == Some(&pending)
+        },
+    )
+    .await;
+    assert!(
+        h.emulator.request_count("patch", "secrets") > failed,
+        "no retry while the faults fired"
+    );
+
+    h.stop_operator().await;
+    h.emulator.clear_faults();
+    h.start_operator().await;
+    h.wait_condition("wayne", "Ready", "True").await;
+    let secret = credentials(&h.client, "tenant-wayne", "wayne").await;
+    assert_eq!(
+        secret["password"], pending,
+        "a different password was promoted"
+    );
+    assert!(
+        !secret.contains_key("password-pending"),
+        "{:?}",
+        secret.keys()
+    );
+    tenant_login(&secret, "tenant_wayne")
+        .await
+        .expect("the credentials work");
+    h.tenants()
+        .delete("wayne", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is gone", || async {
+        !exists(&h.tenants(), "wayne").await
+    })
+    .await;
+    assert!(!role_exists("tenant_wayne").await);
+}
+
+/// A crash in the middle of a rotation, after the role got the new password and before
+/// the Secret was promoted (the state a stopped operator leaves): the restarted operator
+/// finishes the rotation with that password, not another one.
+#[tokio::test]
+async fn a_rotation_interrupted_after_the_role_is_finished_after_restart() {
+    let mut h = Harness::start().await;
+    create_server(&h.client, "pg-crash-two", "disable").await;
+    h.create_tenant("oscorp", json!({"database": {"serverRef": "pg-crash-two"}}))
+        .await;
+    h.wait_condition("oscorp", "Ready", "True").await;
+    let old = credentials(&h.client, "tenant-oscorp", "oscorp").await;
+    h.stop_operator().await;
+    // What the stopped operator had done: the pending password recorded, then given to
+    // the role; the rotation request is on the Tenant.
+    let pending = Password::generate().expect("password");
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), "tenant-oscorp");
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(pending.expose())
+    };
+    secrets
+        .patch(
+            "oscorp-db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"password-pending": encoded}})),
+        )
+        .await
+        .expect("pending recorded");
+    let pending_recorded =
+        secret_value(&h.client, "tenant-oscorp", "oscorp-db", "password-pending")
+            .await
+            .expect("pending");
+    assert_eq!(pending_recorded, pending.expose());
+    shared()
+        .superuser("postgres")
+        .await
+        .batch_execute(&format!(
+            "ALTER ROLE tenant_oscorp PASSWORD '{}'",
+            pending.expose()
+        ))
+        .await
+        .expect("role has the pending password");
+    annotate(&h, "oscorp", "landlord.dev/rotate-password", "crash").await;
+
+    h.start_operator().await;
+    eventually(
+        "the rotation is finished with the pending password",
+        || async {
+            secret_value(&h.client, "tenant-oscorp", "oscorp-db", "password")
+                .await
+                .as_deref()
+                == Some(pending.expose())
+        },
+    )
+    .await;
+    eventually("the pending value is gone", || async {
+        secret_value(&h.client, "tenant-oscorp", "oscorp-db", "password-pending")
+            .await
+            .is_none()
+    })
+    .await;
+    let secret = secrets.get("oscorp-db").await.expect("Secret");
+    assert_eq!(
+        secret
+            .annotations()
+            .get("landlord.dev/password-rotation")
+            .map(String::as_str),
+        Some("crash")
+    );
+    let rotated = credentials(&h.client, "tenant-oscorp", "oscorp").await;
+    tenant_login(&rotated, "tenant_oscorp")
+        .await
+        .expect("the promoted password works");
+    assert!(tenant_login(&old, "tenant_oscorp").await.is_err());
+    h.tenants()
+        .delete("oscorp", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is gone", || async {
+        !exists(&h.tenants(), "oscorp").await
+    })
+    .await;
+    assert!(!role_exists("tenant_oscorp").await);
+}
+
+/// A restart while a DatabaseServer is being deleted: the new operator has no connection
+/// to it yet, and the server waits for its tenants, whose erasure needs the server. The
+/// server stays usable for them: the tenant's database is dropped, then the server goes.
+#[tokio::test]
+async fn a_server_being_deleted_still_serves_its_tenants_after_a_restart() {
+    let mut h = Harness::start().await;
+    create_server(&h.client, "pg-going", "disable").await;
+    h.create_tenant("lexcorp", json!({"database": {"serverRef": "pg-going"}}))
+        .await;
+    h.wait_condition("lexcorp", "Ready", "True").await;
+    servers(&h.client)
+        .delete("pg-going", &DeleteParams::default())
+        .await
+        .expect("deletion accepted");
+    eventually("the server reports its tenant", || async {
+        servers(&h.client)
+            .get_opt("pg-going")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| find_condition(&s.status?.conditions, "InUse").map(|c| c.message.clone()))
+            .is_some_and(|m| m.contains("lexcorp"))
+    })
+    .await;
+    h.stop_operator().await;
+    h.start_operator().await;
+    h.tenants()
+        .delete("lexcorp", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is erased", || async {
+        !exists(&h.tenants(), "lexcorp").await
+    })
+    .await;
+    assert!(!database_exists("tenant_lexcorp").await);
+    assert!(!role_exists("tenant_lexcorp").await);
+    eventually("the server is deleted", || async {
+        !exists(&servers(&h.client), "pg-going").await
+    })
+    .await;
+}
+
+/// An upgrade from a release that recorded no UIDs: the role and database carry only the
+/// comment `landlord.dev/tenant=<name>`, the Secret an owner reference to its Tenant. The
+/// Tenant's own Secret proves continuity: everything is re-recorded with the UID, the
+/// owner reference goes, and the credentials keep working.
+#[tokio::test]
+async fn an_upgrade_from_name_only_markers_records_the_uid() {
+    let mut h = Harness::start().await;
+    create_server(&h.client, "pg-upgrade", "disable").await;
+    let tenant = h
+        .create_tenant(
+            "umbrella-corp",
+            json!({"database": {"serverRef": "pg-upgrade"}}),
+        )
+        .await;
+    let uid = tenant.uid().expect("uid");
+    h.wait_condition("umbrella-corp", "Ready", "True").await;
+    let before = credentials(&h.client, "tenant-umbrella-corp", "umbrella-corp").await;
+    h.stop_operator().await;
+    // What the earlier release left.
+    let su = shared().superuser("postgres").await;
+    su.batch_execute(
+        "COMMENT ON ROLE tenant_umbrella_corp IS 'landlord.dev/tenant=umbrella-corp'; \
+         COMMENT ON DATABASE tenant_umbrella_corp IS 'landlord.dev/tenant=umbrella-corp'",
+    )
+    .await
+    .expect("old comments");
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), "tenant-umbrella-corp");
+    secrets
+        .patch(
+            "umbrella-corp-db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {
+                "annotations": {"landlord.dev/tenant-uid": null},
+                "ownerReferences": [{"apiVersion": "landlord.dev/v1alpha1", "kind": "Tenant",
+                    "name": "umbrella-corp", "uid": uid, "controller": true, "blockOwnerDeletion": true}]
+            }})),
+        )
+        .await
+        .expect("old Secret");
+    let comments = || async {
+        let row = shared()
+            .superuser("postgres")
+            .await
+            .query_one(
+                "SELECT shobj_description((SELECT oid FROM pg_roles WHERE rolname = $1), 'pg_authid'), \
+                        shobj_description((SELECT oid FROM pg_database WHERE datname = $1), 'pg_database')",
+                &[&"tenant_umbrella_corp"],
+            )
+            .await
+            .expect("comments");
+        (row.get::<_, String>(0), row.get::<_, String>(1))
+    };
+    h.start_operator().await;
+    let expected = format!("landlord.dev/tenant-uid={uid} landlord.dev/tenant=umbrella-corp");
+    eventually("the role and database record the UID", || async {
+        comments().await == (expected.clone(), expected.clone())
+    })
+    .await;
+    eventually(
+        "the Secret records the UID and has no owner reference",
+        || async {
+            let secret = secrets.get("umbrella-corp-db").await.expect("Secret");
+            secret.annotations().get("landlord.dev/tenant-uid") == Some(&uid)
+                && secret.owner_references().is_empty()
+        },
+    )
+    .await;
+    let (status, reason, _) = h
+        .condition("umbrella-corp", "DatabaseReady")
+        .await
+        .expect("condition");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Provisioned"));
+    let after = credentials(&h.client, "tenant-umbrella-corp", "umbrella-corp").await;
+    assert_eq!(after["password"], before["password"]);
+    tenant_login(&after, "tenant_umbrella_corp")
+        .await
+        .expect("the credentials still work");
+    h.tenants()
+        .delete("umbrella-corp", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the tenant is gone", || async {
+        !exists(&h.tenants(), "umbrella-corp").await
+    })
+    .await;
+    assert!(!role_exists("tenant_umbrella_corp").await);
 }

@@ -158,7 +158,17 @@ impl Error {
             | "database_not_provisioned"
             | "database_server_unusable" => Duration::from_secs(10),
             "api_error" | "stopping" => Duration::from_secs(1),
-            "forbidden" | "invalid" => Duration::from_secs(60),
+            // Someone else's object in the way, retained data waiting for the opt-in, or a
+            // server that asks for the password in clear: a human must act. The opt-in (a
+            // Tenant annotation) triggers a look at once; other fixes are seen within a
+            // minute.
+            "forbidden"
+            | "invalid"
+            | "database_conflict"
+            | "database_retained"
+            | "database_insecure_auth"
+            | "secret_taken"
+            | "secret_retained" => Duration::from_secs(60),
             _ => Duration::from_secs(15),
         }
     }

@@ -39,7 +39,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
@@ -208,7 +208,7 @@ async fn ensure(
     };
     let uid = tenant.uid().unwrap_or_default();
     let adopt_from = ownership::adopt_from(tenant);
-    let owner = Owner::adopting(uid.clone(), adopt_from);
+    let mut owner = Owner::adopting(uid.clone(), adopt_from);
     // Landlord keeps no cache of Secrets (it may not list or watch them): one GET.
     let live = secrets.get_opt(&secret_name).await.map_err(secret_error)?;
     let secret_claim = live
@@ -228,6 +228,9 @@ async fn ensure(
         }
         _ => {}
     }
+    // The Tenant's own Secret proves that a role with the comment of releases before UIDs
+    // were recorded was made for this Tenant.
+    owner.legacy_marker = matches!(secret_claim, Some(Claim::Ours));
     let value = |key: &str| {
         live.as_ref()
             .and_then(|s| s.data.as_ref()?.get(key).cloned())
@@ -253,19 +256,60 @@ async fn ensure(
         .map(Time);
     let write = |desired: &Secret| {
         let secrets = secrets.clone();
+        let tenant_uid = uid.as_str();
         let secret_name = secret_name.as_str();
         let desired = desired.clone();
         async move {
             let want = serde_json::to_value(&desired)
                 .map_err(|e| secret_error(kube::Error::SerdeError(e)))?;
-            secrets
+            let written = secrets
                 .patch(
                     secret_name,
                     &PatchParams::apply(FIELD_MANAGER).force(),
                     &Patch::Apply(&want),
                 )
                 .await
-                .map_err(secret_error)
+                .map_err(secret_error)?;
+            // A Secret that was created (not applied) keeps fields the apply does not own:
+            // a promoted pending password must not stay behind.
+            let leftover = written
+                .data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(PENDING_PASSWORD_KEY))
+                && !desired
+                    .data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(PENDING_PASSWORD_KEY));
+            if leftover {
+                let patch = serde_json::json!({"data": {PENDING_PASSWORD_KEY: null}});
+                secrets
+                    .patch(secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(secret_error)?;
+            }
+            // An owner reference to the Tenant (written by releases before UIDs, possibly
+            // under another field manager) would let the garbage collector delete what
+            // Retain keeps: it goes, whoever wrote it.
+            if written
+                .owner_references()
+                .iter()
+                .any(|r| r.uid == tenant_uid)
+            {
+                let kept: Vec<_> = written
+                    .owner_references()
+                    .iter()
+                    .filter(|r| r.uid != tenant_uid)
+                    .collect();
+                let patch = serde_json::json!({"metadata": {
+                    "resourceVersion": written.resource_version(),
+                    "ownerReferences": kept,
+                }});
+                secrets
+                    .patch(secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(secret_error)?;
+            }
+            Ok::<(), Error>(())
         }
     };
     let fields = SecretFields {
@@ -315,7 +359,22 @@ async fn ensure(
                         rotation: recorded.as_deref(),
                         password_set_at: last_set_at.as_ref(),
                     });
-                    write(&staged).await?;
+                    if live.is_none() {
+                        // A create, not an apply: if someone else's Secret of this name
+                        // appeared meanwhile, it fails instead of taking it over.
+                        secrets
+                            .create(
+                                &PostParams {
+                                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                                    ..PostParams::default()
+                                },
+                                &staged,
+                            )
+                            .await
+                            .map_err(secret_error)?;
+                    } else {
+                        write(&staged).await?;
+                    }
                     password
                 }
             };
@@ -347,7 +406,7 @@ async fn ensure(
         serde_json::to_value(&desired).map_err(|e| secret_error(kube::Error::SerdeError(e)))?;
     let have = live.as_ref().and_then(|s| serde_json::to_value(s).ok());
     let stale = live.as_ref().is_some_and(|s| {
-        !s.owner_references().is_empty()
+        s.owner_references().iter().any(|r| r.uid == uid)
             || s.data
                 .as_ref()
                 .is_some_and(|d| d.contains_key(PENDING_PASSWORD_KEY))
@@ -683,12 +742,16 @@ pub async fn drop_database(tenant: &Tenant, ctx: &Context) -> Result<String, Err
         "{} database {} and {} role {} on {} (PostgreSQL {}); at {} the catalog ({}) {neither}{kept}",
         if dropped.database_dropped {
             "dropped"
+        } else if is_kept("pg_database", ids.database()) {
+            "left"
         } else {
             "already gone:"
         },
         ids.database(),
         if dropped.role_dropped {
             "dropped"
+        } else if is_kept("pg_roles", ids.role()) {
+            "left"
         } else {
             "already gone:"
         },

@@ -84,6 +84,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long to wait for a TCP connection.
     pub connect_timeout: Duration,
+    /// Log in only with SCRAM channel binding (`SCRAM-SHA-256-PLUS`, TLS only). By
+    /// default binding is offered over TLS and used when the server supports it.
+    pub require_channel_binding: bool,
 }
 
 impl ServerConfig {
@@ -100,6 +103,7 @@ impl ServerConfig {
             ca_pem: None,
             max_connections: 5,
             connect_timeout: Duration::from_secs(10),
+            require_channel_binding: false,
         }
     }
 
@@ -131,6 +135,7 @@ impl fmt::Debug for ServerConfig {
             )
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
+            .field("require_channel_binding", &self.require_channel_binding)
             .finish()
     }
 }
@@ -150,6 +155,12 @@ pub struct Owner {
     pub uid: String,
     /// The retained UID the Tenant opted in to adopt.
     pub adopt_from: Option<String>,
+    /// Whether the comment of releases before UIDs were recorded
+    /// (`landlord.dev/tenant=<name>` alone) counts as this Tenant's, and is re-recorded
+    /// with its UID. Set only when something else proves continuity: the Tenant's own
+    /// credentials Secret records its UID. A new Tenant reusing a name has no such
+    /// Secret, so an old role stays `NameConflict` for it.
+    pub legacy_marker: bool,
 }
 
 impl Owner {
@@ -158,6 +169,7 @@ impl Owner {
         Owner {
             uid: uid.into(),
             adopt_from: None,
+            legacy_marker: false,
         }
     }
 
@@ -166,10 +178,14 @@ impl Owner {
         Owner {
             uid: uid.into(),
             adopt_from: from.map(str::to_owned),
+            legacy_marker: false,
         }
     }
 
-    fn claim(&self, comment: Option<&str>) -> Claim {
+    fn claim(&self, tenant: &TenantIdentifiers, comment: Option<&str>) -> Claim {
+        if self.legacy_marker && comment == Some(legacy_marker(tenant.tenant()).as_str()) {
+            return Claim::Ours;
+        }
         ownership::claim(
             &self.uid,
             self.adopt_from.as_deref(),
@@ -374,6 +390,11 @@ fn marker(tenant: &str, uid: &str) -> String {
     format!("{TENANT_UID_ANNOTATION}={uid} landlord.dev/tenant={tenant}")
 }
 
+/// The comment of releases before UIDs were recorded.
+fn legacy_marker(tenant: &str) -> String {
+    format!("landlord.dev/tenant={tenant}")
+}
+
 /// The Tenant UID a role's or database's comment records, if any: only at its start.
 fn recorded_uid(comment: &str) -> Option<&str> {
     comment
@@ -448,6 +469,11 @@ impl PostgresAdmin {
                 STATEMENT_TIMEOUT.as_millis(),
                 LOCK_TIMEOUT.as_millis()
             ))
+            .channel_binding(if config.require_channel_binding {
+                tokio_postgres::config::ChannelBinding::Require
+            } else {
+                tokio_postgres::config::ChannelBinding::Prefer
+            })
             .ssl_mode(if tls.is_some() {
                 tokio_postgres::config::SslMode::Require
             } else {
@@ -545,7 +571,7 @@ impl PostgresAdmin {
         row: &RoleRow,
     ) -> Result<Option<String>, DatabaseError> {
         let object = format!("role {}", quote_ident(tenant.role()));
-        let adopt = self.claimed(object.clone(), owner.claim(row.comment.as_deref()))?;
+        let adopt = self.claimed(object.clone(), owner.claim(tenant, row.comment.as_deref()))?;
         if row.superuser || row.replication || row.bypass_rls {
             return Err(self.conflict(
                 object,
@@ -596,7 +622,7 @@ impl PostgresAdmin {
         }
         match row.comment.as_deref().and_then(recorded_uid) {
             None => Ok(role_adopted.map(str::to_owned)),
-            Some(_) => self.claimed(object, owner.claim(row.comment.as_deref())),
+            Some(_) => self.claimed(object, owner.claim(tenant, row.comment.as_deref())),
         }
     }
 
@@ -660,7 +686,9 @@ impl PostgresAdmin {
                 if !row.admin_inherits {
                     statements.push(format!("GRANT {role} TO CURRENT_USER"));
                 }
-                if adopted.is_some() {
+                // Adopted, or recorded the way releases before UIDs did: record the UID.
+                let recorded = row.comment.as_deref().and_then(recorded_uid);
+                if adopted.is_some() || recorded != Some(owner.uid.as_str()) {
                     statements.push(comment);
                 }
                 if !statements.is_empty() {
@@ -970,11 +998,11 @@ impl DatabaseAdmin for PostgresAdmin {
                 },
             };
             // A role cannot be dropped while it owns a database that stays.
-            let role_droppable = role_ours
-                && !(database_row
-                    .as_ref()
-                    .is_some_and(|d| d.owner == tenant.role())
-                    && !database_ours);
+            let owns_a_kept_database = database_row
+                .as_ref()
+                .is_some_and(|d| d.owner == tenant.role())
+                && !database_ours;
+            let role_droppable = role_ours && !owns_a_kept_database;
             let role = quote_ident(tenant.role());
             if role_droppable && role_row.as_ref().is_some_and(|row| !row.admin_inherits) {
                 conn.execute_ddl(&format!("GRANT {role} TO CURRENT_USER"), &[])
@@ -1079,17 +1107,36 @@ mod tests {
             None
         );
         let owner = Owner::new("u2");
+        let acme = TenantIdentifiers::for_tenant("acme");
         assert_eq!(
-            owner.claim(Some(&comment)),
+            owner.claim(&acme, Some(&comment)),
             Claim::Retained { uid: "u1".into() }
         );
         assert_eq!(
-            Owner::adopting("u2", Some("u1")).claim(Some(&comment)),
+            Owner::adopting("u2", Some("u1")).claim(&acme, Some(&comment)),
             Claim::Adopt { from: "u1".into() }
         );
         assert_eq!(
-            owner.claim(Some("landlord.dev/tenant=acme")),
+            owner.claim(&acme, Some("landlord.dev/tenant=acme")),
             Claim::Foreign
+        );
+        // With continuity proven, the comment of earlier releases is this Tenant's; never
+        // another name's, and never over a recorded UID.
+        let continuing = Owner {
+            legacy_marker: true,
+            ..Owner::new("u2")
+        };
+        assert_eq!(
+            continuing.claim(&acme, Some("landlord.dev/tenant=acme")),
+            Claim::Ours
+        );
+        assert_eq!(
+            continuing.claim(&acme, Some("landlord.dev/tenant=other")),
+            Claim::Foreign
+        );
+        assert_eq!(
+            continuing.claim(&acme, Some(&comment)),
+            Claim::Retained { uid: "u1".into() }
         );
     }
 }

@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use thiserror::Error;
 use tokio_postgres::error::SqlState;
 
+use super::auth::InsecureAuthRequest;
 use super::tls::TlsSetupError;
 
 /// A failure of a database operation. Messages name the server and what to fix; they never
@@ -137,6 +138,13 @@ impl DatabaseError {
         secrets: &[&str],
     ) -> Self {
         let server = server.to_owned();
+        if let Some(refused) = insecure_request(err) {
+            return DatabaseError::InsecureAuth {
+                server,
+                user: user.to_owned(),
+                method: refused.method.to_owned(),
+            };
+        }
         let detail = redact(&describe(err), secrets);
         if let Some(db) = err.as_db_error() {
             let code = db.code();
@@ -201,6 +209,25 @@ fn describe(err: &(dyn StdError + 'static)) -> String {
         };
     }
     out
+}
+
+/// The guard's refusal of a cleartext or MD5 password request, if it is among the causes.
+fn insecure_request(err: &(dyn StdError + 'static)) -> Option<InsecureAuthRequest> {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(cause) = next {
+        if let Some(refused) = cause.downcast_ref::<InsecureAuthRequest>() {
+            return Some(*refused);
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && let Some(refused) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<InsecureAuthRequest>())
+        {
+            return Some(*refused);
+        }
+        next = cause.source();
+    }
+    None
 }
 
 /// Whether a rustls error (or our TLS set-up error) is among the causes.

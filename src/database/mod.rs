@@ -2,6 +2,8 @@
 //!
 //! - [`identifiers`]: tenant names to database and role names, and SQL quoting (pure).
 //! - [`password`]: random passwords that stay out of logs.
+//! - `auth`: the guard that refuses to send the administrative password in clear text or
+//!   as MD5 to a server TLS has not verified.
 //! - [`admin`]: the [`DatabaseAdmin`] trait the controllers call, and [`PostgresAdmin`],
 //!   its implementation over `tokio-postgres` with a bounded pool and rustls TLS.
 //!
@@ -9,6 +11,7 @@
 //! [`DatabaseAdmin::drop_tenant`], and only the erasure workflow calls it.
 
 pub mod admin;
+mod auth;
 mod error;
 pub mod identifiers;
 pub mod password;

@@ -12,8 +12,12 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, Config, NoTls, Row};
 
+use super::auth::AuthGuard;
 use super::error::DatabaseError;
 use super::tls::MakeRustlsConnect;
+
+/// Idle time before TCP keepalive probes, tokio-postgres's default.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// How long the client waits for any one statement: the server's `statement_timeout`
 /// plus a margin for the answer to arrive.
@@ -42,6 +46,8 @@ struct Counters {
 
 pub(crate) struct Pool {
     server: String,
+    host: String,
+    port: u16,
     user: String,
     password: String,
     config: Config,
@@ -66,8 +72,19 @@ impl Pool {
             .get_connect_timeout()
             .copied()
             .unwrap_or(Duration::from_secs(10));
+        let host = config
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                _ => String::new(),
+            })
+            .unwrap_or_default();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
         Pool {
             connect_timeout,
+            host,
+            port,
             server,
             user,
             password,
@@ -152,12 +169,27 @@ impl Pool {
         let connect = async {
             match &self.tls {
                 None => {
-                    let (client, connection) = config.connect(NoTls).await?;
+                    // Without TLS the server is not verified: its messages pass through
+                    // the guard that refuses cleartext and MD5 password requests.
+                    let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                        .await
+                        .map_err(|e| DatabaseError::Unreachable {
+                            server: self.server.clone(),
+                            detail: format!("error connecting to server: {e}"),
+                        })?;
+                    let _ = tcp.set_nodelay(true);
+                    // As tokio-postgres does for its own sockets (`keepalives(true)`).
+                    let _ = socket2::SockRef::from(&tcp)
+                        .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE));
+                    let (client, connection) = config
+                        .connect_raw(AuthGuard::new(tcp, true), NoTls)
+                        .await
+                        .map_err(map)?;
                     tokio::spawn(connection);
                     Ok(client)
                 }
                 Some(tls) => {
-                    let (client, connection) = config.connect(tls.clone()).await?;
+                    let (client, connection) = config.connect(tls.clone()).await.map_err(map)?;
                     tokio::spawn(connection);
                     Ok(client)
                 }
@@ -172,8 +204,7 @@ impl Pool {
                     "no answer within {:?} (TCP connect, TLS and authentication)",
                     self.connect_timeout
                 ),
-            })?
-            .map_err(map)?;
+            })??;
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
         let open = self.counters.open.fetch_add(1, Ordering::Relaxed) + 1;
         self.counters.peak.fetch_max(open, Ordering::Relaxed);

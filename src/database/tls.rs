@@ -2,7 +2,10 @@
 //!
 //! `require` encrypts without checking the certificate, like libpq's `sslmode=require`;
 //! `verify-full` checks the chain against the given CA (or the system roots) and that the
-//! certificate names the host. Channel binding (`SCRAM-SHA-256-PLUS`) is not offered.
+//! certificate names the host. Both offer SCRAM channel binding (`SCRAM-SHA-256-PLUS`,
+//! `tls-server-end-point`), which ties the SCRAM exchange to the TLS session so that it
+//! cannot be relayed through another server. With `require` the server is not verified,
+//! so a password request in clear text or MD5 is refused ([`super::auth`]).
 
 use std::future::Future;
 use std::io;
@@ -19,6 +22,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
+use super::auth::AuthGuard;
 use crate::api::TlsMode;
 
 /// TLS could not be configured.
@@ -100,6 +104,7 @@ pub(crate) fn client_config(
     };
     Ok(Some(MakeRustlsConnect {
         config: Arc::new(config),
+        refuse_plaintext_password: mode != TlsMode::VerifyFull,
     }))
 }
 
@@ -173,6 +178,8 @@ impl ServerCertVerifier for AnyCertificate {
 #[derive(Clone)]
 pub(crate) struct MakeRustlsConnect {
     config: Arc<ClientConfig>,
+    /// The certificate is not verified: refuse cleartext and MD5 password requests.
+    refuse_plaintext_password: bool,
 }
 
 impl<S> MakeTlsConnect<S> for MakeRustlsConnect
@@ -189,6 +196,7 @@ where
         Ok(RustlsConnect {
             config: self.config.clone(),
             name,
+            refuse_plaintext_password: self.refuse_plaintext_password,
         })
     }
 }
@@ -197,6 +205,7 @@ where
 pub(crate) struct RustlsConnect {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
+    refuse_plaintext_password: bool,
 }
 
 impl<S> TlsConnect<S> for RustlsConnect
@@ -212,13 +221,13 @@ where
             tokio_rustls::TlsConnector::from(self.config)
                 .connect(self.name, stream)
                 .await
-                .map(RustlsStream)
+                .map(|tls| RustlsStream(AuthGuard::new(tls, self.refuse_plaintext_password)))
         })
     }
 }
 
-/// An established TLS stream.
-pub(crate) struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
+/// An established TLS stream, its reads guarded during authentication.
+pub(crate) struct RustlsStream<S>(AuthGuard<tokio_rustls::client::TlsStream<S>>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
     fn poll_read(
@@ -250,8 +259,79 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for RustlsStream<S> {
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        let (_, connection) = self.0.get_ref().get_ref();
+        match connection
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| tls_server_end_point(cert.as_ref()))
+        {
+            Some(hash) => ChannelBinding::tls_server_end_point(hash),
+            None => ChannelBinding::none(),
+        }
     }
+}
+
+/// RFC 5929 `tls-server-end-point`: the hash of the server's certificate, with the hash
+/// function of its signature algorithm (SHA-256 for MD5 and SHA-1). `None` for
+/// algorithms without a defined hash (Ed25519, RSA-PSS): no channel binding is offered.
+pub(crate) fn tls_server_end_point(der: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
+    const ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
+    let oid = signature_algorithm(der)?;
+    let hash = if let Some(last) = oid.strip_prefix(RSA) {
+        match last {
+            [0x04] | [0x05] | [0x0b] => 256,
+            [0x0c] => 384,
+            [0x0d] => 512,
+            _ => return None,
+        }
+    } else if let Some(rest) = oid.strip_prefix(ECDSA) {
+        match rest {
+            [0x01] | [0x03, 0x02] => 256,
+            [0x03, 0x03] => 384,
+            [0x03, 0x04] => 512,
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
+    Some(match hash {
+        256 => sha2::Sha256::digest(der).to_vec(),
+        384 => sha2::Sha384::digest(der).to_vec(),
+        _ => sha2::Sha512::digest(der).to_vec(),
+    })
+}
+
+/// The OID (content bytes) of a DER certificate's outer `signatureAlgorithm`.
+fn signature_algorithm(der: &[u8]) -> Option<&[u8]> {
+    /// Splits one DER element with `tag` off `input`: (its content, the rest).
+    fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&first, input) = input.split_first()?;
+        if first != tag {
+            return None;
+        }
+        let (&len, mut input) = input.split_first()?;
+        let len = if len < 0x80 {
+            usize::from(len)
+        } else {
+            let n = usize::from(len & 0x7f);
+            if n == 0 || n > 4 || input.len() < n {
+                return None;
+            }
+            let (bytes, rest) = input.split_at(n);
+            input = rest;
+            bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+        };
+        (input.len() >= len).then(|| input.split_at(len))
+    }
+    let (certificate, _) = element(der, 0x30)?;
+    let (_tbs, rest) = element(certificate, 0x30)?;
+    let (algorithm, _) = element(rest, 0x30)?;
+    let (oid, _) = element(algorithm, 0x06)?;
+    Some(oid)
 }
 
 #[cfg(test)]
@@ -276,6 +356,31 @@ mod tests {
             .self_signed(&key)
             .expect("certificate")
             .pem()
+    }
+
+    #[test]
+    fn channel_binding_hashes_the_certificate_with_its_signature_hash() {
+        use sha2::Digest;
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["db.example".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        // rcgen's default: ECDSA P-256 with SHA-256.
+        assert_eq!(
+            tls_server_end_point(cert.der()),
+            Some(sha2::Sha256::digest(cert.der()).to_vec())
+        );
+        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["db.example".to_owned()])
+            .expect("params")
+            .self_signed(&p384)
+            .expect("certificate");
+        assert_eq!(
+            tls_server_end_point(cert.der()),
+            Some(sha2::Sha384::digest(cert.der()).to_vec())
+        );
+        assert_eq!(tls_server_end_point(b"not DER"), None);
     }
 
     #[test]

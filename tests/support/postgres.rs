@@ -49,7 +49,13 @@ pub struct PostgresServer {
     owned: bool,
     /// Lines of `postgresql.conf` after the harness's own, which they override.
     extra_settings: String,
+    /// The whole `pg_hba.conf`.
+    hba: String,
 }
+
+/// The harness's `pg_hba.conf`: SCRAM over TCP from loopback, nothing else.
+pub const DEFAULT_HBA: &str = "# Password authentication over TCP from loopback, nothing else.\n\
+                               host all all 127.0.0.1/32 scram-sha-256\n";
 
 /// The server shared by every test in this binary, started on first use.
 pub fn shared() -> &'static PostgresServer {
@@ -153,6 +159,12 @@ impl PostgresServer {
     /// Like [`start`](Self::start), with `settings` (lines of `postgresql.conf`, e.g.
     /// `log_statement = 'all'`) after the harness's own settings, which they override.
     pub fn start_with_settings(settings: &str) -> Result<Self, String> {
+        Self::start_with(settings, DEFAULT_HBA)
+    }
+
+    /// Like [`start_with_settings`](Self::start_with_settings), with `hba` as the whole
+    /// `pg_hba.conf` (e.g. `host all all 127.0.0.1/32 md5`).
+    pub fn start_with(settings: &str, hba: &str) -> Result<Self, String> {
         let bin = std::env::var_os("LANDLORD_PG_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN));
@@ -180,6 +192,7 @@ impl PostgresServer {
             bin,
             owned: true,
             extra_settings: settings.to_owned(),
+            hba: hba.to_owned(),
         };
         // Drop removes the directory if anything below fails.
         server.init()?;
@@ -246,12 +259,8 @@ impl PostgresServer {
                 .arg(format!("--pwfile={}", self.dir.join("pwfile").display())),
             "initdb",
         )?;
-        fs::write(
-            self.data().join("pg_hba.conf"),
-            "# Password authentication over TCP from loopback, nothing else.\n\
-             host all all 127.0.0.1/32 scram-sha-256\n",
-        )
-        .map_err(|e| format!("write pg_hba.conf: {e}"))?;
+        fs::write(self.data().join("pg_hba.conf"), &self.hba)
+            .map_err(|e| format!("write pg_hba.conf: {e}"))?;
         // The administrative role, created in single-user mode before the server listens.
         let mut single = as_server_user(&self.bin.join("postgres"))
             .args(["--single", "-D"])

@@ -11,4 +11,5 @@ pub mod controller;
 pub mod crd;
 pub mod database;
 pub mod isolation;
+pub mod keys;
 pub mod operator;

@@ -223,7 +223,10 @@ pub trait KeyProvider: Send + Sync {
     async fn ensure(&self, tenant: &TenantRef) -> Result<TenantKey, KeyError>;
 
     /// The tenant's public key, if it has one: what backups are encrypted to. Never reads
-    /// the identity.
+    /// the identity, so it cannot check that the recorded recipient is the identity's
+    /// (only that the key id is the recipient's): [`KeyProvider::ensure`] does that
+    /// check, and a caller that recorded the key id at onboarding (`status.keyId`) should
+    /// compare it with [`TenantKey::key_id`] before encrypting.
     async fn recipient(&self, tenant: &TenantRef) -> Result<Option<TenantKey>, KeyError>;
 
     /// The tenant's identity, for restore and verification only. [`KeyError::Missing`]

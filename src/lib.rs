@@ -12,4 +12,5 @@ pub mod controller;
 pub mod crd;
 pub mod database;
 pub mod isolation;
+pub mod keys;
 pub mod operator;

@@ -37,7 +37,10 @@ const KNOWN: &[(&str, &str)] = &[
          schema, and the CEL rules on ipBlock.except and the label-selector maps exceed \
          the cost budget (no maxItems/maxLength/maxProperties). The emulator accepting \
          it is issue 13 #4. Until src/api is fixed, scripts/test cannot run the \
-         integration suites against the real control plane",
+         integration suites against the real control plane. Found to install (server \
+         dry run) with: metadata.name declared in the root schema, maxLength on \
+         ipBlock.except's items, and label values checked by a `pattern` on \
+         additionalProperties instead of the CEL rule `self.all(k, self[k] ...)`",
     ),
     (
         "put-without-rv/put widget without rv",

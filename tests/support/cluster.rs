@@ -1,4 +1,5 @@
-//! A Landlord operator against an in-process emulator: the harness of the controller
+//! A Landlord operator against an in-process emulator, or against a real control plane
+//! with `LANDLORD_TEST_CLUSTER=real` (`control_plane.rs`): the harness of the controller
 //! tests.
 
 use std::time::Duration;
@@ -7,15 +8,17 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube_emulator::{Emulator, EmulatorHandle};
 use landlord::api::{Tenant, TenantSpec, find_condition};
 use landlord::operator::{Config, Operator};
 use serde_json::json;
 
+use super::control_plane::TestCluster;
 use super::wait::poll;
 
 pub struct Harness {
-    pub emulator: EmulatorHandle,
+    /// The emulator, or the real control plane: emulator-only facilities (request
+    /// counts, fault injection) panic against the latter.
+    pub emulator: TestCluster,
     pub client: Client,
     /// What the operator connects as: the admin, or the chart's ServiceAccount.
     pub operator_client: Client,
@@ -41,7 +44,8 @@ impl Harness {
 
     /// With `rbac`, the emulator authorizes every request and the operator runs with
     /// exactly the chart's permissions (`tests/fixtures/chart-rbac.json`, kept equal to
-    /// the rendered chart by `scripts/check-chart.py`).
+    /// the rendered chart by `scripts/check-chart.py`). The real control plane always
+    /// authorizes; without `rbac` the operator runs as its administrator.
     pub async fn start_with(rbac: bool) -> Harness {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -49,18 +53,15 @@ impl Harness {
             )
             .with_test_writer()
             .try_init();
-        let emulator = Emulator::builder()
-            .rbac(rbac)
-            .serve()
-            .await
-            .expect("emulator starts");
-        let admin = emulator.client().expect("client");
+        let emulator = TestCluster::start(rbac).await;
+        let admin = emulator.admin_client();
         let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
         for crd in landlord::api::crds() {
             crds.create(&PostParams::default(), &crd)
                 .await
                 .expect("CRD created");
         }
+        wait_established(&crds).await;
         let operator_namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some("landlord".to_owned()),
@@ -74,12 +75,7 @@ impl Harness {
             .expect("operator namespace created");
         let operator_client = if rbac {
             install_chart_rbac(&admin).await;
-            emulator
-                .client_as(
-                    OPERATOR_USER,
-                    &["system:serviceaccounts", "system:serviceaccounts:landlord"],
-                )
-                .expect("client")
+            emulator.operator_client()
         } else {
             admin.clone()
         };
@@ -201,6 +197,23 @@ impl Harness {
                 panic!("{tenant}: {type_} never became {status}; conditions {all:?}");
             }
         }
+    }
+}
+
+/// Waits until the API server serves every CRD of Landlord (a real one takes a moment).
+async fn wait_established(crds: &Api<CustomResourceDefinition>) {
+    for crd in landlord::api::crds() {
+        let name = crd.metadata.name.clone().expect("CRD name");
+        let established = poll(|| async {
+            let crd = crds.get(&name).await.ok()?;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+        assert!(established.is_some(), "CRD {name} never became Established");
     }
 }
 

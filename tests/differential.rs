@@ -31,18 +31,6 @@ mod support;
 /// them. Keep in step with the emulator's README.
 const KNOWN: &[(&str, &str)] = &[
     (
-        "landlord-crds/tenants.landlord.dev",
-        "a defect of Landlord's Tenant CRD, not of the emulator: kube-apiserver v1.33 \
-         refuses it (422): the root rule's fieldPath `.metadata.name` is not a path of the \
-         schema, and the CEL rules on ipBlock.except and the label-selector maps exceed \
-         the cost budget (no maxItems/maxLength/maxProperties). The emulator accepting \
-         it is issue 13 #4. Until src/api is fixed, scripts/test cannot run the \
-         integration suites against the real control plane. Found to install (server \
-         dry run) with: metadata.name declared in the root schema, maxLength on \
-         ipBlock.except's items, and label values checked by a `pattern` on \
-         additionalProperties instead of the CEL rule `self.all(k, self[k] ...)`",
-    ),
-    (
         "put-without-rv/put widget without rv",
         "issue 13 #3: the emulator accepts a custom resource's PUT without \
          resourceVersion (200); a real server answers 422 Invalid",
@@ -1099,8 +1087,7 @@ async fn the_emulator_answers_as_the_real_api_server() {
     );
     assert!(
         fixed.is_empty(),
-        "these known differences are gone: remove them from KNOWN (and, once \
-         landlord-crds/tenants.landlord.dev installs, real_tier_blocked from scripts/test)\n{}",
+        "these known differences are gone: remove them from KNOWN\n{}",
         fixed.join("\n")
     );
 }

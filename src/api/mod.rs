@@ -41,13 +41,49 @@ pub const CATEGORY: &str = "landlord";
 /// Every CustomResourceDefinition Landlord serves, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
-        Tenant::crd(),
+        with_metadata_name(Tenant::crd()),
         DatabaseServer::crd(),
         BackupStorage::crd(),
         TenantBackup::crd(),
         TenantRestore::crd(),
         ErasureReceipt::crd(),
     ]
+}
+
+/// Declares `metadata.name` in the root schema, so that a root rule may name
+/// `.metadata.name` as its `fieldPath` (kube-apiserver refuses a fieldPath that is not a
+/// path of the schema; `metadata` may declare `name` and nothing else of its own).
+fn with_metadata_name(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+    for version in &mut crd.spec.versions {
+        let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        let metadata = root
+            .properties
+            .get_or_insert_default()
+            .entry("metadata".to_owned())
+            .or_insert_with(|| JSONSchemaProps {
+                type_: Some("object".to_owned()),
+                ..JSONSchemaProps::default()
+            });
+        metadata.properties.get_or_insert_default().insert(
+            "name".to_owned(),
+            JSONSchemaProps {
+                type_: Some("string".to_owned()),
+                description: Some(
+                    "The name: a DNS label of at most 56 characters, so that the names derived from it fit."
+                        .to_owned(),
+                ),
+                ..JSONSchemaProps::default()
+            },
+        );
+    }
+    crd
 }
 
 /// A reference to a key of a Secret in a given namespace.

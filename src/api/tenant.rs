@@ -306,7 +306,7 @@ pub struct IpBlock {
     /// Sub-ranges of `cidr` that are not allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("every entry must be a CIDR such as 203.0.113.128/25"))]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 64)))]
     pub except: Vec<String>,
 }
 

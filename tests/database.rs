@@ -921,7 +921,10 @@ async fn a_held_lock_times_out_instead_of_blocking() {
 async fn require_against_a_server_without_tls_is_tls_failed() {
     let server = PostgresServer::start_with_settings("ssl = off").unwrap();
     let plain = PostgresAdmin::new(&server.admin_config(TlsMode::Disable)).unwrap();
-    assert!(plain.server_version().await.is_ok(), "the server works without TLS");
+    assert!(
+        plain.server_version().await.is_ok(),
+        "the server works without TLS"
+    );
     for mode in [TlsMode::Require, TlsMode::VerifyFull] {
         let err = PostgresAdmin::new(&server.admin_config(mode))
             .unwrap()

@@ -23,7 +23,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, DateTime};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled,
-    ObjectLockMode as SdkLockMode,
+    ObjectLockMode as SdkLockMode, ObjectLockRetention, ObjectLockRetentionMode,
 };
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use bytes::{Bytes, BytesMut};
@@ -324,6 +324,13 @@ fn lock_mode(mode: ObjectLockMode) -> SdkLockMode {
     }
 }
 
+fn retention_mode(mode: ObjectLockMode) -> ObjectLockRetentionMode {
+    match mode {
+        ObjectLockMode::Governance => ObjectLockRetentionMode::Governance,
+        ObjectLockMode::Compliance => ObjectLockRetentionMode::Compliance,
+    }
+}
+
 fn date_time(t: Timestamp) -> DateTime {
     DateTime::from_secs(t.as_second())
 }
@@ -542,10 +549,32 @@ impl ObjectStore for S3Store {
             )
             .send()
             .await;
-        if let Err(e) = completed {
-            let e = self.error(&format!("completing the upload of {full} to"), e);
-            self.abort(&full, &upload_id).await;
-            return Err(e);
+        let completed = match completed {
+            Ok(completed) => completed,
+            Err(e) => {
+                let e = self.error(&format!("completing the upload of {full} to"), e);
+                self.abort(&full, &upload_id).await;
+                return Err(e);
+            }
+        };
+        // The lock asked for at creation is set again on the finished object: not every
+        // S3-compatible service applies a multipart upload's lock headers (moto does not),
+        // and an unlocked backup must not pass for a locked one.
+        if let Some(retention) = retention {
+            self.client
+                .put_object_retention()
+                .bucket(&self.bucket)
+                .key(&full)
+                .set_version_id(completed.version_id().map(str::to_owned))
+                .retention(
+                    ObjectLockRetention::builder()
+                        .mode(retention_mode(retention.mode))
+                        .retain_until_date(date_time(retention.retain_until))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| self.error(&format!("locking {full} in"), e))?;
         }
         Ok(size)
     }

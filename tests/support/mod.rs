@@ -4,4 +4,5 @@
 
 pub mod cluster;
 pub mod postgres;
+pub mod s3;
 pub mod wait;

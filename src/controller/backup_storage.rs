@@ -38,6 +38,9 @@ pub mod conditions {
 const CONTROLLER: &str = "backupstorage";
 
 struct Entry {
+    /// The object and spec generation this store was built and checked for.
+    uid: Option<String>,
+    generation: Option<i64>,
     fingerprint: [u8; 32],
     store: Arc<dyn ObjectStore>,
     usable: bool,
@@ -49,30 +52,39 @@ pub enum Lookup {
     Usable(Arc<dyn ObjectStore>),
     /// The last look failed (see the storage's `Available` condition).
     Unusable,
-    /// Not looked at since this replica started leading.
+    /// Not looked at since this replica started leading, or not since it was re-created or
+    /// its spec changed.
     NotYetChecked,
 }
 
 /// The store of every BackupStorage, by name, replaced when its settings or credentials
-/// change.
+/// change. A store is handed out only for the very object (UID) and spec generation it
+/// was checked for: a storage deleted and re-created under the same name, or edited and
+/// not yet looked at again, has none.
 #[derive(Default)]
 pub struct Registry {
     entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl Registry {
-    /// What is known of the storage called `name`.
-    pub fn lookup(&self, name: &str) -> Lookup {
-        match self.lock().get(name) {
+    /// What is known of `storage`.
+    pub fn lookup(&self, storage: &BackupStorage) -> Lookup {
+        match self.lock().get(&storage.name_any()) {
+            Some(entry)
+                if entry.uid != storage.metadata.uid
+                    || entry.generation != storage.metadata.generation =>
+            {
+                Lookup::NotYetChecked
+            }
             Some(entry) if entry.usable => Lookup::Usable(entry.store.clone()),
             Some(_) => Lookup::Unusable,
             None => Lookup::NotYetChecked,
         }
     }
 
-    /// The store of the storage called `name`, if the last look found it usable.
-    pub fn get(&self, name: &str) -> Option<Arc<dyn ObjectStore>> {
-        match self.lookup(name) {
+    /// The store of `storage`, if the last look at it found it usable.
+    pub fn get(&self, storage: &BackupStorage) -> Option<Arc<dyn ObjectStore>> {
+        match self.lookup(storage) {
             Lookup::Usable(store) => Some(store),
             _ => None,
         }
@@ -82,21 +94,28 @@ impl Registry {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The store for `resolved`, the current one when nothing changed.
-    fn ensure(&self, name: &str, resolved: Resolved) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    /// The store for `resolved`, the current one when nothing changed. It is handed out
+    /// only once [`Registry::checked`] says it is usable.
+    fn ensure(
+        &self,
+        storage: &BackupStorage,
+        resolved: Resolved,
+    ) -> Result<Arc<dyn ObjectStore>, StorageError> {
+        let name = storage.name_any();
         let fingerprint = resolved.fingerprint();
-        if let Some(entry) = self.lock().get(name)
-            && entry.fingerprint == fingerprint
-        {
-            return Ok(entry.store.clone());
-        }
-        let store: Arc<dyn ObjectStore> = match resolved {
-            Resolved::S3(settings) => Arc::new(S3Store::new(settings)?),
-            Resolved::Filesystem(path) => Arc::new(FilesystemStore::new(path)),
+        let mut entries = self.lock();
+        let store: Arc<dyn ObjectStore> = match entries.get(&name) {
+            Some(entry) if entry.fingerprint == fingerprint => entry.store.clone(),
+            _ => match resolved {
+                Resolved::S3(settings) => Arc::new(S3Store::new(settings)?),
+                Resolved::Filesystem(path) => Arc::new(FilesystemStore::new(path)),
+            },
         };
-        self.lock().insert(
-            name.to_owned(),
+        entries.insert(
+            name,
             Entry {
+                uid: storage.metadata.uid.clone(),
+                generation: storage.metadata.generation,
                 fingerprint,
                 store: store.clone(),
                 usable: false,
@@ -329,9 +348,8 @@ async fn resolve(spec: &BackupStorageSpec, ctx: &Context) -> Result<Resolved, St
 
 /// Builds (or reuses) the storage's store and checks it.
 async fn probe(storage: &BackupStorage, ctx: &Context) -> Result<String, StorageError> {
-    let name = storage.name_any();
     let resolved = resolve(&storage.spec, ctx).await?;
-    let store = ctx.storages.ensure(&name, resolved)?;
+    let store = ctx.storages.ensure(storage, resolved)?;
     let lock = storage.spec.object_lock.as_ref();
     store.check(lock.is_some()).await?;
     let location = store.location();
@@ -484,26 +502,55 @@ mod tests {
         );
     }
 
+    fn storage(uid: &str, generation: i64) -> BackupStorage {
+        let mut storage = BackupStorage::new(
+            "main",
+            serde_json::from_value(serde_json::json!({"filesystem": {"path": "/backups"}}))
+                .expect("spec"),
+        );
+        storage.metadata.uid = Some(uid.to_owned());
+        storage.metadata.generation = Some(generation);
+        storage
+    }
+
     #[test]
     fn the_registry_reuses_a_store_until_the_settings_change() {
         let registry = Registry::default();
-        assert!(matches!(registry.lookup("main"), Lookup::NotYetChecked));
-        let first = registry.ensure("main", s3("one")).expect("store");
+        let main = storage("uid-1", 1);
+        assert!(matches!(registry.lookup(&main), Lookup::NotYetChecked));
+        let first = registry.ensure(&main, s3("one")).expect("store");
         // Built but not checked yet: not handed out.
-        assert!(matches!(registry.lookup("main"), Lookup::Unusable));
+        assert!(matches!(registry.lookup(&main), Lookup::Unusable));
         registry.checked("main", true);
-        let usable = registry.get("main").expect("usable");
+        let usable = registry.get(&main).expect("usable");
         assert!(Arc::ptr_eq(&first, &usable));
-        let again = registry.ensure("main", s3("one")).expect("store");
+        let again = registry.ensure(&main, s3("one")).expect("store");
         assert!(Arc::ptr_eq(&first, &again));
-        let rotated = registry.ensure("main", s3("two")).expect("store");
+        let rotated = registry.ensure(&main, s3("two")).expect("store");
         assert!(!Arc::ptr_eq(&first, &rotated));
         assert!(
-            registry.get("main").is_none(),
+            registry.get(&main).is_none(),
             "a new store is checked first"
         );
         registry.forget("main");
-        assert!(matches!(registry.lookup("main"), Lookup::NotYetChecked));
+        assert!(matches!(registry.lookup(&main), Lookup::NotYetChecked));
+    }
+
+    #[test]
+    fn a_store_is_only_for_the_object_and_generation_it_was_checked_for() {
+        let registry = Registry::default();
+        registry
+            .ensure(&storage("uid-1", 1), s3("one"))
+            .expect("store");
+        registry.checked("main", true);
+        assert!(registry.get(&storage("uid-1", 1)).is_some());
+        // Edited and not looked at since: maybe another bucket.
+        assert!(matches!(
+            registry.lookup(&storage("uid-1", 2)),
+            Lookup::NotYetChecked
+        ));
+        // Deleted and re-created under the same name.
+        assert!(registry.get(&storage("uid-2", 1)).is_none());
     }
 
     #[test]

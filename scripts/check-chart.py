@@ -84,8 +84,13 @@ EXPECTED_CLUSTER_PERMISSIONS = {
     (GROUP, "databaseservers", "watch", None),
     (GROUP, "databaseservers", "patch", None),
     (GROUP, "databaseservers/status", "patch", None),
-    # Admin credentials and CA Secrets (get, operator namespace only, enforced by the
-    # operator); tenant credentials Secrets (get, create, patch). No list or watch.
+    # The BackupStorage controller.
+    (GROUP, "backupstorages", "get", None),
+    (GROUP, "backupstorages", "watch", None),
+    (GROUP, "backupstorages", "patch", None),
+    (GROUP, "backupstorages/status", "patch", None),
+    # Admin, storage credentials and CA Secrets (get, operator namespace only, enforced by
+    # the operator); tenant credentials Secrets (get, create, patch). No list or watch.
     *(("", "secrets", verb, None) for verb in ("get", "create", "patch")),
     *(("", "namespaces", verb, None) for verb in ("get", "list", "watch", "create", "patch", "delete")),
     *((group, resource, verb, None)

@@ -4,7 +4,8 @@
 //! [`crd`] renders them as CustomResourceDefinitions, [`isolation`] builds a tenant's
 //! namespaces and policies (pure), [`database`] provisions its PostgreSQL database,
 //! [`controller`] reconciles, and [`operator`] is the process that `landlord run` starts
-//! (health, metrics, leader election, signals).
+//! (health, metrics, leader election, signals); [`storage`] holds the object stores that
+//! backups are written to.
 
 pub mod api;
 pub mod backup;
@@ -14,3 +15,4 @@ pub mod database;
 pub mod isolation;
 pub mod keys;
 pub mod operator;
+pub mod storage;

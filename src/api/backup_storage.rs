@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::schema::SECRET_KEY;
-use super::{Condition, SecretRef};
+use super::{Condition, SecretKeyRef, SecretRef};
 
 /// An S3 bucket and prefix (or, for local use, a directory) that encrypted backups are
 /// streamed to. Backups are age-encrypted before they leave Landlord, so the store never
@@ -92,10 +92,15 @@ pub struct S3Storage {
     /// S3-compatible services need this.
     #[serde(default)]
     pub force_path_style: bool,
-    /// Credentials. Without them, the operator's ambient AWS credentials (environment, web
-    /// identity) are used.
+    /// Credentials. Without them, the operator's own `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) environment variables are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<S3Credentials>,
+    /// CA certificates (PEM) that verify an `https://` endpoint, instead of the system
+    /// roots: for a private MinIO or Ceph. The Secret must be in Landlord's own namespace
+    /// (another namespace is refused with `SecretForbidden`, never read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<SecretKeyRef>,
 }
 
 fn default_region() -> String {
@@ -106,7 +111,9 @@ fn default_region() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Credentials {
-    /// The Secret holding the access key.
+    /// The Secret holding the access key. It must be in Landlord's own namespace: Landlord
+    /// reads the Secrets that configure it from nowhere else (another namespace is refused
+    /// with `SecretForbidden`, never read).
     pub secret: SecretRef,
     /// Key of the access key id in the Secret.
     #[serde(default = "default_access_key_id_key")]
@@ -160,9 +167,11 @@ pub struct BackupStorageStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Available`: whether Landlord can write, read and delete under the prefix, with
-    /// reasons such as `CredentialsMissing`, `AccessDenied`, `BucketMissing`,
-    /// `ObjectLockDisabled`.
+    /// `Available`: whether the bucket (or directory) exists and answers Landlord's
+    /// credentials, and has Object Lock enabled when `spec.objectLock` is set; when not, the
+    /// reason says what to fix: `SecretForbidden`, `SecretMissing`, `SecretInvalid`,
+    /// `CredentialsMissing`, `CAInvalid`, `AuthFailed`, `Denied`, `BucketMissing`,
+    /// `WrongRegion`, `Unreachable`, `TLSFailed`, `ObjectLockNotEnabled`, `StorageError`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

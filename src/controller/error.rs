@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::apply::ApplyError;
 use crate::database::{DatabaseError, RandomError};
+use crate::storage::StorageError;
 
 /// A reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,13 @@ pub enum Error {
     /// name retained.
     #[error("{0}")]
     CredentialsSecretRetained(String),
+    /// A BackupStorage cannot be used: its Secret, its endpoint, its bucket.
+    #[error("BackupStorage {name}: {source} ({})", source.reason())]
+    Storage {
+        name: String,
+        #[source]
+        source: StorageError,
+    },
     /// No randomness for a password.
     #[error(transparent)]
     Random(#[from] RandomError),
@@ -139,6 +147,7 @@ impl Error {
             Error::CredentialsSecretTaken(_) => "secret_taken",
             Error::CredentialsSecretRetained(_) => "secret_retained",
             Error::Random(_) => "random_failed",
+            Error::Storage { source, .. } => source.category(),
         }
     }
 
@@ -157,6 +166,13 @@ impl Error {
             | "database_not_ready"
             | "database_not_provisioned"
             | "database_server_unusable" => Duration::from_secs(10),
+            // Storage that needs a change of its spec or bucket by a human.
+            "storage_secret_forbidden"
+            | "storage_invalid"
+            | "storage_ca_invalid"
+            | "storage_object_lock_not_enabled" => Duration::from_secs(60),
+            // Storage that may come back, or a Secret that may be created any moment.
+            category if category.starts_with("storage_") => Duration::from_secs(10),
             "api_error" | "stopping" => Duration::from_secs(1),
             // Someone else's object in the way, retained data waiting for the opt-in, or a
             // server that asks for the password in clear: a human must act. The opt-in (a

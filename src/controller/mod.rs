@@ -6,6 +6,7 @@
 
 mod analysis;
 pub mod apply;
+pub mod backup_storage;
 pub mod database_server;
 mod error;
 mod finalizers;
@@ -30,7 +31,7 @@ use kube::{Client, Resource};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::{DatabaseServer, Tenant};
+use crate::api::{BackupStorage, DatabaseServer, Tenant};
 use crate::isolation::IsolationConfig;
 use crate::isolation::analysis::AnalysisConfig;
 use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
@@ -120,6 +121,8 @@ pub struct Context {
     pub isolation: Arc<RwLock<BTreeMap<String, analysis::Verdict>>>,
     /// The connection pool of every usable DatabaseServer.
     pub databases: Arc<database_server::Registry>,
+    /// The object store of every usable BackupStorage.
+    pub storages: Arc<backup_storage::Registry>,
     /// Consecutive failures per object, for the back-off.
     pub retries: Retries,
     /// Asks the Tenant controller to look at a tenant now.
@@ -340,11 +343,12 @@ pub async fn run(
         metrics,
         isolation,
         databases: Arc::new(database_server::Registry::default()),
+        storages: Arc::new(backup_storage::Registry::default()),
         retries: Retries::default(),
         tenant_triggers: trigger_tx,
     });
 
-    info!("starting the Tenant and DatabaseServer controllers");
+    info!("starting the Tenant, DatabaseServer and BackupStorage controllers");
     let graceful = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     };
@@ -373,11 +377,23 @@ pub async fn run(
         .run(
             database_server::reconcile,
             database_server::error_policy,
-            context,
+            context.clone(),
         )
         .for_each(|result| log_failure("DatabaseServer", result));
+    let storage_controller = Controller::new(
+        Api::<BackupStorage>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(controller::Config::default().concurrency(2))
+    .graceful_shutdown_on(graceful(stop.clone()))
+    .run(
+        backup_storage::reconcile,
+        backup_storage::error_policy,
+        context,
+    )
+    .for_each(|result| log_failure("BackupStorage", result));
     let controllers = async move {
-        tokio::join!(tenant_controller, server_controller);
+        tokio::join!(tenant_controller, server_controller, storage_controller);
     };
     // A graceful stop lets running reconciles finish. It cannot end while the Tenant
     // cache has never filled (the CRD is missing: nothing can be reconciling), and it is

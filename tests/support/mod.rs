@@ -5,4 +5,5 @@
 pub mod cluster;
 pub mod control_plane;
 pub mod postgres;
+pub mod s3;
 pub mod wait;

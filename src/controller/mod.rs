@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
@@ -369,6 +369,18 @@ pub async fn run(
         .for_each(|result| log_failure("Tenant", result));
     let server_controller = Controller::for_shared_stream(server_events, database_servers.clone())
         .with_config(controller::Config::default().concurrency(2))
+        .watches_stream(
+            operator_secrets(&client, &config.isolation.operator_namespace),
+            configured_by(database_servers.clone(), |server: &DatabaseServer, name| {
+                server.spec.admin_credentials.secret.name == name
+                    || server
+                        .spec
+                        .tls
+                        .ca_secret
+                        .as_ref()
+                        .is_some_and(|ca| ca.name == name)
+            }),
+        )
         .watches_shared_stream(
             tenant_events_for_servers,
             database_server::server_of_tenant(),
@@ -383,15 +395,28 @@ pub async fn run(
     let storage_controller = Controller::new(
         Api::<BackupStorage>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .with_config(controller::Config::default().concurrency(2))
-    .graceful_shutdown_on(graceful(stop.clone()))
-    .run(
-        backup_storage::reconcile,
-        backup_storage::error_policy,
-        context,
-    )
-    .for_each(|result| log_failure("BackupStorage", result));
+    );
+    let storages = storage_controller.store();
+    let storage_controller = storage_controller
+        .with_config(controller::Config::default().concurrency(2))
+        .watches_stream(
+            operator_secrets(&client, &config.isolation.operator_namespace),
+            configured_by(storages, |storage: &BackupStorage, name| {
+                storage.spec.s3.as_ref().is_some_and(|s3| {
+                    s3.credentials
+                        .as_ref()
+                        .is_some_and(|c| c.secret.name == name)
+                        || s3.ca_secret.as_ref().is_some_and(|ca| ca.name == name)
+                })
+            }),
+        )
+        .graceful_shutdown_on(graceful(stop.clone()))
+        .run(
+            backup_storage::reconcile,
+            backup_storage::error_policy,
+            context,
+        )
+        .for_each(|result| log_failure("BackupStorage", result));
     let controllers = async move {
         tokio::join!(tenant_controller, server_controller, storage_controller);
     };
@@ -417,6 +442,43 @@ pub async fn run(
         watch.abort();
     }
     info!("controllers stopped");
+}
+
+/// Changes to the Secrets in the operator's namespace, metadata only: what tells a
+/// DatabaseServer or BackupStorage that the Secret it was missing now exists, or that its
+/// credentials changed. No Secret data is kept or even received (a metadata-only watch),
+/// and no Secret outside the operator's namespace is watched.
+fn operator_secrets(
+    client: &Client,
+    namespace: &str,
+) -> impl futures::Stream<Item = Result<kube::core::PartialObjectMeta<Secret>, watcher::Error>>
++ Send
++ 'static {
+    watcher(
+        Api::<kube::core::PartialObjectMeta<Secret>>::namespaced(client.clone(), namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+}
+
+/// The objects in `store` that `uses` says are configured by the Secret that changed.
+fn configured_by<K>(
+    store: Store<K>,
+    uses: impl Fn(&K, &str) -> bool + Send + Sync + 'static,
+) -> impl Fn(kube::core::PartialObjectMeta<Secret>) -> Vec<ObjectRef<K>> + Send + Sync + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    move |secret| {
+        let name = secret.metadata.name.unwrap_or_default();
+        store
+            .state()
+            .into_iter()
+            .filter(|o| uses(o, &name))
+            .map(|o| ObjectRef::from_obj(&*o))
+            .collect()
+    }
 }
 
 async fn log_failure<K: Resource, Q>(

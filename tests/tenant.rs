@@ -874,3 +874,55 @@ async fn a_tenant_admins_open_policies_are_reported_as_a_cross_tenant_path() {
         "a Warning event: {warnings:?}"
     );
 }
+
+#[tokio::test]
+async fn the_operators_own_create_conflict_is_not_namespace_taken() {
+    // A create answered 409 although nobody else holds the namespace (what a lagging cache
+    // makes of the operator's own earlier create): confirmed with a GET, never reported as
+    // someone else's namespace.
+    let h = Harness::start().await;
+    h.emulator.inject_fault(
+        kube_emulator::FaultRule::fail(Some("create"), Some("namespaces"), 409).times(1),
+    );
+    h.create_tenant("echo", json!({})).await;
+    h.wait_condition("echo", "Ready", "True").await;
+    assert!(
+        h.emulator.request_count("create", "namespaces") >= 2,
+        "the injected 409 fired, then the namespace was created"
+    );
+    let events = events_for(&h.client, "echo").await;
+    assert!(
+        !events
+            .iter()
+            .any(|(_, reason, _)| reason == "NamespaceTaken"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_spec_that_cannot_be_built_sets_ready_phase_and_generation() {
+    let h = Harness::start().await;
+    h.create_tenant("fox", json!({})).await;
+    h.wait_condition("fox", "Ready", "True").await;
+    // A reserved label: valid for the schema, refused by the validation stage.
+    let bad = json!({"spec": {"namespaces": {"labels": {"landlord.dev/tenant": "other"}}}});
+    let patched = h
+        .tenants()
+        .patch("fox", &PatchParams::default(), &Patch::Merge(&bad))
+        .await
+        .expect("accepted by the schema");
+    let (_, reason, message) = h.wait_condition("fox", "NamespacesReady", "False").await;
+    assert_eq!(reason, "ReservedLabel");
+    assert!(message.contains("spec.namespaces.labels"), "{message}");
+    let tenant = h.tenants().get("fox").await.expect("tenant");
+    let status = tenant.status.expect("status");
+    assert_eq!(status.observed_generation, patched.metadata.generation);
+    assert_eq!(status.phase, Some(landlord::api::TenantPhase::Degraded));
+    let ready = landlord::api::find_condition(&status.conditions, "Ready").expect("Ready");
+    assert_eq!(format!("{:?}", ready.status), "False");
+    assert!(
+        ready.message.contains("NamespacesReady"),
+        "{}",
+        ready.message
+    );
+}

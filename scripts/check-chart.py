@@ -109,6 +109,8 @@ def expected_lease_permissions(lease_name: str) -> set[tuple[str, str, str, str 
         ("coordination.k8s.io", "leases", "create", None),
         ("coordination.k8s.io", "leases", "get", lease_name),
         ("coordination.k8s.io", "leases", "update", lease_name),
+        # Erasure destroys the tenant's key Secret, which lives in this namespace only.
+        ("", "secrets", "delete", None),
     }
 
 

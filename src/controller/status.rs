@@ -124,8 +124,12 @@ where
     }
 }
 
-/// Writes `status` on `object` if it differs from `old`, after publishing the Events of
-/// its condition changes.
+/// Writes `status` on `object` if it differs from `old`, then publishes the Events of its
+/// condition changes. The write is guarded by the `resourceVersion` that `object` was read
+/// at. A reconcile working from a stale copy (a cache that has not
+/// seen this operator's previous status write yet) gets a 409, and the retry sees fresh
+/// data, instead of overwriting what the previous write recorded and no pass can derive
+/// again (a takeover of retained data, `status.adoptedFrom`).
 pub async fn finish<K, S>(
     ctx: &Context,
     api: &Api<K>,
@@ -141,10 +145,22 @@ where
     if old == status {
         return Ok(());
     }
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"resourceVersion": object.resource_version()},
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     for (type_, reason, note) in news(old.conditions(), status.conditions(), summary) {
         event(ctx, object, type_, &reason, &note).await;
     }
-    write(api, object, status).await
+    Ok(())
 }
 
 /// Writes `status` on `object`, unconditionally.

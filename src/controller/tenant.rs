@@ -95,7 +95,12 @@ impl Applied {
 }
 
 async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
-    ensure_finalizer(tenant, ctx).await?;
+    if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
+        // The patch changes the Tenant, and its watch event brings the next pass with the
+        // new resourceVersion, which the status write is guarded by.
+        ensure_finalizer(tenant, ctx).await?;
+        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+    }
 
     // observe
     let server = tenant.spec.database.as_ref().and_then(|db| {
@@ -128,6 +133,10 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(ctx.config.resync));
         }
     };
+    // the key its backups are encrypted to, in the operator's namespace. Before apply:
+    // it depends on nothing apply does, and what apply changes (a namespace taken over)
+    // is then followed closely by the status that records it.
+    let key = tenant_key::provision(tenant, ctx).await;
     // build + apply + prune
     let applied = apply_all(&validated, ctx).await?;
     // the database, its role and the credentials Secret in the primary namespace
@@ -168,8 +177,6 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     } else {
         tenant_database::provision(tenant, &primary, ctx).await
     };
-    // the key its backups are encrypted to, in the operator's namespace
-    let key = tenant_key::provision(tenant, ctx).await;
     // status
     let (status, retry) = provisioned_status(tenant, &validated, &applied, database, key, ctx);
     finish_status(tenant, ctx, status).await?;
@@ -680,8 +687,9 @@ fn summarize(tenant: &Tenant, status: &mut TenantStatus) {
     status.observed_generation = generation;
 }
 
-/// Writes `status` if it differs from the Tenant's, and publishes an Event for every
-/// condition that changed its status ([`super::status::finish`]).
+/// Writes `status` if it differs from the Tenant's, guarded by the resourceVersion the
+/// Tenant was read at, and publishes an Event for every condition that changed its status
+/// ([`super::status::finish`]).
 async fn finish_status(tenant: &Tenant, ctx: &Context, status: TenantStatus) -> Result<(), Error> {
     let old = tenant.status.clone().unwrap_or_default();
     let api: Api<Tenant> = Api::all(ctx.client.clone());

@@ -3,9 +3,12 @@
 //! deleting it runs the deletion workflow behind the `landlord.dev/erasure` finalizer.
 //!
 //! The reconcile is the pipeline of the conventions: observe (caches) → validate (pure,
-//! [`crate::isolation::validate`]) → build (pure, [`crate::isolation::build`]) → apply
-//! ([`super::apply`], skipping what already matches) → prune → status (computed from
-//! what was applied, written only when it changed).
+//! [`crate::isolation::validate`]) → the key ([`super::tenant_key`]) → build (pure,
+//! [`crate::isolation::build`]) → apply ([`super::apply`], skipping what already matches)
+//! → prune → the database ([`super::tenant_database`]) → status (computed from what was
+//! applied, written only when it changed, and only over the version it was computed
+//! from). `Ready` is composed of the steps' parts ([`parts`]): each step sets its
+//! condition, and `Ready` names the required ones that are not True.
 
 use std::sync::{Arc, PoisonError};
 

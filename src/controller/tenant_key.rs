@@ -1,17 +1,21 @@
 //! A Tenant's key: the age X25519 key its backups are encrypted to, created once at
-//! onboarding by the [`KeyProvider`] of the [`Context`] and destroyed only by erasure.
+//! onboarding by the [`KeyProvider`](crate::keys::KeyProvider) of the [`Context`] and
+//! destroyed only by erasure.
 //!
 //! # Onboarding ([`provision`])
 //!
-//! Every reconcile asks the provider to [`KeyProvider::ensure`] the key: the first one
-//! creates it, later ones read it (a GET, nothing cached) and check it is still this
+//! Every reconcile asks the provider to
+//! [`ensure`](crate::keys::KeyProvider::ensure) the key: the first one creates it, later
+//! ones read it (a GET, nothing cached) and check it is still this
 //! Tenant's (by UID). A concurrent create (a crash and a retry, two replicas) ends with
 //! the one key that exists; a Secret of the key's name that records another Tenant's UID
 //! (a reused name) is never taken over: `KeyReady` is False with the provider's reason
 //! (`KeyConflict`). The result is `status.keyId` (the fingerprint of the public
-//! recipient) and the condition `KeyReady`: True `KeyCreated` on the pass that created it,
-//! `KeyAvailable` afterwards; False with the provider error's reason and message, which
-//! never hold key material. `spec.encryption.keyProvider: AwsKms` is not implemented:
+//! recipient) and the condition `KeyReady`: True `KeyCreated` from the pass that created
+//! the key (kept while the key stays the same, so a steady reconcile writes nothing),
+//! `KeyAvailable` when an existing key is found that the status had not reported (a
+//! Tenant onboarded before keys existed, a status lost); False with the provider error's
+//! reason and message, which never hold key material. `spec.encryption.keyProvider: AwsKms` is not implemented:
 //! `KeyReady` False `ProviderNotSupported`, and no key is created anywhere.
 //!
 //! # The canary

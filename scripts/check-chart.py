@@ -111,6 +111,8 @@ def expected_lease_permissions(lease_name: str) -> set[tuple[str, str, str, str 
         ("coordination.k8s.io", "leases", "update", lease_name),
         ("", "secrets", "list", None),
         ("", "secrets", "watch", None),
+        # Erasure destroys the tenant's key Secret, which lives in this namespace only.
+        ("", "secrets", "delete", None),
     }
 
 

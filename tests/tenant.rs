@@ -308,7 +308,9 @@ async fn a_namespace_precreated_with_landlords_labels_is_not_the_tenants() {
 const HOLD: &str = "test.landlord.dev/hold";
 
 async fn hold(h: &Harness, tenant: &str) {
-    let patch = json!({"metadata": {"finalizers": [HOLD]}});
+    // Beside Landlord's finalizer: a merge patch replaces the whole list, and a Tenant
+    // deleted before Landlord added its own again would skip the workflow.
+    let patch = json!({"metadata": {"finalizers": ["landlord.dev/erasure", HOLD]}});
     h.tenants()
         .patch(tenant, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -371,7 +373,7 @@ async fn deletion_erases_namespaces_and_retain_keeps_them() {
         .expect("delete");
     assert_eq!(
         deletion_steps(&h, "erased").await,
-        done(&["DeleteNamespaces", "RemoveFinalizer"])
+        done(&["DeleteNamespaces", "DestroyKey", "RemoveFinalizer"])
     );
     assert_eq!(
         deletion_steps(&h, "kept").await,

@@ -479,6 +479,13 @@ pub struct TenantStatus {
     /// encrypted to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// The erasure canary: a fixed, published plaintext encrypted at onboarding to the key
+    /// `keyId`, as the base64 of an age file. Not secret (anyone may know the plaintext);
+    /// erasure tries it after destroying the key, to prove that no identity the operator
+    /// can read still opens it. Sealed again only when `keyId` changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub canary: Option<String>,
     /// The most recent successful backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<LastBackup>,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::apply::ApplyError;
 use crate::database::{DatabaseError, RandomError};
+use crate::keys::KeyError;
 use crate::storage::StorageError;
 
 /// A reconcile failed.
@@ -71,6 +72,13 @@ pub enum Error {
     /// No randomness for a password.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The tenant's key could not be created, read or destroyed.
+    #[error("the key of tenant {tenant}: {source}")]
+    Key {
+        tenant: String,
+        #[source]
+        source: KeyError,
+    },
 }
 
 /// The category of a failed API request.
@@ -103,7 +111,12 @@ impl Error {
     pub fn is_progress(&self) -> bool {
         matches!(
             self,
-            Error::NamespacesTerminating(_) | Error::ServerInUse { .. }
+            Error::NamespacesTerminating(_)
+                | Error::ServerInUse { .. }
+                | Error::Key {
+                    source: KeyError::BeingDeleted { .. },
+                    ..
+                }
         )
     }
 
@@ -148,6 +161,7 @@ impl Error {
             Error::CredentialsSecretRetained(_) => "secret_retained",
             Error::Random(_) => "random_failed",
             Error::Storage { source, .. } => source.category(),
+            Error::Key { source, .. } => source.category(),
         }
     }
 
@@ -156,7 +170,9 @@ impl Error {
     fn base_backoff(&self) -> Duration {
         match self.category() {
             "conflict" => Duration::from_millis(500),
-            "namespaces_terminating" | "server_in_use" => Duration::from_secs(2),
+            "namespaces_terminating" | "server_in_use" | "key_being_deleted" => {
+                Duration::from_secs(2)
+            }
             // A server that is down, refuses the credentials or is not set up yet: look
             // again soon, but not in a tight loop.
             "database_unreachable"
@@ -184,7 +200,13 @@ impl Error {
             | "database_retained"
             | "database_insecure_auth"
             | "secret_taken"
-            | "secret_retained" => Duration::from_secs(60),
+            | "secret_retained"
+            | "key_tenant_invalid"
+            | "key_forbidden"
+            | "key_invalid"
+            | "key_conflict" => Duration::from_secs(60),
+            // The API answering badly (5xx, timeouts) while creating or reading a key.
+            "key_api_error" | "key_missing" => Duration::from_secs(5),
             _ => Duration::from_secs(15),
         }
     }

@@ -13,6 +13,7 @@ mod finalizers;
 mod status;
 mod tenant;
 pub mod tenant_database;
+pub mod tenant_key;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -35,6 +36,7 @@ use crate::api::{BackupStorage, DatabaseServer, Tenant};
 use crate::isolation::IsolationConfig;
 use crate::isolation::analysis::AnalysisConfig;
 use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
+use crate::keys::{KeyProvider, KubernetesKeyProvider};
 use crate::operator::Metrics;
 
 pub use error::Error;
@@ -123,6 +125,9 @@ pub struct Context {
     pub databases: Arc<database_server::Registry>,
     /// The object store of every usable BackupStorage.
     pub storages: Arc<backup_storage::Registry>,
+    /// Where the tenants' keys live (the `kubernetes` provider: Secrets in the operator's
+    /// namespace).
+    pub keys: Arc<dyn KeyProvider>,
     /// Consecutive failures per object, for the back-off.
     pub retries: Retries,
     /// Asks the Tenant controller to look at a tenant now.
@@ -344,6 +349,10 @@ pub async fn run(
         isolation,
         databases: Arc::new(database_server::Registry::default()),
         storages: Arc::new(backup_storage::Registry::default()),
+        keys: Arc::new(KubernetesKeyProvider::new(
+            client.clone(),
+            &config.isolation.operator_namespace,
+        )),
         retries: Retries::default(),
         tenant_triggers: trigger_tx,
     });

@@ -67,6 +67,46 @@ pub fn news(
         .collect()
 }
 
+/// One part of an object's readiness: the condition a step of its reconcile sets, and
+/// whether the summary condition (`Ready`) waits for it. A part that is not required is
+/// still reported (its condition is set) but never holds readiness back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// The condition type the step sets.
+    pub condition: &'static str,
+    /// Whether the summary waits for it to be True.
+    pub required: bool,
+}
+
+impl Part {
+    /// A part the summary waits for.
+    pub const fn required(condition: &'static str) -> Part {
+        Part {
+            condition,
+            required: true,
+        }
+    }
+
+    /// A part that is reported only.
+    pub const fn reported(condition: &'static str) -> Part {
+        Part {
+            condition,
+            required: false,
+        }
+    }
+}
+
+/// The required parts whose condition is not True in `conditions` (missing counts as not
+/// True), in the order of `parts`: what the summary waits for.
+pub fn waiting_for(parts: &[Part], conditions: &[Condition]) -> Vec<&'static str> {
+    parts
+        .iter()
+        .filter(|p| p.required)
+        .filter(|p| !find_condition(conditions, p.condition).is_some_and(Condition::is_true))
+        .map(|p| p.condition)
+        .collect()
+}
+
 /// Publishes one Event about `object`; a failure to publish is logged, never fatal.
 pub async fn event<K>(ctx: &Context, object: &K, type_: EventType, reason: &str, note: &str)
 where
@@ -84,8 +124,12 @@ where
     }
 }
 
-/// Writes `status` on `object` if it differs from `old`, after publishing the Events of
-/// its condition changes.
+/// Writes `status` on `object` if it differs from `old`, then publishes the Events of its
+/// condition changes. The write is guarded by the `resourceVersion` that `object` was read
+/// at. A reconcile working from a stale copy (a cache that has not
+/// seen this operator's previous status write yet) gets a 409, and the retry sees fresh
+/// data, instead of overwriting what the previous write recorded and no pass can derive
+/// again (a takeover of retained data, `status.adoptedFrom`).
 pub async fn finish<K, S>(
     ctx: &Context,
     api: &Api<K>,
@@ -101,10 +145,22 @@ where
     if old == status {
         return Ok(());
     }
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"resourceVersion": object.resource_version()},
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     for (type_, reason, note) in news(old.conditions(), status.conditions(), summary) {
         event(ctx, object, type_, &reason, &note).await;
     }
-    write(api, object, status).await
+    Ok(())
 }
 
 /// Writes `status` on `object`, unconditionally.
@@ -161,6 +217,37 @@ mod tests {
             [(true, "NotReady"), (true, "ForgedTenantLabel")],
             "a new True condition is not news; a new False one is"
         );
+    }
+
+    #[test]
+    fn the_summary_waits_for_required_parts_that_are_not_true() {
+        let parts = [
+            Part::required("NamespacesReady"),
+            Part::required("DatabaseReady"),
+            Part::reported("MembershipVerified"),
+            Part::required("KeyReady"),
+            Part::required("Isolated"),
+        ];
+        let conditions = vec![
+            c("NamespacesReady", ConditionStatus::True, "Provisioned"),
+            c("DatabaseReady", ConditionStatus::False, "Unreachable"),
+            c(
+                "MembershipVerified",
+                ConditionStatus::False,
+                "ForgedTenantLabel",
+            ),
+            c("Isolated", ConditionStatus::Unknown, "Analyzing"),
+        ];
+        assert_eq!(
+            waiting_for(&parts, &conditions),
+            ["DatabaseReady", "KeyReady", "Isolated"],
+            "False, missing and Unknown hold it back, in the parts' order; a reported part never does"
+        );
+        let all_true: Vec<Condition> = parts
+            .iter()
+            .map(|p| c(p.condition, ConditionStatus::True, "Ok"))
+            .collect();
+        assert!(waiting_for(&parts, &all_true).is_empty());
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //! deleting it runs the deletion workflow behind the `landlord.dev/erasure` finalizer.
 //!
 //! The reconcile is the pipeline of the conventions: observe (caches) → validate (pure,
-//! [`crate::isolation::validate`]) → build (pure, [`crate::isolation::build`]) → apply
-//! ([`super::apply`], skipping what already matches) → prune → status (computed from
-//! what was applied, written only when it changed).
+//! [`crate::isolation::validate`]) → the key ([`super::tenant_key`]) → build (pure,
+//! [`crate::isolation::build`]) → apply ([`super::apply`], skipping what already matches)
+//! → prune → the database ([`super::tenant_database`]) → status (computed from what was
+//! applied, written only when it changed, and only over the version it was computed
+//! from). `Ready` is composed of the steps' parts ([`parts`]): each step sets its
+//! condition, and `Ready` names the required ones that are not True.
 
 use std::sync::{Arc, PoisonError};
 
@@ -23,7 +26,8 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::apply::{FIELD_MANAGER, Outcome};
-use super::{Context, Error, tenant_database};
+use super::status::Part;
+use super::{Context, Error, tenant_database, tenant_key};
 use crate::api::{
     Condition, ConditionStatus, DeletionPolicy, DeletionStep, StepState, Tenant, TenantPhase,
     TenantStatus, find_condition, set_condition,
@@ -33,6 +37,7 @@ use crate::isolation::ownership::{self, Claim};
 use crate::isolation::{
     self, DesiredObject, ObjectId, ObjectKind, ValidatedTenant, ValidationError,
 };
+use crate::keys::TenantRef;
 
 /// The finalizer behind which deletion runs.
 pub const FINALIZER: &str = "landlord.dev/erasure";
@@ -93,7 +98,12 @@ impl Applied {
 }
 
 async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
-    ensure_finalizer(tenant, ctx).await?;
+    if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
+        // The patch changes the Tenant, and its watch event brings the next pass with the
+        // new resourceVersion, which the status write is guarded by.
+        ensure_finalizer(tenant, ctx).await?;
+        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+    }
 
     // observe
     let server = tenant.spec.database.as_ref().and_then(|db| {
@@ -126,6 +136,10 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(ctx.config.resync));
         }
     };
+    // the key its backups are encrypted to, in the operator's namespace. Before apply:
+    // it depends on nothing apply does, and what apply changes (a namespace taken over)
+    // is then followed closely by the status that records it.
+    let key = tenant_key::provision(tenant, ctx).await;
     // build + apply + prune
     let applied = apply_all(&validated, ctx).await?;
     // the database, its role and the credentials Secret in the primary namespace
@@ -167,7 +181,7 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         tenant_database::provision(tenant, &primary, ctx).await
     };
     // status
-    let (status, retry) = provisioned_status(tenant, &validated, &applied, database, ctx);
+    let (status, retry) = provisioned_status(tenant, &validated, &applied, database, key, ctx);
     finish_status(tenant, ctx, status).await?;
     match retry {
         Some(e) => Err(e),
@@ -469,6 +483,7 @@ fn provisioned_status(
     validated: &ValidatedTenant<'_>,
     applied: &Applied,
     database: Option<tenant_database::Report>,
+    key: tenant_key::Report,
     ctx: &Context,
 ) -> (TenantStatus, Option<Error>) {
     let generation = tenant.metadata.generation;
@@ -570,6 +585,10 @@ fn provisioned_status(
             status.adopted_from = Some(from);
         }
     }
+    set_condition(&mut status.conditions, key.condition);
+    status.key_id = key.key_id;
+    status.canary = key.canary;
+    retry = retry.or(key.retry);
 
     summarize(tenant, &mut status);
     (status, retry)
@@ -614,20 +633,33 @@ fn membership(tenant: &Tenant, forged: &[String]) -> Condition {
     )
 }
 
+/// The parts of a Tenant's readiness, in the order its steps run: each step's condition
+/// and whether `Ready` waits for it. Capabilities add their part here.
+fn parts(tenant: &Tenant) -> Vec<Part> {
+    vec![
+        // apply: the namespaces and their quota, limits and owners' binding
+        Part::required(conditions::NAMESPACES_READY),
+        // apply: the NetworkPolicies
+        Part::required(conditions::NETWORK_ISOLATED),
+        // the isolation analysis of what is applied
+        Part::required(conditions::ISOLATED),
+        // reported, never holding readiness back (see `membership`)
+        Part::reported(conditions::MEMBERSHIP_VERIFIED),
+        // the database step, when the spec asks for a database
+        Part {
+            condition: tenant_database::DATABASE_READY,
+            required: tenant.spec.database.is_some(),
+        },
+        // the key step
+        Part::required(tenant_key::KEY_READY),
+    ]
+}
+
 /// The `Ready` condition, the phase and `observedGeneration`, from the other conditions:
-/// Ready when every condition the Tenant needs is true.
+/// Ready when every part the Tenant needs ([`parts`]) is true.
 fn summarize(tenant: &Tenant, status: &mut TenantStatus) {
     let generation = tenant.metadata.generation;
-    let pending: Vec<&str> = [
-        conditions::NAMESPACES_READY,
-        conditions::NETWORK_ISOLATED,
-        conditions::ISOLATED,
-        tenant_database::DATABASE_READY,
-    ]
-    .into_iter()
-    .filter(|t| *t != tenant_database::DATABASE_READY || tenant.spec.database.is_some())
-    .filter(|t| !find_condition(&status.conditions, t).is_some_and(Condition::is_true))
-    .collect();
+    let pending = super::status::waiting_for(&parts(tenant), &status.conditions);
     let ready = if pending.is_empty() {
         condition(
             conditions::READY,
@@ -658,8 +690,9 @@ fn summarize(tenant: &Tenant, status: &mut TenantStatus) {
     status.observed_generation = generation;
 }
 
-/// Writes `status` if it differs from the Tenant's, and publishes an Event for every
-/// condition that changed its status ([`super::status::finish`]).
+/// Writes `status` if it differs from the Tenant's, guarded by the resourceVersion the
+/// Tenant was read at, and publishes an Event for every condition that changed its status
+/// ([`super::status::finish`]).
 async fn finish_status(tenant: &Tenant, ctx: &Context, status: TenantStatus) -> Result<(), Error> {
     let old = tenant.status.clone().unwrap_or_default();
     let api: Api<Tenant> = Api::all(ctx.client.clone());
@@ -691,10 +724,15 @@ pub(super) async fn publish(
 /// (backups, key, receipt) insert their steps here.
 fn plan(tenant: &Tenant) -> Vec<&'static str> {
     match tenant.spec.deletion_policy {
-        DeletionPolicy::Erase if tenant.spec.database.is_some() => {
-            vec!["DropDatabase", "DeleteNamespaces", "RemoveFinalizer"]
-        }
-        DeletionPolicy::Erase => vec!["DeleteNamespaces", "RemoveFinalizer"],
+        DeletionPolicy::Erase if tenant.spec.database.is_some() => vec![
+            "DropDatabase",
+            "DeleteNamespaces",
+            "DestroyKey",
+            "RemoveFinalizer",
+        ],
+        // The key goes last: until the data is gone, an interrupted erasure can still be
+        // recovered from backups.
+        DeletionPolicy::Erase => vec!["DeleteNamespaces", "DestroyKey", "RemoveFinalizer"],
         DeletionPolicy::Retain => vec!["ReleaseObjects", "RemoveFinalizer"],
     }
 }
@@ -752,6 +790,7 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         let outcome = match step.as_str() {
             "DropDatabase" => tenant_database::drop_database(tenant, ctx).await,
             "DeleteNamespaces" => delete_namespaces(tenant, ctx).await,
+            "DestroyKey" => tenant_key::destroy_key(tenant, ctx).await,
             "ReleaseObjects" => release_objects(tenant, ctx).await,
             "RemoveFinalizer" => {
                 // Recorded before it runs: once the finalizer is gone, so is the Tenant.
@@ -894,8 +933,13 @@ async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error
     let secret_released = tenant_database::release_secret(tenant, &primary, ctx).await?;
     released += usize::from(secret_released);
     let total = ids.len() + usize::from(secret_released);
+    // The key stays too (it never had an owner reference): the retained backups stay
+    // readable.
+    let key = TenantRef::of(tenant)
+        .map(|t| ctx.keys.location(&t))
+        .unwrap_or_else(|_| "its provider".to_owned());
     Ok(format!(
-        "kept {total} objects in place (namespaces, their policies, database and credentials); {released} still had an owner reference to the Tenant, now removed"
+        "kept {total} objects in place (namespaces, their policies, database and credentials); {released} still had an owner reference to the Tenant, now removed; the tenant's key stays in {key}"
     ))
 }
 

@@ -544,13 +544,15 @@ async fn a_reused_name_never_inherits_what_an_earlier_tenant_retained() {
         tenant.metadata.uid.as_ref(),
         "re-recorded with the new UID"
     );
-    let events = events_for(&h.client, "reuse").await;
-    assert!(
-        events.iter().any(|(t, reason, note)| t == "Normal"
-            && reason == "RetainedDataAdopted"
-            && note.contains(&old_uid)),
-        "{events:?}"
-    );
+    wait_event(
+        &h,
+        "reuse",
+        "RetainedDataAdopted naming the earlier UID",
+        |t, reason, note| {
+            t == "Normal" && reason == "RetainedDataAdopted" && note.contains(&old_uid)
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -610,13 +612,15 @@ async fn a_forged_tenant_label_joins_nothing_and_is_reported() {
         message.contains("were not created by Landlord"),
         "{message}"
     );
-    let events = events_for(&h.client, "acme").await;
-    assert!(
-        events.iter().any(|(t, reason, note)| t == "Warning"
-            && reason == "ForgedTenantLabel"
-            && note.contains("intruder")),
-        "a Warning event names the namespace: {events:?}"
-    );
+    wait_event(
+        &h,
+        "acme",
+        "a Warning naming the namespace",
+        |t, reason, note| {
+            t == "Warning" && reason == "ForgedTenantLabel" && note.contains("intruder")
+        },
+    )
+    .await;
     // The tenant's policies admit its own namespaces by name only.
     let policies: Api<NetworkPolicy> = Api::namespaced(h.client.clone(), "tenant-acme");
     let same = policies
@@ -803,6 +807,28 @@ async fn events_for(client: &Client, tenant: &str) -> Vec<(String, String, Strin
         .collect()
 }
 
+/// Waits until an Event about `tenant` matches `wanted` (type, reason, note): events are
+/// published after the status write they describe.
+async fn wait_event(
+    h: &Harness,
+    tenant: &str,
+    what: &str,
+    wanted: impl Fn(&str, &str, &str) -> bool,
+) {
+    let found = support::wait::poll(|| async {
+        events_for(&h.client, tenant)
+            .await
+            .iter()
+            .any(|(t, reason, note)| wanted(t, reason, note))
+            .then_some(())
+    })
+    .await;
+    if found.is_none() {
+        let events = events_for(&h.client, tenant).await;
+        panic!("{tenant}: no event {what}: {events:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_tenant_admins_open_policies_are_reported_as_a_cross_tenant_path() {
     let h = Harness::start().await;
@@ -810,13 +836,10 @@ async fn a_tenant_admins_open_policies_are_reported_as_a_cross_tenant_path() {
     h.create_tenant("beta", json!({})).await;
     h.wait_condition("alpha", "Isolated", "True").await;
     h.wait_condition("beta", "Isolated", "True").await;
-    let ready = events_for(&h.client, "alpha").await;
-    assert!(
-        ready
-            .iter()
-            .any(|(t, reason, _)| t == "Normal" && reason == "Ready"),
-        "an event on becoming Ready: {ready:?}"
-    );
+    wait_event(&h, "alpha", "Normal Ready", |t, reason, _| {
+        t == "Normal" && reason == "Ready"
+    })
+    .await;
 
     // alpha's admin opens all egress; beta's admin opens all ingress: together, a path.
     let open = |name: &str, spec: serde_json::Value| NetworkPolicy {
@@ -868,13 +891,10 @@ async fn a_tenant_admins_open_policies_are_reported_as_a_cross_tenant_path() {
     let beta = h.wait_condition("beta", "Isolated", "False").await;
     assert!(beta.2.contains("allow-all-ingress"), "{}", beta.2);
     h.wait_condition("alpha", "Ready", "False").await;
-    let warnings = events_for(&h.client, "alpha").await;
-    assert!(
-        warnings
-            .iter()
-            .any(|(t, reason, _)| t == "Warning" && reason == "CrossTenantPath"),
-        "a Warning event: {warnings:?}"
-    );
+    wait_event(&h, "alpha", "a Warning CrossTenantPath", |t, reason, _| {
+        t == "Warning" && reason == "CrossTenantPath"
+    })
+    .await;
 }
 
 #[tokio::test]

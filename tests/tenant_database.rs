@@ -610,8 +610,7 @@ async fn server_problems_are_conditions_with_reasons_and_recover() {
     assert!(!role_exists("tenant_wonka").await);
 }
 
-/// A DatabaseServer that tenants use waits for them before it goes; one removed by force
-/// anyway leaves its tenants saying so.
+/// A DatabaseServer that tenants use waits for them before it goes.
 #[tokio::test]
 async fn a_server_in_use_waits_for_its_tenants() {
     let h = Harness::start().await;
@@ -678,7 +677,20 @@ async fn a_server_in_use_waits_for_its_tenants() {
     })
     .await;
 
-    // Forced removal of a server in use: the tenant says the server is gone.
+    // Clean up the shared server by hand: nothing can erase without its DatabaseServer.
+    let su = shared().superuser("postgres").await;
+    for statement in [
+        "DROP DATABASE tenant_cyberdyne WITH (FORCE)",
+        "DROP ROLE tenant_cyberdyne",
+    ] {
+        su.batch_execute(statement).await.expect("cleanup");
+    }
+}
+
+/// A DatabaseServer removed by force while a Tenant uses it leaves the tenant saying so.
+#[tokio::test]
+async fn a_server_removed_by_force_is_reported_by_its_tenant() {
+    let h = Harness::start().await;
     create_server(&h.client, "pg-five", "disable").await;
     h.create_tenant("tyrell", json!({"database": {"serverRef": "pg-five"}}))
         .await;
@@ -715,8 +727,6 @@ async fn a_server_in_use_waits_for_its_tenants() {
     // Clean up the shared server by hand: nothing can erase without its DatabaseServer.
     let su = shared().superuser("postgres").await;
     for statement in [
-        "DROP DATABASE tenant_cyberdyne WITH (FORCE)",
-        "DROP ROLE tenant_cyberdyne",
         "DROP DATABASE tenant_tyrell WITH (FORCE)",
         "DROP ROLE tenant_tyrell",
     ] {

@@ -4,10 +4,11 @@
 //!
 //! # Onboarding ([`provision`])
 //!
-//! Every reconcile asks the provider to
-//! [`ensure`](crate::keys::KeyProvider::ensure) the key: the first one creates it, later
-//! ones read it (a GET, nothing cached) and check it is still this
-//! Tenant's (by UID). A concurrent create (a crash and a retry, two replicas) ends with
+//! A reconcile whose status already records the key id reads only the key's public half
+//! ([`recipient`](crate::keys::KeyProvider::recipient): a metadata-only GET, nothing
+//! cached, the identity never read) and is done when it matches. Otherwise it asks the
+//! provider to [`ensure`](crate::keys::KeyProvider::ensure) the key: the first one
+//! creates it, later ones read it and check it is still this Tenant's (by UID). A concurrent create (a crash and a retry, two replicas) ends with
 //! the one key that exists; a Secret of the key's name that records another Tenant's UID
 //! (a reused name) is never taken over: `KeyReady` is False with the provider's reason
 //! (`KeyConflict`). The result is `status.keyId` (the fingerprint of the public
@@ -65,10 +66,22 @@ pub async fn provision(tenant: &Tenant, ctx: &Context) -> Report {
     if tenant.spec.encryption.key_provider != ProviderKind::Kubernetes {
         return report(tenant, Err(Unavailable::NotSupported));
     }
-    let result = match TenantRef::of(tenant) {
-        Ok(tenant_ref) => ctx.keys.ensure(&tenant_ref).await,
-        Err(e) => Err(e),
+    let tenant_ref = match TenantRef::of(tenant) {
+        Ok(t) => t,
+        Err(e) => return report(tenant, Err(Unavailable::Key(e))),
     };
+    // Steady state: the public half (a metadata-only read, the identity never leaves the
+    // API server) matching what the status recorded is enough. Anything else — no key
+    // yet, another key id, an error — goes through `ensure`, which reads the identity
+    // and checks it against the recorded recipient.
+    let recorded = tenant.status.as_ref().and_then(|s| s.key_id.as_deref());
+    if let Some(recorded) = recorded
+        && let Ok(Some(key)) = ctx.keys.recipient(&tenant_ref).await
+        && key.key_id.to_string() == recorded
+    {
+        return report(tenant, Ok(key));
+    }
+    let result = ctx.keys.ensure(&tenant_ref).await;
     report(tenant, result.map_err(Unavailable::Key))
 }
 

@@ -74,8 +74,9 @@ pub struct Stores {
     pub limits: Store<LimitRange>,
     pub bindings: Store<RoleBinding>,
     pub policies: Store<NetworkPolicy>,
-    // No Secrets: Landlord may not list or watch them (the chart grants get, create and
-    // patch only); the database step reads the one credentials Secret it needs.
+    // No Secrets: Landlord keeps no Secret cache (cluster-wide it may only get, create
+    // and patch them; list and watch only in its own namespace, for the metadata-only
+    // watch in `run`); the database step reads the one credentials Secret it needs.
 }
 
 impl Stores {

@@ -383,6 +383,34 @@ pub struct TenantBackupPolicy {
     /// Stop scheduling new backups; existing ones are kept.
     #[serde(default)]
     pub suspend: bool,
+    /// How the dump is compressed before it is encrypted. `Zstd` (default): `pg_dump -Z0`
+    /// compressed by Landlord with multi-threaded zstd, several times faster than
+    /// pg_dump's gzip; restore with `age -d | zstd -d | pg_restore`. `PgDump`: pg_dump's
+    /// own compression; restore with `age -d | pg_restore`. `None`: uncompressed.
+    #[serde(default)]
+    pub compression: BackupCompression,
+}
+
+/// How a backup is compressed (recorded in its manifest).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BackupCompression {
+    /// Landlord's multi-threaded zstd over `pg_dump -Z0`.
+    #[default]
+    Zstd,
+    /// pg_dump's built-in compression.
+    PgDump,
+    /// No compression.
+    None,
+}
+
+impl From<BackupCompression> for crate::backup::pg_dump::Compression {
+    fn from(c: BackupCompression) -> Self {
+        match c {
+            BackupCompression::Zstd => crate::backup::pg_dump::Compression::Zstd,
+            BackupCompression::PgDump => crate::backup::pg_dump::Compression::PgDump,
+            BackupCompression::None => crate::backup::pg_dump::Compression::None,
+        }
+    }
 }
 
 /// Backup retention: a backup is kept if any rule keeps it.

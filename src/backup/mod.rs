@@ -1,8 +1,10 @@
 //! Backups: `pg_dump` of a tenant's database, compressed, encrypted to the tenant's age
 //! key and streamed to object storage, on a schedule, with retention.
 //!
-//! The TenantBackup controller that puts these together is not built yet. What is here:
-//!
+//! - [`job`]: one backup start to finish (dump → compress → encrypt → upload →
+//!   manifest), what the TenantBackup controller and `landlord backup run` both call;
+//! - [`manifest`]: the object keys (always under the Tenant's UID) and the JSON manifest
+//!   written beside each backup;
 //! - [`pg_dump`]: running `pg_dump` as the tenant, its version, where its password goes;
 //! - [`pipeline`]: the stream itself, pg_dump → zstd → age → SHA-256, in bounded memory;
 //! - [`schedule`] reads `spec.backup.schedule` in `spec.backup.timeZone` and decides
@@ -16,6 +18,8 @@
 //! Schedules and retention take the clock as an argument, so every decision is a
 //! function of the objects the controller observed and can be tested with explicit dates.
 
+pub mod job;
+pub mod manifest;
 pub mod pg_dump;
 pub mod pipeline;
 pub mod retention;

@@ -105,6 +105,32 @@ impl Encrypted {
         drop(self.chunks);
         self.done.await.map_err(|_| PipelineError::Panicked)?
     }
+
+    /// The ciphertext as an owned stream of I/O results (what an [`ObjectStore`] upload
+    /// takes), and the producer to [`Producer::finish`] once the upload has ended. A
+    /// failure of the dump is the stream's last item, so the upload aborts on it.
+    ///
+    /// [`ObjectStore`]: crate::storage::ObjectStore
+    pub fn into_parts(self) -> (crate::storage::ByteStream, Producer) {
+        let stream = futures::stream::unfold(self.chunks, |mut chunks| async move {
+            let item = chunks.recv().await?;
+            Some((item.map_err(std::io::Error::other), chunks))
+        });
+        (Box::pin(stream), Producer { done: self.done })
+    }
+}
+
+/// The producing side of [`Encrypted::into_parts`].
+pub struct Producer {
+    done: tokio::task::JoinHandle<Result<Summary, PipelineError>>,
+}
+
+impl Producer {
+    /// Waits for the producer and returns what it streamed (or why it failed). Call it
+    /// after the upload has ended; a dropped stream cancels the dump.
+    pub async fn finish(self) -> Result<Summary, PipelineError> {
+        self.done.await.map_err(|_| PipelineError::Panicked)?
+    }
 }
 
 /// Hashes, counts and cuts the ciphertext into chunks for the channel.

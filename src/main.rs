@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print every Landlord CustomResourceDefinition as YAML, or write one file per CRD.
     Crds {
         /// Write `<plural>.landlord.dev.yaml` files into this directory instead of printing.
@@ -79,6 +79,15 @@ struct RunArgs {
     /// NetworkPolicy for these pods to every DatabaseServer that has `spec.network`.
     #[arg(long, env = "LANDLORD_POD_LABELS", value_parser = parse_labels)]
     pod_labels: Option<BTreeMap<String, String>>,
+    /// How many backups run at once, over all tenants; the others wait in a queue, in
+    /// the order they were created. At most one backup per tenant runs at a time.
+    #[arg(long, env = "LANDLORD_BACKUP_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    backup_concurrency: u16,
+    /// The pg_dump binary backups run; by default the newest
+    /// /usr/lib/postgresql/<major>/bin/pg_dump, else `pg_dump` on PATH. It must be at
+    /// least as new as the servers it dumps.
+    #[arg(long, env = "LANDLORD_PG_DUMP", value_name = "PATH")]
+    pg_dump: Option<PathBuf>,
 }
 
 /// `key=value,key=value` into a map; keys and values must be valid label parts.
@@ -178,6 +187,11 @@ async fn run(args: RunArgs) -> Result<(), String> {
         resync: Duration::from_secs(args.resync_seconds),
         concurrency: args.concurrency,
         pod_labels: args.pod_labels,
+        backup: landlord::controller::BackupConfig {
+            concurrency: usize::from(args.backup_concurrency),
+            pg_dump: args.pg_dump,
+            ..landlord::controller::BackupConfig::default()
+        },
     };
     let election = landlord::operator::Election {
         lease_duration: Duration::from_secs(args.lease_duration_seconds),
@@ -207,7 +221,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
         {
-            Ok(runtime) => runtime.block_on(run(args)),
+            Ok(runtime) => runtime.block_on(run(*args)),
             Err(e) => Err(format!("cannot start the async runtime: {e}")),
         },
     };

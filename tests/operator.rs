@@ -61,6 +61,7 @@ fn config(identity: &str) -> Config {
         resync: Duration::from_secs(300),
         concurrency: 4,
         pod_labels: None,
+        backup: landlord::controller::BackupConfig::default(),
     }
 }
 

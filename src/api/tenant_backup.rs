@@ -100,6 +100,22 @@ pub struct TenantBackupStatus {
     /// Fingerprint of the age recipient the backup is encrypted to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// The UID of the Tenant backed up, recorded at the first look: a Tenant deleted and
+    /// created again under the same name is another tenant, and this backup is not its.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_uid: Option<String>,
+    /// Attempts started so far (a backup interrupted or failing for a passing reason is
+    /// tried again, up to three times).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+    /// How the dump is compressed: `zstd`, `pgdump` or `none` (the manifest says so too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    /// Until when the objects are under S3 Object Lock: retention and deletion keep them
+    /// until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::timestamp")]
+    pub retain_until: Option<Time>,
     /// When the dump started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::timestamp")]

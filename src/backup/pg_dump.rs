@@ -220,15 +220,24 @@ impl PrivateDir {
         Ok(PrivateDir { path })
     }
 
-    /// Writes a file of mode 0600 in it.
+    /// Writes a file of mode 0600 in it (a CA bundle for pg_dump, say) and returns its
+    /// path.
+    pub fn write_file(&self, name: &str, content: &[u8]) -> std::io::Result<PathBuf> {
+        self.write_bytes(name, content)
+    }
+
     fn write(&self, name: &str, content: &str) -> std::io::Result<PathBuf> {
+        self.write_bytes(name, content.as_bytes())
+    }
+
+    fn write_bytes(&self, name: &str, content: &[u8]) -> std::io::Result<PathBuf> {
         let path = self.path.join(name);
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)?;
-        file.write_all(content.as_bytes())?;
+        file.write_all(content)?;
         file.sync_all()?;
         Ok(path)
     }

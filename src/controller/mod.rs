@@ -6,12 +6,14 @@
 
 mod analysis;
 pub mod apply;
+mod backup_schedule;
 pub mod backup_storage;
 pub mod database_server;
 mod error;
 mod finalizers;
 mod status;
 mod tenant;
+pub mod tenant_backup;
 pub mod tenant_database;
 pub mod tenant_key;
 
@@ -32,7 +34,7 @@ use kube::{Client, Resource};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::{BackupStorage, DatabaseServer, Tenant};
+use crate::api::{BackupStorage, DatabaseServer, Tenant, TenantBackup};
 use crate::isolation::IsolationConfig;
 use crate::isolation::analysis::AnalysisConfig;
 use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
@@ -40,6 +42,7 @@ use crate::keys::{KeyProvider, KubernetesKeyProvider};
 use crate::operator::Metrics;
 
 pub use error::Error;
+pub use tenant_backup::BackupConfig;
 
 /// How long a stopping operator waits for running reconciles.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -62,6 +65,8 @@ pub struct ControllerConfig {
     /// `spec.network` gets an egress NetworkPolicy for these pods in the operator's
     /// namespace.
     pub operator_pod_labels: Option<BTreeMap<String, String>>,
+    /// How backups run: their concurrency and pg_dump.
+    pub backup: BackupConfig,
 }
 
 /// The reflector caches every reconcile reads from.
@@ -74,6 +79,8 @@ pub struct Stores {
     pub limits: Store<LimitRange>,
     pub bindings: Store<RoleBinding>,
     pub policies: Store<NetworkPolicy>,
+    pub backup_storages: Store<BackupStorage>,
+    pub tenant_backups: Store<TenantBackup>,
     // No Secrets: Landlord keeps no Secret cache (cluster-wide it may only get, create
     // and patch them; list and watch only in its own namespace, for the metadata-only
     // watch in `run`); the database step reads the one credentials Secret it needs.
@@ -104,6 +111,8 @@ impl Stores {
             self.limits.wait_until_ready().await,
             self.bindings.wait_until_ready().await,
             self.policies.wait_until_ready().await,
+            self.backup_storages.wait_until_ready().await,
+            self.tenant_backups.wait_until_ready().await,
         ];
         results
             .into_iter()
@@ -133,6 +142,10 @@ pub struct Context {
     pub retries: Retries,
     /// Asks the Tenant controller to look at a tenant now.
     pub tenant_triggers: futures::channel::mpsc::UnboundedSender<ObjectRef<Tenant>>,
+    /// The backups this replica runs.
+    pub backups: Arc<tenant_backup::Runner>,
+    /// Asks the TenantBackup controller to look at a backup now.
+    pub backup_triggers: futures::channel::mpsc::UnboundedSender<ObjectRef<TenantBackup>>,
 }
 
 /// Runs one reconcile of `controller` for the object `name` once every cache is filled,
@@ -264,6 +277,11 @@ pub async fn run(
     let tenant_events_for_servers = tenant_writer.subscribe().expect(subscribe);
     let server_events = dbs_writer.subscribe().expect(subscribe);
     let server_events_for_tenants = dbs_writer.subscribe().expect(subscribe);
+    let (backup_storages, storage_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
+    let storage_events = storage_writer.subscribe().expect(subscribe);
+    let (tenant_backups, backup_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
+    let backup_events = backup_writer.subscribe().expect(subscribe);
+    let backup_events_for_tenants = backup_writer.subscribe().expect(subscribe);
     let (namespaces, ns_writer) = reflector::store();
     let (quotas, quota_writer) = reflector::store();
     let (limits, limit_writer) = reflector::store();
@@ -277,6 +295,8 @@ pub async fn run(
         limits,
         bindings,
         policies,
+        backup_storages: backup_storages.clone(),
+        tenant_backups: tenant_backups.clone(),
     };
     let shared_watches = [
         drive(
@@ -288,6 +308,16 @@ pub async fn run(
             Api::<DatabaseServer>::all(client.clone()),
             watcher::Config::default(),
             dbs_writer,
+        ),
+        drive(
+            Api::<BackupStorage>::all(client.clone()),
+            watcher::Config::default(),
+            storage_writer,
+        ),
+        drive(
+            Api::<TenantBackup>::all(client.clone()),
+            watcher::Config::default(),
+            backup_writer,
         ),
     ];
 
@@ -333,6 +363,8 @@ pub async fn run(
 
     let isolation = Arc::new(RwLock::new(BTreeMap::new()));
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded::<ObjectRef<Tenant>>();
+    let (backup_trigger_tx, backup_trigger_rx) =
+        futures::channel::mpsc::unbounded::<ObjectRef<TenantBackup>>();
     let analysis = tokio::spawn(analysis::keep_analyzing(
         stores.clone(),
         config.analysis.clone(),
@@ -356,9 +388,11 @@ pub async fn run(
         )),
         retries: Retries::default(),
         tenant_triggers: trigger_tx,
+        backups: Arc::new(tenant_backup::Runner::new(config.backup.concurrency)),
+        backup_triggers: backup_trigger_tx,
     });
 
-    info!("starting the Tenant, DatabaseServer and BackupStorage controllers");
+    info!("starting the Tenant, DatabaseServer, BackupStorage and TenantBackup controllers");
     let graceful = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     };
@@ -373,6 +407,9 @@ pub async fn run(
             server_events_for_tenants,
             tenants_of_server(tenants.clone()),
         )
+        // a backup's phase changes: the Tenant records its newest backup and applies
+        // retention, from the cache that now holds the change
+        .watches_shared_stream(backup_events_for_tenants, tenant_backup::tenant_of_backup())
         .reconcile_on(trigger_rx)
         .graceful_shutdown_on(graceful(stop.clone()))
         .run(tenant::reconcile, tenant::error_policy, context.clone())
@@ -402,12 +439,8 @@ pub async fn run(
             context.clone(),
         )
         .for_each(|result| log_failure("DatabaseServer", result));
-    let storage_controller = Controller::new(
-        Api::<BackupStorage>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let storages = storage_controller.store();
-    let storage_controller = storage_controller
+    let storages = backup_storages.clone();
+    let storage_controller = Controller::for_shared_stream(storage_events, backup_storages)
         .with_config(controller::Config::default().concurrency(2))
         .watches_stream(
             operator_secrets(&client, &config.isolation.operator_namespace),
@@ -424,11 +457,26 @@ pub async fn run(
         .run(
             backup_storage::reconcile,
             backup_storage::error_policy,
-            context,
+            context.clone(),
         )
         .for_each(|result| log_failure("BackupStorage", result));
+    let backup_controller = Controller::for_shared_stream(backup_events, tenant_backups)
+        .with_config(controller::Config::default().concurrency(4))
+        .reconcile_on(backup_trigger_rx)
+        .graceful_shutdown_on(graceful(stop.clone()))
+        .run(
+            tenant_backup::reconcile,
+            tenant_backup::error_policy,
+            context,
+        )
+        .for_each(|result| log_failure("TenantBackup", result));
     let controllers = async move {
-        tokio::join!(tenant_controller, server_controller, storage_controller);
+        tokio::join!(
+            tenant_controller,
+            server_controller,
+            storage_controller,
+            backup_controller
+        );
     };
     // A graceful stop lets running reconciles finish. It cannot end while the Tenant
     // cache has never filled (the CRD is missing: nothing can be reconciling), and it is

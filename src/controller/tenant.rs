@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use super::apply::{FIELD_MANAGER, Outcome};
 use super::status::Part;
-use super::{Context, Error, tenant_database, tenant_key};
+use super::{Context, Error, backup_schedule, tenant_database, tenant_key};
 use crate::api::{
     Condition, ConditionStatus, DeletionPolicy, DeletionStep, StepState, Tenant, TenantPhase,
     TenantStatus, find_condition, set_condition,
@@ -180,12 +180,18 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     } else {
         tenant_database::provision(tenant, &primary, ctx).await
     };
+    // backups: the schedule creates TenantBackups, retention deletes them
+    let backups = backup_schedule::reconcile(tenant, ctx).await?;
+    let wake_in = backups.wake_in;
     // status
-    let (status, retry) = provisioned_status(tenant, &validated, &applied, database, key, ctx);
+    let (status, retry) =
+        provisioned_status(tenant, &validated, &applied, database, key, backups, ctx);
     finish_status(tenant, ctx, status).await?;
     match retry {
         Some(e) => Err(e),
-        None => Ok(Action::requeue(ctx.config.resync)),
+        None => Ok(Action::requeue(
+            wake_in.map_or(ctx.config.resync, |w| w.min(ctx.config.resync)),
+        )),
     }
 }
 
@@ -484,6 +490,7 @@ fn provisioned_status(
     applied: &Applied,
     database: Option<tenant_database::Report>,
     key: tenant_key::Report,
+    backups: backup_schedule::Report,
     ctx: &Context,
 ) -> (TenantStatus, Option<Error>) {
     let generation = tenant.metadata.generation;
@@ -589,6 +596,15 @@ fn provisioned_status(
     status.key_id = key.key_id;
     status.canary = key.canary;
     retry = retry.or(key.retry);
+    match backups.condition {
+        Some(c) => {
+            set_condition(&mut status.conditions, c);
+        }
+        None => status
+            .conditions
+            .retain(|c| c.type_ != backup_schedule::BACKUP_SCHEDULED),
+    }
+    status.last_backup = backups.last_backup;
 
     summarize(tenant, &mut status);
     (status, retry)
@@ -652,6 +668,11 @@ fn parts(tenant: &Tenant) -> Vec<Part> {
         },
         // the key step
         Part::required(tenant_key::KEY_READY),
+        // the backup step, when the spec asks for scheduled backups
+        Part {
+            condition: backup_schedule::BACKUP_SCHEDULED,
+            required: tenant.spec.backup.is_some(),
+        },
     ]
 }
 

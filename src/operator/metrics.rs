@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -22,6 +23,16 @@ struct CheckLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackupLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
 /// The operator's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -30,6 +41,11 @@ pub struct Metrics {
     leader: Gauge,
     api_checks: Family<CheckLabels, Counter>,
     reconciles: Family<ReconcileLabels, Counter>,
+    backups: Family<BackupLabels, Counter>,
+    backup_bytes: Counter,
+    backup_duration: Histogram,
+    backups_running: Gauge,
+    last_backup: Family<TenantLabels, Gauge>,
 }
 
 impl Metrics {
@@ -67,9 +83,45 @@ impl Metrics {
             "Reconciles by controller and result (ok, or the error category)",
             reconciles.clone(),
         );
+        let backups = Family::<BackupLabels, Counter>::default();
+        registry.register(
+            "backups",
+            "Finished backup attempts by result (completed, or the failure category)",
+            backups.clone(),
+        );
+        let backup_bytes = Counter::default();
+        registry.register(
+            "backup_bytes",
+            "Bytes of encrypted backup objects written",
+            backup_bytes.clone(),
+        );
+        let backup_duration =
+            Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4.0 * 3600.0]);
+        registry.register(
+            "backup_duration_seconds",
+            "Duration of completed backups, from the start of the dump to the manifest",
+            backup_duration.clone(),
+        );
+        let backups_running = Gauge::default();
+        registry.register(
+            "backups_running",
+            "Backups running now (at most the backup concurrency)",
+            backups_running.clone(),
+        );
+        let last_backup = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "tenant_last_backup_timestamp_seconds",
+            "Unix time of each tenant's newest completed backup, for alerts such as time() - x > 26h",
+            last_backup.clone(),
+        );
         Metrics {
             registry,
             reconciles,
+            backups,
+            backup_bytes,
+            backup_duration,
+            backups_running,
+            last_backup,
             ready,
             leader,
             api_checks,
@@ -94,6 +146,45 @@ impl Metrics {
                 result: failure.unwrap_or("ok").to_owned(),
             })
             .inc();
+    }
+
+    /// Records one finished backup attempt: `None` for a completed backup of `bytes` that
+    /// took `seconds`, else the failure category.
+    pub fn record_backup(&self, failure: Option<&str>, bytes: u64, seconds: f64) {
+        self.backups
+            .get_or_create(&BackupLabels {
+                result: failure.unwrap_or("completed").to_owned(),
+            })
+            .inc();
+        if failure.is_none() {
+            self.backup_bytes.inc_by(bytes);
+            self.backup_duration.observe(seconds);
+        }
+    }
+
+    /// Counts a backup in or out of the running ones.
+    pub fn backup_running(&self, started: bool) {
+        if started {
+            self.backups_running.inc();
+        } else {
+            self.backups_running.dec();
+        }
+    }
+
+    /// Records the completion time (Unix seconds) of `tenant`'s newest completed backup.
+    pub fn set_last_backup(&self, tenant: &str, unix_seconds: i64) {
+        self.last_backup
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .set(unix_seconds);
+    }
+
+    /// Forgets a tenant that is gone.
+    pub fn forget_tenant(&self, tenant: &str) {
+        self.last_backup.remove(&TenantLabels {
+            tenant: tenant.to_owned(),
+        });
     }
 
     /// Records whether this replica leads.

@@ -49,6 +49,8 @@ pub struct Config {
     /// Labels of the operator's pods, for its egress NetworkPolicies to database servers;
     /// none are kept when unset.
     pub pod_labels: Option<std::collections::BTreeMap<String, String>>,
+    /// How backups run.
+    pub backup: controller::BackupConfig,
 }
 
 /// Errors that stop the operator.
@@ -157,6 +159,7 @@ impl Operator {
                 instance: Some(config.identity.clone()),
             },
             operator_pod_labels: config.pod_labels.clone(),
+            backup: config.backup.clone(),
         };
         let leadership = tokio::spawn(lead(
             client.clone(),

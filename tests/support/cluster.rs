@@ -28,6 +28,9 @@ pub struct Harness {
     /// ([`PRODUCTION_RESYNC`]), so that what a watch must trigger is tested through the
     /// watch. Only tests of drift outside Kubernetes (a dropped role) shorten it.
     pub resync: Duration,
+    /// How the operators this harness starts run backups (the tests' PostgreSQL's
+    /// pg_dump).
+    pub backup: landlord::controller::BackupConfig,
     pub operator: Option<Operator>,
 }
 
@@ -85,6 +88,10 @@ impl Harness {
             operator_client: operator_client.clone(),
             pod_labels: None,
             resync: PRODUCTION_RESYNC,
+            backup: landlord::controller::BackupConfig {
+                pg_dump: Some(std::path::Path::new(super::postgres::DEFAULT_BIN).join("pg_dump")),
+                ..landlord::controller::BackupConfig::default()
+            },
             operator: None,
         };
         harness.start_operator_with(operator_client).await;
@@ -106,6 +113,7 @@ impl Harness {
             resync: self.resync,
             concurrency: 4,
             pod_labels: self.pod_labels.clone(),
+            backup: self.backup.clone(),
         };
         self.operator = Some(
             Operator::start(config, client)

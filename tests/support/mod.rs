@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod control_plane;
+pub mod landlord;
 pub mod postgres;
 pub mod s3;
 pub mod wait;

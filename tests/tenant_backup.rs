@@ -1,0 +1,657 @@
+//! Backups end to end: the TenantBackup controller and the Tenant's schedule, against the
+//! emulator (with the chart's RBAC), a real PostgreSQL 15 and a real S3 server (moto) on
+//! loopback. What Landlord writes is checked with tools that are not Landlord's: the S3
+//! objects are downloaded with another S3 client, decrypted with the stock `age` CLI and
+//! the identity from the key Secret, decompressed with the stock `zstd`, and restored with
+//! the stock `pg_restore`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use landlord::api::{BackupPhase, Tenant, TenantBackup, find_condition};
+use landlord::keys::TenantRef;
+use landlord::keys::header::parse_header;
+use landlord::keys::kubernetes::{IDENTITY_KEY, secret_name};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use support::cluster::{Harness, exists};
+use support::landlord::{OPERATOR_NAMESPACE, create_database_server, create_s3_storage};
+use support::postgres::{self, shared};
+use support::s3::S3Server;
+use support::wait::{eventually, poll, wait_for};
+
+/// Rows every tenant database gets: distinctive text that must never appear in a bucket.
+const ROW_MARKER: &str = "client-record-";
+
+fn backups(client: &Client) -> Api<TenantBackup> {
+    Api::all(client.clone())
+}
+
+async fn create_backup(client: &Client, name: &str, tenant: &str) -> TenantBackup {
+    let backup: TenantBackup = serde_json::from_value(json!({
+        "apiVersion": "landlord.dev/v1alpha1", "kind": "TenantBackup",
+        "metadata": {"name": name}, "spec": {"tenantRef": tenant}
+    }))
+    .expect("TenantBackup");
+    backups(client)
+        .create(&PostParams::default(), &backup)
+        .await
+        .expect("TenantBackup created")
+}
+
+/// Waits until the backup reaches `phase`; returns it.
+async fn wait_phase(client: &Client, name: &str, phase: BackupPhase) -> TenantBackup {
+    let found = poll(|| async {
+        let b = backups(client).get_opt(name).await.ok()??;
+        (b.status.as_ref()?.phase == Some(phase)).then_some(b)
+    })
+    .await;
+    match found {
+        Some(b) => b,
+        None => {
+            let now = backups(client).get_opt(name).await.ok().flatten();
+            panic!(
+                "{name} never reached {phase:?}: {:?}",
+                now.and_then(|b| b.status)
+            );
+        }
+    }
+}
+
+fn completed_reason(backup: &TenantBackup) -> (String, String, String) {
+    completed_condition(backup).expect("a Completed condition")
+}
+
+fn completed_condition(backup: &TenantBackup) -> Option<(String, String, String)> {
+    let c = find_condition(&backup.status.as_ref()?.conditions, "Completed")?;
+    Some((
+        format!("{:?}", c.status),
+        c.reason.clone(),
+        c.message.clone(),
+    ))
+}
+
+/// A Tenant with a database on the shared server and backups to `storage`, Ready, with
+/// rows in its database. Returns the Tenant.
+async fn tenant_with_rows(
+    h: &Harness,
+    name: &str,
+    backup: serde_json::Value,
+    rows: usize,
+) -> Tenant {
+    let mut spec = json!({"database": {"serverRef": "pg"}});
+    if !backup.is_null() {
+        spec["backup"] = backup;
+    }
+    h.create_tenant(name, spec).await;
+    h.wait_condition(name, "DatabaseReady", "True").await;
+    let tenant = h.tenants().get(name).await.expect("tenant");
+    let db = tenant
+        .status
+        .clone()
+        .expect("status")
+        .database
+        .expect("database");
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &tenant.primary_namespace());
+    let secret = secrets
+        .get(&format!("{name}-db"))
+        .await
+        .expect("credentials");
+    let password =
+        String::from_utf8(secret.data.expect("data")["password"].0.clone()).expect("utf-8");
+    let client = shared()
+        .connect(&db.role, &password, &db.name)
+        .await
+        .expect("tenant connects");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE customers (id int PRIMARY KEY, secret text NOT NULL);
+             INSERT INTO customers SELECT i, '{ROW_MARKER}' || i || '-' || md5(i::text)
+             FROM generate_series(1, {rows}) AS i;"
+        ))
+        .await
+        .expect("rows written");
+    tenant
+}
+
+/// Everything a backup test needs: the harness, a DatabaseServer `pg` and a
+/// BackupStorage `s3` on a fresh bucket.
+async fn setup(bucket: &str) -> (Harness, S3Server) {
+    let h = Harness::start_with(true).await;
+    create_database_server(&h.client, "pg", shared()).await;
+    let s3 = S3Server::start().await;
+    create_s3_storage(&h.client, "s3", &s3, bucket).await;
+    (h, s3)
+}
+
+async fn download(s3: &S3Server, bucket: &str, key: &str) -> Vec<u8> {
+    let object = s3
+        .client()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{key} downloaded: {e:?}"));
+    object
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
+}
+
+async fn keys_in(s3: &S3Server, bucket: &str) -> Vec<String> {
+    let listed = s3
+        .client()
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("listed");
+    listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+async fn incomplete_uploads(s3: &S3Server, bucket: &str) -> Vec<String> {
+    let listed = s3
+        .client()
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("uploads listed");
+    listed
+        .uploads()
+        .iter()
+        .filter_map(|u| u.key().map(str::to_owned))
+        .collect()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("landlord-tb-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The tenant's identity, as an operator with access to the key Secret would save it.
+async fn save_identity(client: &Client, tenant: &Tenant, dir: &Path) -> PathBuf {
+    let secret = Api::<Secret>::namespaced(client.clone(), OPERATOR_NAMESPACE)
+        .get(&secret_name(
+            &TenantRef::new(&tenant.name_any(), tenant.uid().as_deref().expect("uid"))
+                .expect("ref"),
+        ))
+        .await
+        .expect("key Secret");
+    let path = dir.join("key.txt");
+    std::fs::write(&path, &secret.data.expect("data")[IDENTITY_KEY].0).expect("key.txt");
+    path
+}
+
+/// `age -d -i key.txt` (the stock CLI), then `zstd -d` when `zstd`, into a dump file.
+fn decrypt_with_stock_tools(ciphertext: &[u8], key: &Path, zstd: bool, dir: &Path) -> PathBuf {
+    let encrypted = dir.join("backup.age");
+    std::fs::write(&encrypted, ciphertext).expect("written");
+    let dump = dir.join("backup.dump");
+    let script = if zstd {
+        format!(
+            "age -d -i {} {} | zstd -d -q -o {}",
+            key.display(),
+            encrypted.display(),
+            dump.display()
+        )
+    } else {
+        format!(
+            "age -d -i {} -o {} {}",
+            key.display(),
+            dump.display(),
+            encrypted.display()
+        )
+    };
+    let out = Command::new("sh")
+        .args(["-ec", &script])
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dump
+}
+
+/// Restores `dump` with the stock `pg_restore` into a new database; returns its rows.
+async fn restore_with_pg_restore(dump: &Path, database: &str) -> i64 {
+    let pg = shared();
+    let admin = pg.superuser("postgres").await;
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {database}"),
+        format!("CREATE DATABASE {database}"),
+    ] {
+        admin
+            .batch_execute(&statement)
+            .await
+            .expect("restore target");
+    }
+    let mut child = Command::new(Path::new(postgres::DEFAULT_BIN).join("pg_restore"))
+        .args([
+            "--no-owner",
+            "--no-privileges",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .arg(format!("--port={}", pg.port))
+        .arg(format!("--dbname={database}"))
+        .arg(dump)
+        .env("PGPASSWORD", &pg.superuser_password)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pg_restore");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut stderr).ok();
+    assert!(
+        child.wait().expect("pg_restore exits").success(),
+        "pg_restore: {stderr}"
+    );
+    let restored = pg.superuser(database).await;
+    let row = restored
+        .query_one(
+            &format!("SELECT count(*) FROM customers WHERE secret LIKE '{ROW_MARKER}%'"),
+            &[],
+        )
+        .await
+        .expect("rows counted");
+    row.get(0)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn a_manual_and_a_scheduled_backup_complete_and_restore_with_stock_tools_only() {
+    let (h, s3) = setup("backups").await;
+    let tenant = tenant_with_rows(
+        &h,
+        "bkacme",
+        json!({"storageRef": "s3", "schedule": "* * * * *"}),
+        2000,
+    )
+    .await;
+    let uid = tenant.uid().expect("uid");
+    h.wait_condition("bkacme", "BackupScheduled", "True").await;
+    h.wait_condition("bkacme", "Ready", "True").await;
+
+    create_backup(&h.client, "bkacme-manual", "bkacme").await;
+    let done = wait_phase(&h.client, "bkacme-manual", BackupPhase::Completed).await;
+    let status = done.status.clone().expect("status");
+    let (_, reason, message) = completed_reason(&done);
+    assert_eq!(reason, "Completed", "{message}");
+    let object_key = status.object_key.clone().expect("objectKey");
+    assert_eq!(
+        object_key,
+        format!("bkacme/{uid}/backups/bkacme-manual.dump.zst.age"),
+        "objects live under the Tenant's UID"
+    );
+    assert_eq!(status.compression.as_deref(), Some("zstd"));
+    assert_eq!(status.tenant_uid.as_deref(), Some(uid.as_str()));
+    assert_eq!(status.key_id, tenant.status.clone().expect("status").key_id);
+    assert!(
+        done.finalizers()
+            .iter()
+            .any(|f| f == "landlord.dev/backup-objects")
+    );
+
+    // The object, as another S3 client downloads it.
+    let ciphertext = download(&s3, "backups", &object_key).await;
+    assert_eq!(Some(ciphertext.len() as i64), status.size_bytes);
+    let digest: String = Sha256::digest(&ciphertext)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        status.sha256.as_deref(),
+        Some(digest.as_str()),
+        "status.sha256 is the object's"
+    );
+    let header = parse_header(&ciphertext).expect("an age header");
+    assert_eq!(header.x25519_count(), 1, "exactly one X25519 recipient");
+    assert!(
+        !contains(&ciphertext, ROW_MARKER.as_bytes()),
+        "no plaintext row in the object"
+    );
+
+    // The manifest beside it.
+    let manifest_key = status.manifest_key.clone().expect("manifestKey");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&download(&s3, "backups", &manifest_key).await)
+            .expect("JSON manifest");
+    assert_eq!(manifest["format"], "landlord.dev/backup-manifest/v1");
+    assert_eq!(manifest["tenant"]["uid"], uid.as_str());
+    assert_eq!(manifest["sha256"], digest.as_str());
+    assert_eq!(manifest["compression"], "zstd");
+    assert_eq!(
+        manifest["encryption"]["keyId"].as_str(),
+        status.key_id.as_deref()
+    );
+    assert!(
+        manifest["pgDumpVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("15"))
+    );
+    for key in keys_in(&s3, "backups").await {
+        let bytes = download(&s3, "backups", &key).await;
+        assert!(
+            !contains(&bytes, ROW_MARKER.as_bytes()),
+            "no plaintext row in {key}"
+        );
+        assert!(
+            !contains(&bytes, b"-----BEGIN") && !contains(&bytes, b"AGE-SECRET-KEY"),
+            "no key material in {key}"
+        );
+    }
+
+    // Stock age + zstd + pg_restore, and nothing of Landlord's.
+    let dir = scratch("manual");
+    let key = save_identity(&h.client, &tenant, &dir).await;
+    let dump = decrypt_with_stock_tools(&ciphertext, &key, true, &dir);
+    assert_eq!(
+        restore_with_pg_restore(&dump, "bkacme_restored").await,
+        2000
+    );
+
+    // The schedule's backup: every minute, so the first comes within about 75 s.
+    let scheduled = wait_for_long(
+        "a scheduled backup completes",
+        Duration::from_secs(150),
+        || async {
+            backups(&h.client)
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|b| {
+                    b.annotations().contains_key("landlord.dev/scheduled-for")
+                        && b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Completed)
+                })
+        },
+    )
+    .await;
+    assert!(
+        scheduled.name_any().starts_with("bkacme-"),
+        "{}",
+        scheduled.name_any()
+    );
+    assert_eq!(
+        scheduled.annotations().get("landlord.dev/tenant-uid"),
+        Some(&uid),
+        "a scheduled backup records the Tenant's UID"
+    );
+    let last = wait_for("Tenant status.lastBackup", || async {
+        let t = h.tenants().get("bkacme").await.ok()?;
+        t.status?.last_backup
+    })
+    .await;
+    assert!(last.size_bytes.is_some_and(|s| s > 0));
+    let metrics = h.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("landlord_backups_total{result=\"completed\"}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("landlord_tenant_last_backup_timestamp_seconds{tenant=\"bkacme\"}"),
+        "{metrics}"
+    );
+
+    // Deleting a TenantBackup deletes its objects.
+    backups(&h.client)
+        .delete("bkacme-manual", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("the TenantBackup is gone", || async {
+        !exists(&backups(&h.client), "bkacme-manual").await
+    })
+    .await;
+    let left = keys_in(&s3, "backups").await;
+    assert!(
+        !left.contains(&object_key) && !left.contains(&manifest_key),
+        "{left:?}"
+    );
+}
+
+/// [`wait_for`] with its own deadline, for a wait that a schedule (not the machine's
+/// speed) makes long.
+async fn wait_for_long<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < until, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_compression_setting_restores_with_stock_tools() {
+    let (h, s3) = setup("compression").await;
+    for (tenant, compression, zstd) in [("bkgz", "PgDump", false), ("bkraw", "None", false)] {
+        let t = tenant_with_rows(
+            &h,
+            tenant,
+            json!({"storageRef": "s3", "schedule": "@yearly", "compression": compression}),
+            500,
+        )
+        .await;
+        let name = format!("{tenant}-now");
+        create_backup(&h.client, &name, tenant).await;
+        let done = wait_phase(&h.client, &name, BackupPhase::Completed).await;
+        let status = done.status.expect("status");
+        let object_key = status.object_key.expect("objectKey");
+        assert!(object_key.ends_with(".dump.age"), "{object_key}");
+        let ciphertext = download(&s3, "compression", &object_key).await;
+        assert!(!contains(&ciphertext, ROW_MARKER.as_bytes()));
+        let dir = scratch(tenant);
+        let key = save_identity(&h.client, &t, &dir).await;
+        let dump = decrypt_with_stock_tools(&ciphertext, &key, zstd, &dir);
+        assert_eq!(
+            restore_with_pg_restore(&dump, &format!("{tenant}_restored")).await,
+            500
+        );
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_exactly_what_keep_last_leaves_and_their_objects() {
+    let (h, s3) = setup("retention").await;
+    let tenant = tenant_with_rows(
+        &h,
+        "bkret",
+        json!({"storageRef": "s3", "schedule": "@yearly", "retention": {"keepLast": 2}}),
+        10,
+    )
+    .await;
+    let uid = tenant.uid().expect("uid");
+    for n in 1..=4 {
+        let name = format!("bkret-{n}");
+        create_backup(&h.client, &name, "bkret").await;
+        wait_phase(&h.client, &name, BackupPhase::Completed).await;
+    }
+    eventually("retention removed the two oldest backups", || async {
+        !exists(&backups(&h.client), "bkret-1").await
+            && !exists(&backups(&h.client), "bkret-2").await
+    })
+    .await;
+    for kept in ["bkret-3", "bkret-4"] {
+        assert!(
+            exists(&backups(&h.client), kept).await,
+            "{kept} is kept by keepLast 2"
+        );
+    }
+    eventually("only the kept backups' objects remain", || async {
+        let mut keys = keys_in(&s3, "retention").await;
+        keys.sort();
+        keys == [
+            format!("bkret/{uid}/backups/bkret-3.dump.zst.age"),
+            format!("bkret/{uid}/backups/bkret-3.manifest.json"),
+            format!("bkret/{uid}/backups/bkret-4.dump.zst.age"),
+            format!("bkret/{uid}/backups/bkret-4.manifest.json"),
+        ]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_backup_interrupted_mid_upload_is_aborted_and_tried_again() {
+    let (mut h, s3) = setup("crash").await;
+    let tenant = tenant_with_rows(
+        &h,
+        "bkcrash",
+        json!({"storageRef": "s3", "schedule": "@yearly"}),
+        100,
+    )
+    .await;
+    let uid = tenant.uid().expect("uid");
+    h.wait_condition("bkcrash", "Ready", "True").await;
+    // What a crash mid-upload leaves: a TenantBackup recorded Running by an operator
+    // that is gone, and its incomplete multipart upload.
+    h.stop_operator().await;
+    create_backup(&h.client, "bkcrash-1", "bkcrash").await;
+    let key = format!("bkcrash/{uid}/backups/bkcrash-1.dump.zst.age");
+    let status = json!({
+        "apiVersion": "landlord.dev/v1alpha1", "kind": "TenantBackup",
+        "status": {"phase": "Running", "attempts": 1, "tenantUid": uid, "storageRef": "s3",
+                   "objectKey": key, "startTime": "2026-01-01T00:00:00Z"}
+    });
+    backups(&h.client)
+        .patch_status(
+            "bkcrash-1",
+            &PatchParams::apply("landlord").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("status written");
+    let finalizers = json!({"metadata": {"finalizers": ["landlord.dev/backup-objects"]}});
+    backups(&h.client)
+        .patch(
+            "bkcrash-1",
+            &PatchParams::default(),
+            &Patch::Merge(&finalizers),
+        )
+        .await
+        .expect("finalizer");
+    s3.client()
+        .create_multipart_upload()
+        .bucket("crash")
+        .key(&key)
+        .send()
+        .await
+        .expect("an upload left behind");
+    assert_eq!(incomplete_uploads(&s3, "crash").await, std::slice::from_ref(&key));
+
+    h.start_operator().await;
+    let done = wait_phase(&h.client, "bkcrash-1", BackupPhase::Completed).await;
+    assert_eq!(
+        done.status.as_ref().and_then(|s| s.attempts),
+        Some(2),
+        "the interrupted attempt counts"
+    );
+    assert!(
+        incomplete_uploads(&s3, "crash").await.is_empty(),
+        "no orphaned multipart upload"
+    );
+    let events = events_about(&h.client, "bkcrash-1").await;
+    assert!(
+        events.iter().any(|(_, reason)| reason == "Completed"),
+        "{events:?}"
+    );
+}
+
+async fn events_about(client: &Client, name: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    api.list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn unusable_storage_and_a_replaced_tenant_are_reported_and_nothing_is_written() {
+    let h = Harness::start_with(true).await;
+    create_database_server(&h.client, "pg", shared()).await;
+    // Storage that cannot be reached: the backup waits, saying why.
+    let s3 = S3Server::start().await;
+    let closed = format!("http://127.0.0.1:{}", support::s3::closed_port());
+    support::landlord::create_s3_storage_at(&h.client, "down", &closed, "nowhere", "a", "b").await;
+    let tenant = tenant_with_rows(
+        &h,
+        "bkdown",
+        json!({"storageRef": "down", "schedule": "@yearly"}),
+        10,
+    )
+    .await;
+    let (_, reason, message) = h.wait_condition("bkdown", "BackupScheduled", "False").await;
+    assert_eq!(reason, "StorageUnavailable", "{message}");
+    create_backup(&h.client, "bkdown-1", "bkdown").await;
+    let waiting = wait_for("the backup waits for its storage", || async {
+        let b = backups(&h.client).get("bkdown-1").await.ok()?;
+        let (status, reason, message) = completed_condition(&b)?;
+        (reason == "StorageUnavailable").then_some((status, message, b))
+    })
+    .await;
+    assert_eq!(waiting.0, "Unknown");
+    assert_eq!(
+        waiting.2.status.and_then(|s| s.phase),
+        Some(BackupPhase::Pending)
+    );
+    assert!(waiting.1.contains("down"), "{}", waiting.1);
+
+    // A backup recorded for another Tenant of the same name is never run for this one.
+    let forged: TenantBackup = serde_json::from_value(json!({
+        "apiVersion": "landlord.dev/v1alpha1", "kind": "TenantBackup",
+        "metadata": {"name": "bkdown-old", "annotations": {"landlord.dev/tenant-uid": "an-earlier-tenant"}},
+        "spec": {"tenantRef": "bkdown", "storageRef": "down"}
+    }))
+    .expect("TenantBackup");
+    backups(&h.client)
+        .create(&PostParams::default(), &forged)
+        .await
+        .expect("created");
+    let failed = wait_phase(&h.client, "bkdown-old", BackupPhase::Failed).await;
+    let (_, reason, message) = completed_reason(&failed);
+    assert_eq!(reason, "TenantReplaced", "{message}");
+    assert!(message.contains(&tenant.uid().expect("uid")), "{message}");
+
+    // A Tenant without a database has nothing to back up.
+    h.create_tenant("bknodb", json!({})).await;
+    h.wait_condition("bknodb", "Ready", "True").await;
+    create_backup(&h.client, "bknodb-1", "bknodb").await;
+    let failed = wait_phase(&h.client, "bknodb-1", BackupPhase::Failed).await;
+    assert_eq!(completed_reason(&failed).1, "NoDatabase");
+    drop(s3);
+}

@@ -568,7 +568,10 @@ async fn a_backup_interrupted_mid_upload_is_aborted_and_tried_again() {
         .send()
         .await
         .expect("an upload left behind");
-    assert_eq!(incomplete_uploads(&s3, "crash").await, std::slice::from_ref(&key));
+    assert_eq!(
+        incomplete_uploads(&s3, "crash").await,
+        std::slice::from_ref(&key)
+    );
 
     h.start_operator().await;
     let done = wait_phase(&h.client, "bkcrash-1", BackupPhase::Completed).await;

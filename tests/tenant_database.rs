@@ -942,6 +942,28 @@ async fn kubectl_apply_wait_get_and_delete() {
         applied.contains("tenant.landlord.dev/acme created"),
         "{applied}"
     );
+    // The example's bucket is not reachable here: the same BackupStorage, pointed at a
+    // directory (without Object Lock, which a directory cannot enforce), is.
+    let directory = std::env::temp_dir().join(format!("landlord-kubectl-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("backup directory");
+    let patch = serde_json::json!({"spec": {"s3": null, "objectLock": null,
+        "filesystem": {"path": directory.display().to_string()}}})
+    .to_string();
+    tokio::task::spawn_blocking({
+        let kubectl = kubectl.clone();
+        move || {
+            kubectl(&[
+                "patch",
+                "backupstorage",
+                "backups",
+                "--type=merge",
+                "-p",
+                &patch,
+            ])
+        }
+    })
+    .await
+    .expect("patch");
     let waited = tokio::task::spawn_blocking({
         let kubectl = kubectl.clone();
         move || {

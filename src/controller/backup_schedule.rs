@@ -203,7 +203,9 @@ pub async fn reconcile(tenant: &Tenant, ctx: &Context) -> Result<Report, Error> 
             format!("there is no BackupStorage {}", policy.storage_ref),
         )),
         Some(s) => match ctx.storages.lookup(s) {
-            backup_storage::Lookup::Unusable => Some((
+            // unusable at this replica's last look, or by the status of the current spec
+            // (a replica that has not looked yet reports what the last one found)
+            _ if unavailable(s) => Some((
                 "StorageUnavailable",
                 format!(
                     "the BackupStorage {} cannot be used: {}",
@@ -217,6 +219,10 @@ pub async fn reconcile(tenant: &Tenant, ctx: &Context) -> Result<Report, Error> 
                         .map(|c| format!("{} ({})", c.message, c.reason))
                         .unwrap_or_default()
                 ),
+            )),
+            backup_storage::Lookup::Unusable => Some((
+                "StorageUnavailable",
+                format!("the BackupStorage {} cannot be used", policy.storage_ref),
             )),
             _ => None,
         },
@@ -305,6 +311,16 @@ pub async fn reconcile(tenant: &Tenant, ctx: &Context) -> Result<Report, Error> 
         condition: Some(condition),
         last_backup,
         wake_in,
+    })
+}
+
+/// Whether the storage's `Available` condition, for its current spec, is False.
+fn unavailable(storage: &crate::api::BackupStorage) -> bool {
+    storage.status.as_ref().is_some_and(|status| {
+        find_condition(&status.conditions, backup_storage::conditions::AVAILABLE).is_some_and(|c| {
+            c.status == ConditionStatus::False
+                && c.observed_generation == storage.metadata.generation
+        })
     })
 }
 

@@ -658,3 +658,65 @@ async fn unusable_storage_and_a_replaced_tenant_are_reported_and_nothing_is_writ
     assert_eq!(completed_reason(&failed).1, "NoDatabase");
     drop(s3);
 }
+
+#[tokio::test]
+async fn a_database_down_at_backup_time_is_reported_and_leaves_nothing_in_the_bucket() {
+    let pg = support::postgres::PostgresServer::start().expect("a PostgreSQL of its own");
+    let h = Harness::start_with(true).await;
+    create_database_server(&h.client, "pgdown", &pg).await;
+    let s3 = S3Server::start().await;
+    create_s3_storage(&h.client, "s3", &s3, "outage").await;
+    h.create_tenant(
+        "bkout",
+        json!({"database": {"serverRef": "pgdown"}, "backup": {"storageRef": "s3", "schedule": "@yearly"}}),
+    )
+    .await;
+    h.wait_condition("bkout", "Ready", "True").await;
+    let tenant = h.tenants().get("bkout").await.expect("tenant");
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &tenant.primary_namespace());
+    let password = String::from_utf8(
+        secrets
+            .get("bkout-db")
+            .await
+            .expect("credentials")
+            .data
+            .expect("data")["password"]
+            .0
+            .clone(),
+    )
+    .expect("utf-8");
+
+    pg.stop();
+    create_backup(&h.client, "bkout-1", "bkout").await;
+    let (status, reason, message) = wait_for("the backup says the database is down", || async {
+        let b = backups(&h.client).get("bkout-1").await.ok()?;
+        let c = completed_condition(&b)?;
+        ["DumpFailed", "DatabaseUnavailable"]
+            .contains(&c.1.as_str())
+            .then_some(c)
+    })
+    .await;
+    assert_eq!(status, "Unknown", "{reason}: {message}");
+    assert!(
+        !message.contains(&password),
+        "the password never appears: {message}"
+    );
+    let b = backups(&h.client).get("bkout-1").await.expect("backup");
+    assert_eq!(
+        b.status.and_then(|s| s.phase),
+        Some(BackupPhase::Pending),
+        "tried again later, not Completed"
+    );
+    assert!(
+        keys_in(&s3, "outage").await.is_empty(),
+        "no object, not even a partial one"
+    );
+    assert!(
+        incomplete_uploads(&s3, "outage").await.is_empty(),
+        "no incomplete upload"
+    );
+    let events = events_about(&h.client, "bkout-1").await;
+    for (_, reason) in &events {
+        assert_ne!(reason, "Completed", "{events:?}");
+    }
+}

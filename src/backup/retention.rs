@@ -5,7 +5,9 @@
 //! The rules are those of `restic forget --keep-last/--keep-daily/--keep-weekly/
 //! --keep-monthly`, as restic's `ApplyPolicy` implements them:
 //!
-//! - backups are taken newest first (by completion time; equal times by name);
+//! - backups are taken newest first (by completion time; for equal times, which the
+//!   API's one-second timestamps make common in a burst, the greater name first: the
+//!   later slot of scheduled names, the higher counter of numbered ones);
 //! - `keepLast: N` keeps the N newest backups;
 //! - `keepDaily: N` keeps, for each of the last N *days that have backups*, the newest
 //!   backup of that day; `keepWeekly` does the same for ISO weeks (Monday to Sunday,
@@ -236,11 +238,12 @@ fn period(rule: Rule, date: Date, rank: u32) -> Period {
     }
 }
 
-/// Newest first; equal times by name, so the plan does not depend on input order.
+/// Newest first; equal times by name, greater first (scheduled names end in their slot,
+/// so the later slot counts as the newer), so the plan does not depend on input order.
 fn newest_first(a: &&Backup, b: &&Backup) -> Ordering {
     b.finished
         .cmp(&a.finished)
-        .then_with(|| a.name.cmp(&b.name))
+        .then_with(|| b.name.cmp(&a.name))
 }
 
 /// Applies `policy` to a tenant's finished backups at `now`, counting days, weeks and
@@ -705,15 +708,15 @@ mod tests {
     fn input_order_and_equal_times_do_not_change_the_plan() {
         let mut backups = five_weeks_with_gaps();
         backups.push(Backup {
-            name: "0-twin".to_string(),
+            name: "z-twin".to_string(),
             ..done("2026-05-10T03:10:00Z")
         });
         let forward = plan(&policy(1, 3, 2, 1), &backups, &TimeZone::UTC, ts(NOW));
         backups.reverse();
         let backward = plan(&policy(1, 3, 2, 1), &backups, &TimeZone::UTC, ts(NOW));
         assert_eq!(forward, backward);
-        // Of two backups completed at the same instant, the first by name is newest.
-        assert_eq!(forward.keep[0].name, "0-twin");
+        // Of two backups completed at the same instant, the greater name is newest.
+        assert_eq!(forward.keep[0].name, "z-twin");
     }
 
     #[test]

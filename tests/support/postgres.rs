@@ -353,6 +353,20 @@ impl PostgresServer {
             .spawn();
     }
 
+    /// Stops the server now (`pg_ctl stop -m fast`), as a database outage would.
+    pub fn stop(&self) {
+        let out = Command::new("sh")
+            .args(["-c", &self.stop_command_line()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn stop_command_line(&self) -> String {
         let pg_ctl = format!(
             "'{}' -D '{}' stop -m fast",

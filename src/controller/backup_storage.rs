@@ -11,18 +11,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::apply::FIELD_MANAGER;
 use super::{Context, Error};
 use crate::api::{
     BackupStorage, BackupStorageSpec, BackupStorageStatus, Condition, ConditionStatus,
-    SecretKeyRef, find_condition, set_condition,
+    SecretKeyRef, set_condition,
 };
 use crate::storage::filesystem::FilesystemStore;
 use crate::storage::s3::{S3Settings, S3Store, StaticCredentials};
@@ -423,52 +420,14 @@ async fn finish_status(
     status: BackupStorageStatus,
 ) -> Result<(), Error> {
     let old = storage.status.clone().unwrap_or_default();
-    if old == status {
-        return Ok(());
-    }
-    for new in &status.conditions {
-        let before = find_condition(&old.conditions, &new.type_);
-        if before.is_some_and(|b| b.status == new.status && b.reason == new.reason) {
-            continue;
-        }
-        let event = Event {
-            type_: if new.status == ConditionStatus::True {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: new.reason.clone(),
-            note: Some(
-                format!("{}: {}", new.type_, new.message)
-                    .chars()
-                    .take(1000)
-                    .collect(),
-            ),
-            action: "Check".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &storage.object_ref(&())).await {
-            tracing::warn!(storage = %storage.name_any(), error = %e, "could not publish an event");
-        }
-    }
     let api: Api<BackupStorage> = Api::all(ctx.client.clone());
-    let patch = json!({
-        "apiVersion": BackupStorage::api_version(&()),
-        "kind": BackupStorage::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &storage.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::Object {
-        kind: "BackupStorage",
-        name: storage.name_any(),
-        source,
-    })?;
-    Ok(())
+    super::status::finish(ctx, &api, storage, &old, &status, conditions::AVAILABLE)
+        .await
+        .map_err(|source| Error::Object {
+            kind: "BackupStorage",
+            name: storage.name_any(),
+            source,
+        })
 }
 
 #[cfg(test)]

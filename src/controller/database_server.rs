@@ -17,20 +17,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::apply::FIELD_MANAGER;
 use super::{Context, Error};
 use crate::api::{
     Condition, ConditionStatus, DatabaseServer, DatabaseServerStatus, SecretKeyRef, Tenant,
-    TlsMode, find_condition, set_condition,
+    TlsMode, set_condition,
 };
 use crate::database::{DatabaseAdmin, DatabaseError, Password, PostgresAdmin, ServerConfig};
 use crate::isolation::network::{operator_database_policy, operator_database_policy_name};
@@ -504,108 +501,31 @@ async fn finalize(server: &DatabaseServer, ctx: &Context) -> Result<Action, Erro
 }
 
 async fn add_finalizer(server: &DatabaseServer, ctx: &Context) -> Result<(), Error> {
-    if server.finalizers().iter().any(|f| f == IN_USE_FINALIZER) {
-        return Ok(());
-    }
-    let mut finalizers = server.finalizers().to_vec();
-    finalizers.push(IN_USE_FINALIZER.to_owned());
-    patch_finalizers(server, ctx, &finalizers).await
+    let api: Api<DatabaseServer> = Api::all(ctx.client.clone());
+    super::finalizers::ensure(&api, server, IN_USE_FINALIZER)
+        .await
+        .map_err(server_error(server))
 }
 
 async fn remove_finalizer(server: &DatabaseServer, ctx: &Context) -> Result<(), Error> {
     let api: Api<DatabaseServer> = Api::all(ctx.client.clone());
-    // Read fresh: the status write of a moment ago made the cached resourceVersion stale.
-    let Some(fresh) = api
-        .get_opt(&server.name_any())
+    super::finalizers::remove(&api, &server.name_any(), IN_USE_FINALIZER)
         .await
-        .map_err(server_error(server))?
-    else {
-        return Ok(());
-    };
-    let kept: Vec<String> = fresh
-        .finalizers()
-        .iter()
-        .filter(|f| *f != IN_USE_FINALIZER)
-        .cloned()
-        .collect();
-    if kept.len() == fresh.finalizers().len() {
-        return Ok(());
-    }
-    patch_finalizers(&fresh, ctx, &kept).await
+        .map_err(server_error(server))
 }
 
-/// Replaces the finalizer list, guarded by the resourceVersion it was read at.
-async fn patch_finalizers(
-    server: &DatabaseServer,
-    ctx: &Context,
-    finalizers: &[String],
-) -> Result<(), Error> {
-    let api: Api<DatabaseServer> = Api::all(ctx.client.clone());
-    let patch = json!({"metadata": {"resourceVersion": server.resource_version(), "finalizers": finalizers}});
-    match api
-        .patch(
-            &server.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(server_error(server)(source)),
-    }
-}
-
-/// Writes `status` if it changed, with an Event for every condition that changed status.
+/// Writes `status` if it changed, with an Event for every condition that changed status
+/// ([`super::status::finish`]).
 async fn finish_status(
     server: &DatabaseServer,
     ctx: &Context,
     status: DatabaseServerStatus,
 ) -> Result<(), Error> {
     let old = server.status.clone().unwrap_or_default();
-    if old == status {
-        return Ok(());
-    }
-    for new in &status.conditions {
-        let before = find_condition(&old.conditions, &new.type_).map(|c| c.status);
-        if before == Some(new.status) {
-            continue;
-        }
-        let type_ = if new.status == ConditionStatus::True && new.type_ == conditions::REACHABLE {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
-        let event = Event {
-            type_,
-            reason: new.reason.clone(),
-            note: Some(
-                format!("{}: {}", new.type_, new.message)
-                    .chars()
-                    .take(1000)
-                    .collect(),
-            ),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &server.object_ref(&())).await {
-            warn!(server = %server.name_any(), error = %e, "could not publish an event");
-        }
-    }
     let api: Api<DatabaseServer> = Api::all(ctx.client.clone());
-    let patch = json!({
-        "apiVersion": DatabaseServer::api_version(&()),
-        "kind": DatabaseServer::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &server.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(server_error(server))?;
-    Ok(())
+    super::status::finish(ctx, &api, server, &old, &status, conditions::REACHABLE)
+        .await
+        .map_err(server_error(server))
 }
 
 /// Keeps the operator's egress NetworkPolicy to this server, when the operator's pod

@@ -18,7 +18,10 @@ use tracing::warn;
 
 use super::Context;
 use super::apply::FIELD_MANAGER;
-use crate::api::{Condition, ConditionStatus, DatabaseServerStatus, TenantStatus, find_condition};
+use crate::api::{
+    BackupStorageStatus, Condition, ConditionStatus, DatabaseServerStatus, TenantStatus,
+    find_condition,
+};
 
 /// A status with conditions.
 pub trait Conditions: Serialize + PartialEq + Default + Clone {
@@ -27,6 +30,12 @@ pub trait Conditions: Serialize + PartialEq + Default + Clone {
 }
 
 impl Conditions for TenantStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+}
+
+impl Conditions for BackupStorageStatus {
     fn conditions(&self) -> &[Condition] {
         &self.conditions
     }

@@ -720,3 +720,73 @@ async fn a_database_down_at_backup_time_is_reported_and_leaves_nothing_in_the_bu
         assert_ne!(reason, "Completed", "{events:?}");
     }
 }
+
+#[tokio::test]
+async fn objects_under_object_lock_keep_their_tenant_backup_until_the_lock_expires() {
+    let h = Harness::start_with(true).await;
+    create_database_server(&h.client, "pg", shared()).await;
+    let s3 = S3Server::start().await;
+    support::landlord::create_locked_s3_storage(&h.client, "locked", &s3, "locked", "Governance")
+        .await;
+    tenant_with_rows(
+        &h,
+        "bklock",
+        json!({"storageRef": "locked", "schedule": "@yearly"}),
+        10,
+    )
+    .await;
+    create_backup(&h.client, "bklock-1", "bklock").await;
+    let done = wait_phase(&h.client, "bklock-1", BackupPhase::Completed).await;
+    let status = done.status.expect("status");
+    let until = status
+        .retain_until
+        .expect("status.retainUntil under Object Lock")
+        .0;
+    let in_a_day = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24))
+        .expect("time");
+    assert!(
+        until <= in_a_day && until > jiff::Timestamp::now(),
+        "locked for a day: {until}"
+    );
+    let object_key = status.object_key.expect("objectKey");
+    // (moto answers GetObjectRetention with the object itself; HEAD has the lock.)
+    let head = s3
+        .client()
+        .head_object()
+        .bucket("locked")
+        .key(&object_key)
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(
+        head.object_lock_mode().map(|m| m.as_str()),
+        Some("GOVERNANCE")
+    );
+    assert!(head.object_lock_retain_until_date().is_some());
+
+    backups(&h.client)
+        .delete("bklock-1", &DeleteParams::default())
+        .await
+        .expect("delete requested");
+    let (status, reason, message) = wait_for("the deletion waits for the lock", || async {
+        let b = backups(&h.client).get("bklock-1").await.ok()?;
+        let c = find_condition(&b.status?.conditions, "ObjectsDeleted")?.clone();
+        Some((format!("{:?}", c.status), c.reason, c.message))
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ObjectLocked"),
+        "{message}"
+    );
+    assert!(message.contains(&object_key), "{message}");
+    assert!(
+        keys_in(&s3, "locked").await.contains(&object_key),
+        "a locked object is not deleted"
+    );
+    assert!(
+        exists(&backups(&h.client), "bklock-1").await,
+        "the record stays while its objects do"
+    );
+}

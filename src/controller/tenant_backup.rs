@@ -1062,17 +1062,21 @@ async fn delete(backup: &TenantBackup, ctx: &Context) -> Result<Action, Error> {
                 if cancelled || status.phase == Some(BackupPhase::Running) {
                     abort_uploads(&*store, &keys[0]).await;
                 }
-                let mut locked = None;
+                let mut locked = Vec::new();
+                let mut until = None;
                 for key in &keys {
                     match store.delete(key).await.map_err(|source| Error::Storage {
                         name: storage_name.clone(),
                         source,
                     })? {
                         Deletion::Deleted | Deletion::Absent => {}
-                        Deletion::Locked { until } => locked = Some((key.clone(), until)),
+                        Deletion::Locked { until: at } => {
+                            locked.push(key.clone());
+                            until = until.max(at);
+                        }
                     }
                 }
-                if let Some((key, until)) = locked {
+                if !locked.is_empty() {
                     let until = until
                         .or(status.retain_until.as_ref().map(|t| t.0))
                         .map(|t| t.to_string())
@@ -1085,7 +1089,8 @@ async fn delete(backup: &TenantBackup, ctx: &Context) -> Result<Action, Error> {
                             ConditionStatus::False,
                             "ObjectLocked",
                             format!(
-                                "{key} is under Object Lock until {until}; the TenantBackup is deleted once the lock expires"
+                                "{} under Object Lock until {until}; the TenantBackup is deleted once the lock expires",
+                                locked.join(" and ")
                             ),
                             backup.metadata.generation,
                         ),

@@ -86,6 +86,27 @@ pub async fn create_s3_storage(client: &Client, name: &str, s3: &S3Server, bucke
     .await;
 }
 
+/// A BackupStorage `name` for a new `bucket` with Object Lock on `s3`, whose backups are
+/// locked in `mode` for a day.
+pub async fn create_locked_s3_storage(
+    client: &Client,
+    name: &str,
+    s3: &S3Server,
+    bucket: &str,
+    mode: &str,
+) {
+    s3.create_bucket(bucket, true).await;
+    create_storage(
+        client,
+        name,
+        &s3.endpoint,
+        bucket,
+        (&s3.admin.access_key_id, &s3.admin.secret_access_key),
+        json!({"mode": mode, "retentionDays": 1}),
+    )
+    .await;
+}
+
 /// A BackupStorage `name` for `bucket` at `endpoint`, with the given credentials.
 pub async fn create_s3_storage_at(
     client: &Client,
@@ -94,6 +115,25 @@ pub async fn create_s3_storage_at(
     bucket: &str,
     access_key_id: &str,
     secret_access_key: &str,
+) {
+    create_storage(
+        client,
+        name,
+        endpoint,
+        bucket,
+        (access_key_id, secret_access_key),
+        serde_json::Value::Null,
+    )
+    .await;
+}
+
+async fn create_storage(
+    client: &Client,
+    name: &str,
+    endpoint: &str,
+    bucket: &str,
+    (access_key_id, secret_access_key): (&str, &str),
+    object_lock: serde_json::Value,
 ) {
     let secret = format!("{name}-s3");
     put_secret(
@@ -105,11 +145,14 @@ pub async fn create_s3_storage_at(
         ],
     )
     .await;
-    let spec: BackupStorageSpec = serde_json::from_value(json!({"s3": {
+    let mut spec = json!({"s3": {
         "bucket": bucket, "endpoint": endpoint, "forcePathStyle": true,
         "credentials": {"secret": {"name": secret, "namespace": OPERATOR_NAMESPACE}},
-    }}))
-    .expect("valid BackupStorage spec");
+    }});
+    if !object_lock.is_null() {
+        spec["objectLock"] = object_lock;
+    }
+    let spec: BackupStorageSpec = serde_json::from_value(spec).expect("valid BackupStorage spec");
     Api::<BackupStorage>::all(client.clone())
         .create(&PostParams::default(), &BackupStorage::new(name, spec))
         .await

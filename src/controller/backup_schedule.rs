@@ -60,9 +60,10 @@ pub fn backups_of(ctx: &Context, tenant: &Tenant) -> Vec<Arc<TenantBackup>> {
     let name = tenant.name_any();
     let uid = tenant.uid().unwrap_or_default();
     ctx.stores
-        .tenant_backups
-        .state()
+        .backups_by_tenant
+        .names(&name)
         .into_iter()
+        .filter_map(|backup| ctx.stores.tenant_backups.get(&ObjectRef::new(&backup)))
         .filter(|b| b.spec.tenant_ref == name && recorded_uid(b).as_deref() == Some(uid.as_str()))
         .collect()
 }

@@ -11,6 +11,7 @@ pub mod backup_storage;
 pub mod database_server;
 mod error;
 mod finalizers;
+mod index;
 mod status;
 mod tenant;
 pub mod tenant_backup;
@@ -21,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -81,6 +82,8 @@ pub struct Stores {
     pub policies: Store<NetworkPolicy>,
     pub backup_storages: Store<BackupStorage>,
     pub tenant_backups: Store<TenantBackup>,
+    /// The names of each tenant's TenantBackups (by `spec.tenantRef`).
+    pub backups_by_tenant: Arc<index::ByTenant<TenantBackup>>,
     // No Secrets: Landlord keeps no Secret cache (cluster-wide it may only get, create
     // and patch them; list and watch only in its own namespace, for the metadata-only
     // watch in `run`); the database step reads the one credentials Secret it needs.
@@ -235,7 +238,7 @@ fn managed() -> watcher::Config {
 const SUBSCRIBER_BUFFER: usize = 1024;
 
 /// Drives a shared reflector (which fills its store and feeds its subscribers) for as
-/// long as the controllers run.
+/// long as the controllers run. Objects are cached without their managedFields.
 fn drive<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -250,9 +253,32 @@ where
         + Sync
         + 'static,
 {
+    drive_indexed(api, config, writer, |_| {})
+}
+
+/// [`drive`], showing every watch event to `index` too.
+fn drive_indexed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    writer: reflector::store::Writer<K>,
+    index: impl Fn(&watcher::Event<K>) + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     tokio::spawn(
         watcher(api, config)
             .default_backoff()
+            // No controller reads managedFields: a cached object does without them
+            // (they are often the larger part of a small object's metadata).
+            .modify(|object| object.meta_mut().managed_fields = None)
+            .inspect_ok(move |event| index(event))
             .reflect_shared(writer)
             .for_each(|event| async move {
                 if let Err(e) = event {
@@ -282,6 +308,9 @@ pub async fn run(
     let (tenant_backups, backup_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
     let backup_events = backup_writer.subscribe().expect(subscribe);
     let backup_events_for_tenants = backup_writer.subscribe().expect(subscribe);
+    let backups_by_tenant = Arc::new(index::ByTenant::new(|b: &TenantBackup| {
+        b.spec.tenant_ref.clone()
+    }));
     let (namespaces, ns_writer) = reflector::store();
     let (quotas, quota_writer) = reflector::store();
     let (limits, limit_writer) = reflector::store();
@@ -297,6 +326,7 @@ pub async fn run(
         policies,
         backup_storages: backup_storages.clone(),
         tenant_backups: tenant_backups.clone(),
+        backups_by_tenant: backups_by_tenant.clone(),
     };
     let shared_watches = [
         drive(
@@ -314,10 +344,11 @@ pub async fn run(
             watcher::Config::default(),
             storage_writer,
         ),
-        drive(
+        drive_indexed(
             Api::<TenantBackup>::all(client.clone()),
             watcher::Config::default(),
             backup_writer,
+            move |event| backups_by_tenant.apply(event),
         ),
     ];
 

@@ -732,15 +732,15 @@ fn spawn(
         let _ = ctx
             .tenant_triggers
             .unbounded_send(ObjectRef::new(&backup.spec.tenant_ref));
-        for other in ctx.stores.tenant_backups.state() {
+        for name in ctx.stores.backups_by_tenant.names(&backup.spec.tenant_ref) {
+            let Some(other) = ctx.stores.tenant_backups.get(&ObjectRef::new(&name)) else {
+                continue;
+            };
             let pending = matches!(
                 other.status.as_ref().and_then(|s| s.phase),
                 None | Some(BackupPhase::Pending)
             );
-            if pending
-                && other.spec.tenant_ref == backup.spec.tenant_ref
-                && other.uid() != backup.uid()
-            {
+            if pending && other.uid() != backup.uid() {
                 let _ = ctx
                     .backup_triggers
                     .unbounded_send(ObjectRef::from_obj(&*other));

@@ -13,6 +13,7 @@ mod error;
 mod finalizers;
 mod index;
 mod status;
+mod subscription;
 mod tenant;
 pub mod tenant_backup;
 pub mod tenant_database;
@@ -299,15 +300,17 @@ pub async fn run(
     let (tenants, tenant_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
     let (database_servers, dbs_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
     let subscribe = "a shared store has subscribers";
-    let tenant_events = tenant_writer.subscribe().expect(subscribe);
-    let tenant_events_for_servers = tenant_writer.subscribe().expect(subscribe);
-    let server_events = dbs_writer.subscribe().expect(subscribe);
-    let server_events_for_tenants = dbs_writer.subscribe().expect(subscribe);
+    let tenant_events = subscription::rewake(tenant_writer.subscribe().expect(subscribe));
+    let tenant_events_for_servers =
+        subscription::rewake(tenant_writer.subscribe().expect(subscribe));
+    let server_events = subscription::rewake(dbs_writer.subscribe().expect(subscribe));
+    let server_events_for_tenants = subscription::rewake(dbs_writer.subscribe().expect(subscribe));
     let (backup_storages, storage_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
-    let storage_events = storage_writer.subscribe().expect(subscribe);
+    let storage_events = subscription::rewake(storage_writer.subscribe().expect(subscribe));
     let (tenant_backups, backup_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
-    let backup_events = backup_writer.subscribe().expect(subscribe);
-    let backup_events_for_tenants = backup_writer.subscribe().expect(subscribe);
+    let backup_events = subscription::rewake(backup_writer.subscribe().expect(subscribe));
+    let backup_events_for_tenants =
+        subscription::rewake(backup_writer.subscribe().expect(subscribe));
     let backups_by_tenant = Arc::new(index::ByTenant::new(|b: &TenantBackup| {
         b.spec.tenant_ref.clone()
     }));

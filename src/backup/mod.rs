@@ -7,6 +7,8 @@
 //!   written beside each backup;
 //! - [`pg_dump`]: running `pg_dump` as the tenant, its version, where its password goes;
 //! - [`pipeline`]: the stream itself, pg_dump → zstd → age → SHA-256, in bounded memory;
+//! - [`restore`]: the way back, download → size and SHA-256 checked against what the
+//!   backup recorded → age → zstd → `pg_restore` in one transaction;
 //! - [`schedule`] reads `spec.backup.schedule` in `spec.backup.timeZone` and decides
 //!   whether a backup is due now (a missed schedule runs once, not once per missed
 //!   slot), spreads tenants sharing a schedule over a window, and tells when the newest
@@ -22,5 +24,6 @@ pub mod job;
 pub mod manifest;
 pub mod pg_dump;
 pub mod pipeline;
+pub mod restore;
 pub mod retention;
 pub mod schedule;

@@ -167,7 +167,7 @@ impl PgDump {
 }
 
 /// One line of a libpq password file, with `:` and `\` escaped.
-fn passfile_line(source: &DumpSource) -> String {
+pub(super) fn passfile_line(source: &DumpSource) -> String {
     let escape = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
     format!(
         "{}:{}:{}:{}:{}\n",
@@ -186,6 +186,12 @@ fn conninfo_value(value: &str) -> String {
 
 /// The connection string of the dump: everything but the password.
 fn conninfo(source: &DumpSource) -> String {
+    conninfo_as(source, "landlord-backup")
+}
+
+/// The connection string for `source` as the application `application`: everything but
+/// the password.
+pub(super) fn conninfo_as(source: &DumpSource, application: &str) -> String {
     let mut parts = vec![
         format!("host={}", conninfo_value(&source.host)),
         format!("port={}", source.port),
@@ -193,7 +199,7 @@ fn conninfo(source: &DumpSource) -> String {
         format!("user={}", conninfo_value(&source.user)),
         format!("sslmode={}", conninfo_value(&source.sslmode)),
         "connect_timeout=10".to_owned(),
-        "application_name='landlord-backup'".to_owned(),
+        format!("application_name={}", conninfo_value(application)),
     ];
     if let Some(ca) = &source.ca_file {
         parts.push(format!(

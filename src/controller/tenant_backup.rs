@@ -269,7 +269,7 @@ fn completed(
 }
 
 /// What a Pending backup's checks found.
-enum Check<T> {
+pub(super) enum Check<T> {
     Ready(T),
     /// Not yet: stays Pending with this reason, looked at again after `after`.
     Wait {
@@ -439,7 +439,7 @@ async fn resolve(backup: &TenantBackup, ctx: &Context) -> Result<Check<Resolved>
             format!("the Tenant {} is being deleted", spec.tenant_ref),
         ));
     }
-    let Some(database) = tenant.spec.database.as_ref() else {
+    if tenant.spec.database.is_none() {
         return Ok(fail(
             "NoDatabase",
             format!("the Tenant {} has no database to back up", spec.tenant_ref),
@@ -514,26 +514,6 @@ async fn resolve(backup: &TenantBackup, ctx: &Context) -> Result<Check<Resolved>
         }
     };
 
-    // database server
-    let Some(connection) = ctx.databases.get(&db.server) else {
-        return Ok(wait(
-            "DatabaseUnavailable",
-            format!(
-                "the DatabaseServer {} cannot be reached (see its Reachable condition)",
-                db.server
-            ),
-        ));
-    };
-    let server_version = ctx
-        .stores
-        .database_servers
-        .get(&ObjectRef::new(&database.server_ref))
-        .and_then(|s| s.status.as_ref()?.server_version.clone());
-    let server_major = server_version
-        .as_deref()
-        .and_then(crate::backup::pg_dump::parse_version)
-        .map(|(_, major)| major);
-
     // key: the public half only, and only the one the Tenant recorded
     let tenant_ref = TenantRef::of(&tenant).map_err(|source| Error::Key {
         tenant: spec.tenant_ref.clone(),
@@ -566,6 +546,111 @@ async fn resolve(backup: &TenantBackup, ctx: &Context) -> Result<Check<Resolved>
             ),
         ));
     }
+
+    // where the database is, and the tenant role's credentials
+    let login = match tenant_login(ctx, &tenant, &db, &db.name).await? {
+        Check::Ready(login) => login,
+        Check::Wait {
+            reason,
+            message,
+            after,
+        } => {
+            return Ok(Check::Wait {
+                reason,
+                message,
+                after,
+            });
+        }
+        Check::Fail { reason, message } => return Ok(Check::Fail { reason, message }),
+    };
+    let (server_version, server_major) = (login.server_version.clone(), login.server_major);
+
+    // pg_dump
+    let binary = ctx
+        .config
+        .backup
+        .pg_dump
+        .clone()
+        .unwrap_or_else(default_pg_dump);
+    let pg_dump = match tokio::task::spawn_blocking(move || PgDump::find(&binary)).await {
+        Ok(Ok(pg_dump)) => pg_dump,
+        Ok(Err(e)) => return Ok(fail("PgDumpMissing", e.to_string())),
+        Err(_) => return Ok(fail("PgDumpMissing", "looking for pg_dump panicked")),
+    };
+    if let Some(major) = server_major
+        && let Err(e) = pg_dump.check_server(major)
+    {
+        return Ok(fail("PgDumpTooOld", e.to_string()));
+    }
+
+    let compression: Compression = tenant
+        .spec
+        .backup
+        .as_ref()
+        .map(|b| b.compression.into())
+        .unwrap_or(Compression::Zstd);
+    let job = Job {
+        pg_dump,
+        server_major,
+        server_version,
+        server: db.server.clone(),
+        source: login.source,
+        recipient: key.recipient,
+        compression,
+        store: store.clone(),
+        tenant: spec.tenant_ref.clone(),
+        tenant_uid: tenant_uid.clone(),
+        backup: backup.name_any(),
+        object_lock: storage.spec.object_lock.clone(),
+        chunk: ctx.config.backup.chunk,
+    };
+    Ok(Check::Ready(Resolved {
+        tenant_uid,
+        storage_name,
+        store,
+        job,
+        _ca_dir: login.ca_dir,
+    }))
+}
+
+/// How to log in to a tenant's database as its role: address, TLS and CA from the
+/// DatabaseServer registry, the password from the credentials Secret Landlord wrote for
+/// this Tenant (one GET, checked to record the Tenant's UID).
+pub(super) struct Login {
+    pub source: DumpSource,
+    /// Keeps the CA file libpq verifies the server with.
+    pub ca_dir: Option<crate::backup::pg_dump::PrivateDir>,
+    pub server_version: Option<String>,
+    pub server_major: Option<u32>,
+}
+
+/// The [`Login`] of `tenant` (whose database status is `db`) to `database_name`.
+pub(super) async fn tenant_login(
+    ctx: &Context,
+    tenant: &Tenant,
+    db: &crate::api::TenantDatabaseStatus,
+    database_name: &str,
+) -> Result<Check<Login>, Error> {
+    let tenant_uid = tenant.uid().unwrap_or_default();
+    // database server
+    let Some(connection) = ctx.databases.get(&db.server) else {
+        return Ok(wait(
+            "DatabaseUnavailable",
+            format!(
+                "the DatabaseServer {} cannot be reached (see its Reachable condition)",
+                db.server
+            ),
+        ));
+    };
+    let server_version = ctx
+        .stores
+        .database_servers
+        .get(&ObjectRef::new(&db.server))
+        .and_then(|s| s.status.as_ref()?.server_version.clone());
+    let server_major = server_version
+        .as_deref()
+        .and_then(crate::backup::pg_dump::parse_version)
+        .map(|(_, major)| major);
 
     // the tenant role's password, from the Secret Landlord wrote for this Tenant
     let Some(secret_ref) = db.credentials_secret.clone() else {
@@ -617,24 +702,6 @@ async fn resolve(backup: &TenantBackup, ctx: &Context) -> Result<Check<Resolved>
         ));
     };
 
-    // pg_dump
-    let binary = ctx
-        .config
-        .backup
-        .pg_dump
-        .clone()
-        .unwrap_or_else(default_pg_dump);
-    let pg_dump = match tokio::task::spawn_blocking(move || PgDump::find(&binary)).await {
-        Ok(Ok(pg_dump)) => pg_dump,
-        Ok(Err(e)) => return Ok(fail("PgDumpMissing", e.to_string())),
-        Err(_) => return Ok(fail("PgDumpMissing", "looking for pg_dump panicked")),
-    };
-    if let Some(major) = server_major
-        && let Err(e) = pg_dump.check_server(major)
-    {
-        return Ok(fail("PgDumpTooOld", e.to_string()));
-    }
-
     let (sslmode, ca_dir, ca_file) = match (connection.tls, &connection.ca_pem) {
         (TlsMode::Disable, _) => ("disable", None, None),
         (TlsMode::Require, _) => ("require", None, None),
@@ -649,41 +716,19 @@ async fn resolve(backup: &TenantBackup, ctx: &Context) -> Result<Check<Resolved>
             ("verify-full", Some(dir), Some(path))
         }
     };
-    let compression: Compression = tenant
-        .spec
-        .backup
-        .as_ref()
-        .map(|b| b.compression.into())
-        .unwrap_or(Compression::Zstd);
-    let job = Job {
-        pg_dump,
-        server_major,
-        server_version,
-        server: db.server.clone(),
+    Ok(Check::Ready(Login {
         source: DumpSource {
             host: connection.host.clone(),
             port: connection.port,
-            database: db.name.clone(),
+            database: database_name.to_owned(),
             user: db.role.clone(),
             password: Password::new(password),
             sslmode: sslmode.to_owned(),
             ca_file,
         },
-        recipient: key.recipient,
-        compression,
-        store: store.clone(),
-        tenant: spec.tenant_ref.clone(),
-        tenant_uid: tenant_uid.clone(),
-        backup: backup.name_any(),
-        object_lock: storage.spec.object_lock.clone(),
-        chunk: ctx.config.backup.chunk,
-    };
-    Ok(Check::Ready(Resolved {
-        tenant_uid,
-        storage_name,
-        store,
-        job,
-        _ca_dir: ca_dir,
+        ca_dir,
+        server_version,
+        server_major,
     }))
 }
 

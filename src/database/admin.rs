@@ -367,6 +367,33 @@ pub trait DatabaseAdmin: Send + Sync {
         tenant: &TenantIdentifiers,
     ) -> Result<DropEvidence, DatabaseError>;
 
+    /// Creates `database` for a restore, owned by the tenant's role and reachable by it
+    /// only (CONNECT and TEMPORARY revoked from PUBLIC), recording `marker` as its
+    /// comment. A database of that name that records the same marker (an earlier attempt
+    /// of the same restore) is dropped and created again; any other is refused with
+    /// [`DatabaseError::Conflict`], untouched.
+    async fn create_restore_target(
+        &self,
+        tenant: &TenantIdentifiers,
+        database: &str,
+        marker: &str,
+    ) -> Result<(), DatabaseError>;
+
+    /// Drops `database` (`WITH (FORCE)`) if it records `marker`; returns whether it did.
+    async fn drop_restore_target(
+        &self,
+        tenant: &TenantIdentifiers,
+        database: &str,
+        marker: &str,
+    ) -> Result<bool, DatabaseError>;
+
+    /// Terminates every session on the tenant's own database (before an in-place
+    /// restore); returns how many.
+    async fn terminate_tenant_sessions(
+        &self,
+        tenant: &TenantIdentifiers,
+    ) -> Result<u64, DatabaseError>;
+
     /// Connection and statement counters since this value was created.
     fn stats(&self) -> AdminStats;
 }
@@ -1078,6 +1105,111 @@ impl DatabaseAdmin for PostgresAdmin {
             checked_at,
             checks,
         })
+    }
+
+    async fn create_restore_target(
+        &self,
+        tenant: &TenantIdentifiers,
+        database: &str,
+        marker: &str,
+    ) -> Result<(), DatabaseError> {
+        let conn = self.locked(tenant).await?;
+        let result = async {
+            let role_row = Self::role(&conn, tenant.role())
+                .await?
+                .ok_or_else(|| self.conflict(format!("role {:?}", tenant.role()), "does not exist"))?;
+            let quoted = quote_ident(database);
+            if let Some(existing) = Self::database(&conn, database).await? {
+                if existing.comment.as_deref() != Some(marker) {
+                    return Err(self.conflict(
+                        format!("database {database:?}"),
+                        "exists and was not created by this restore; Landlord never restores over it",
+                    ));
+                }
+                conn.execute_ddl(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"), &[])
+                    .await?;
+            }
+            let role = quote_ident(tenant.role());
+            // CREATE DATABASE ... OWNER needs membership in the owner.
+            if !role_row.admin_inherits {
+                conn.execute_ddl(&format!("GRANT {role} TO CURRENT_USER"), &[])
+                    .await?;
+            }
+            conn.execute_ddl(&format!("CREATE DATABASE {quoted} OWNER {role}"), &[])
+                .await?;
+            conn.execute_ddl(
+                &format!("COMMENT ON DATABASE {quoted} IS {}", quote_literal(marker)),
+                &[],
+            )
+            .await?;
+            conn.execute_ddl(
+                &format!("REVOKE CONNECT, TEMPORARY ON DATABASE {quoted} FROM PUBLIC"),
+                &[],
+            )
+            .await?;
+            conn.execute_ddl(&format!("GRANT CONNECT ON DATABASE {quoted} TO {role}"), &[])
+                .await?;
+            Ok(())
+        }
+        .await;
+        Self::unlock(conn, tenant, result).await
+    }
+
+    async fn drop_restore_target(
+        &self,
+        tenant: &TenantIdentifiers,
+        database: &str,
+        marker: &str,
+    ) -> Result<bool, DatabaseError> {
+        let conn = self.locked(tenant).await?;
+        let result = async {
+            match Self::database(&conn, database).await? {
+                Some(existing) if existing.comment.as_deref() == Some(marker) => {
+                    conn.execute_ddl(
+                        &format!(
+                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                            quote_ident(database)
+                        ),
+                        &[],
+                    )
+                    .await?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        }
+        .await;
+        Self::unlock(conn, tenant, result).await
+    }
+
+    async fn terminate_tenant_sessions(
+        &self,
+        tenant: &TenantIdentifiers,
+    ) -> Result<u64, DatabaseError> {
+        let conn = self.locked(tenant).await?;
+        let result = async {
+            if let Some(row) = Self::role(&conn, tenant.role()).await?
+                && !row.admin_inherits
+            {
+                // pg_terminate_backend needs membership in the sessions' role.
+                conn.execute_ddl(
+                    &format!("GRANT {} TO CURRENT_USER", quote_ident(tenant.role())),
+                    &[],
+                )
+                .await?;
+            }
+            let row = conn
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&tenant.database()],
+                )
+                .await?;
+            let terminated: i64 = conn.column(&row, 0)?;
+            Ok(u64::try_from(terminated).unwrap_or(0))
+        }
+        .await;
+        Self::unlock(conn, tenant, result).await
     }
 
     fn stats(&self) -> AdminStats {

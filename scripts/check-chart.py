@@ -89,6 +89,14 @@ EXPECTED_CLUSTER_PERMISSIONS = {
     (GROUP, "backupstorages", "watch", None),
     (GROUP, "backupstorages", "patch", None),
     (GROUP, "backupstorages/status", "patch", None),
+    # TenantBackup controller and schedules: create scheduled backups, finalizer and
+    # status, retention deletes.
+    *((GROUP, "tenantbackups", verb, None) for verb in ("get", "watch", "create", "patch", "delete")),
+    (GROUP, "tenantbackups/status", "patch", None),
+    # TenantRestore controller.
+    (GROUP, "tenantrestores", "get", None),
+    (GROUP, "tenantrestores", "watch", None),
+    (GROUP, "tenantrestores/status", "patch", None),
     # Admin, storage credentials and CA Secrets (get, operator namespace only, enforced by
     # the operator); tenant credentials Secrets (get, create, patch). No list or watch.
     *(("", "secrets", verb, None) for verb in ("get", "create", "patch")),

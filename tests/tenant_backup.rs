@@ -790,3 +790,238 @@ async fn objects_under_object_lock_keep_their_tenant_backup_until_the_lock_expir
         "the record stays while its objects do"
     );
 }
+
+fn restores(client: &Client) -> Api<landlord::api::TenantRestore> {
+    Api::all(client.clone())
+}
+
+async fn create_restore(
+    client: &Client,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<(), kube::Error> {
+    let restore: landlord::api::TenantRestore = serde_json::from_value(json!({
+        "apiVersion": "landlord.dev/v1alpha1", "kind": "TenantRestore",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("TenantRestore");
+    restores(client)
+        .create(&PostParams::default(), &restore)
+        .await
+        .map(|_| ())
+}
+
+/// Waits until the restore is Completed or Failed; returns its status.
+async fn restore_outcome(client: &Client, name: &str) -> landlord::api::TenantRestoreStatus {
+    use landlord::api::RestorePhase;
+    wait_for(&format!("TenantRestore {name} finishes"), || async {
+        let status = restores(client).get(name).await.ok()?.status?;
+        matches!(
+            status.phase,
+            Some(RestorePhase::Completed | RestorePhase::Failed)
+        )
+        .then_some(status)
+    })
+    .await
+}
+
+fn restore_reason(status: &landlord::api::TenantRestoreStatus) -> (String, String) {
+    let c = find_condition(&status.conditions, "Completed").expect("Completed condition");
+    (c.reason.clone(), c.message.clone())
+}
+
+async fn tenant_rows(h: &Harness, tenant: &str, database: &str) -> Option<i64> {
+    let t = h.tenants().get(tenant).await.expect("tenant");
+    let db = t
+        .status
+        .clone()
+        .expect("status")
+        .database
+        .expect("database");
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &t.primary_namespace());
+    let secret = secrets
+        .get(&format!("{tenant}-db"))
+        .await
+        .expect("credentials");
+    let password =
+        String::from_utf8(secret.data.expect("data")["password"].0.clone()).expect("utf-8");
+    let client = shared().connect(&db.role, &password, database).await.ok()?;
+    client
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .ok()
+        .map(|r| r.get(0))
+}
+
+#[tokio::test]
+async fn a_tenant_restore_brings_back_the_backups_rows_into_a_new_database_or_in_place() {
+    let (h, s3) = setup("restores").await;
+    tenant_with_rows(
+        &h,
+        "bkrs",
+        json!({"storageRef": "s3", "schedule": "@yearly"}),
+        300,
+    )
+    .await;
+    create_backup(&h.client, "bkrs-1", "bkrs").await;
+    let backup = wait_phase(&h.client, "bkrs-1", BackupPhase::Completed).await;
+    let live = "tenant_bkrs";
+    let client = {
+        let t = h.tenants().get("bkrs").await.expect("tenant");
+        let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &t.primary_namespace());
+        let secret = secrets.get("bkrs-db").await.expect("credentials");
+        let password =
+            String::from_utf8(secret.data.expect("data")["password"].0.clone()).expect("utf-8");
+        shared()
+            .connect("tenant_bkrs", &password, live)
+            .await
+            .expect("connects")
+    };
+    client
+        .batch_execute(
+            "INSERT INTO customers SELECT i, 'later' FROM generate_series(301, 350) AS i",
+        )
+        .await
+        .expect("later rows");
+    assert_eq!(tenant_rows(&h, "bkrs", live).await, Some(350));
+
+    // Into a new database: the backup's rows, not the later ones; the live one untouched.
+    create_restore(
+        &h.client,
+        "bkrs-copy",
+        json!({"backupRef": "bkrs-1", "targetDatabase": "bkrs_copy"}),
+    )
+    .await
+    .expect("created");
+    let status = restore_outcome(&h.client, "bkrs-copy").await;
+    assert_eq!(
+        restore_reason(&status).0,
+        "Restored",
+        "{:?}",
+        restore_reason(&status)
+    );
+    assert_eq!(
+        status.sha256,
+        backup.status.as_ref().and_then(|s| s.sha256.clone())
+    );
+    assert_eq!(
+        tenant_rows(&h, "bkrs", "bkrs_copy").await,
+        Some(300),
+        "reachable with the tenant's credentials"
+    );
+    assert_eq!(tenant_rows(&h, "bkrs", live).await, Some(350));
+    let owner: String = shared()
+        .superuser("postgres")
+        .await
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = 'bkrs_copy'",
+            &[],
+        )
+        .await
+        .expect("owner")
+        .get(0);
+    assert_eq!(owner, "tenant_bkrs");
+
+    // A restore over the tenant's own database must be confirmed: the schema says so.
+    let refused = create_restore(&h.client, "bkrs-unconfirmed", json!({"tenantRef": "bkrs"}))
+        .await
+        .expect_err("refused");
+    assert!(
+        refused.to_string().contains("replaceTenantDatabase"),
+        "{refused}"
+    );
+
+    // Confirmed, of the tenant's newest backup: the later rows are gone.
+    create_restore(
+        &h.client,
+        "bkrs-inplace",
+        json!({"tenantRef": "bkrs", "replaceTenantDatabase": true}),
+    )
+    .await
+    .expect("created");
+    let status = restore_outcome(&h.client, "bkrs-inplace").await;
+    assert_eq!(
+        restore_reason(&status).0,
+        "Restored",
+        "{:?}",
+        restore_reason(&status)
+    );
+    assert_eq!(
+        status.backup.as_deref(),
+        Some("bkrs-1"),
+        "the newest Completed backup, recorded"
+    );
+    assert_eq!(tenant_rows(&h, "bkrs", live).await, Some(300));
+    let events = events_about(&h.client, "bkrs-inplace").await;
+    assert!(
+        events.iter().any(|(_, r)| r == "ReplacingTenantDatabase"),
+        "{events:?}"
+    );
+
+    // One byte changed in the bucket: refused before anything is written, and the new
+    // database it made is dropped again.
+    let key = backup
+        .status
+        .as_ref()
+        .and_then(|s| s.object_key.clone())
+        .expect("objectKey");
+    let mut bytes = download(&s3, "restores", &key).await;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x80;
+    s3.client()
+        .put_object()
+        .bucket("restores")
+        .key(&key)
+        .body(bytes.into())
+        .send()
+        .await
+        .expect("tampered");
+    create_restore(
+        &h.client,
+        "bkrs-tampered",
+        json!({"backupRef": "bkrs-1", "targetDatabase": "bkrs_tampered"}),
+    )
+    .await
+    .expect("created");
+    let status = restore_outcome(&h.client, "bkrs-tampered").await;
+    let (reason, message) = restore_reason(&status);
+    assert_eq!(reason, "ChecksumMismatch", "{message}");
+    assert!(message.contains("dropped"), "{message}");
+    let left: i64 = shared()
+        .superuser("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = 'bkrs_tampered'",
+            &[],
+        )
+        .await
+        .expect("counted")
+        .get(0);
+    assert_eq!(left, 0, "no half-restored database left behind");
+    let events = events_about(&h.client, "bkrs-tampered").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r)| t == "Warning" && r == "ChecksumMismatch"),
+        "{events:?}"
+    );
+
+    // The key destroyed: the restore says so, not a decryption error.
+    let tenant = h.tenants().get("bkrs").await.expect("tenant");
+    let key_secret =
+        secret_name(&TenantRef::new("bkrs", tenant.uid().as_deref().expect("uid")).expect("ref"));
+    Api::<Secret>::namespaced(h.client.clone(), OPERATOR_NAMESPACE)
+        .delete(&key_secret, &DeleteParams::default())
+        .await
+        .expect("key destroyed");
+    create_restore(
+        &h.client,
+        "bkrs-shredded",
+        json!({"backupRef": "bkrs-1", "targetDatabase": "bkrs_shredded"}),
+    )
+    .await
+    .expect("created");
+    let status = restore_outcome(&h.client, "bkrs-shredded").await;
+    let (reason, message) = restore_reason(&status);
+    assert_eq!(reason, "KeyDestroyed", "{message}");
+}

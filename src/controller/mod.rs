@@ -18,6 +18,7 @@ mod tenant;
 pub mod tenant_backup;
 pub mod tenant_database;
 pub mod tenant_key;
+pub mod tenant_restore;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -36,7 +37,7 @@ use kube::{Client, Resource};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::{BackupStorage, DatabaseServer, Tenant, TenantBackup};
+use crate::api::{BackupStorage, DatabaseServer, Tenant, TenantBackup, TenantRestore};
 use crate::isolation::IsolationConfig;
 use crate::isolation::analysis::AnalysisConfig;
 use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
@@ -426,7 +427,9 @@ pub async fn run(
         backup_triggers: backup_trigger_tx,
     });
 
-    info!("starting the Tenant, DatabaseServer, BackupStorage and TenantBackup controllers");
+    info!(
+        "starting the Tenant, DatabaseServer, BackupStorage, TenantBackup and TenantRestore controllers"
+    );
     let graceful = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     };
@@ -501,15 +504,30 @@ pub async fn run(
         .run(
             tenant_backup::reconcile,
             tenant_backup::error_policy,
-            context,
+            context.clone(),
         )
         .for_each(|result| log_failure("TenantBackup", result));
+    let restore_context = context;
+    // Restores are few and run inside their reconcile: their own small cache.
+    let restore_controller = Controller::new(
+        Api::<TenantRestore>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(controller::Config::default().concurrency(2))
+    .graceful_shutdown_on(graceful(stop.clone()))
+    .run(
+        tenant_restore::reconcile,
+        tenant_restore::error_policy,
+        restore_context,
+    )
+    .for_each(|result| log_failure("TenantRestore", result));
     let controllers = async move {
         tokio::join!(
             tenant_controller,
             server_controller,
             storage_controller,
-            backup_controller
+            backup_controller,
+            restore_controller
         );
     };
     // A graceful stop lets running reconciles finish. It cannot end while the Tenant

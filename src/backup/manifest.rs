@@ -55,7 +55,9 @@ pub fn object_keys(name: &str, uid: &str, backup: &str, compression: Compression
 pub fn restore_pipeline(compression: Compression) -> &'static str {
     match compression {
         Compression::Zstd => "age -d -i key.txt FILE | zstd -d | pg_restore --dbname=...",
-        Compression::PgDump | Compression::None => "age -d -i key.txt FILE | pg_restore --dbname=...",
+        Compression::PgDump | Compression::None => {
+            "age -d -i key.txt FILE | pg_restore --dbname=..."
+        }
     }
 }
 

@@ -102,7 +102,8 @@ pub struct RunArgs {
     /// libpq's sslmode.
     #[arg(long, default_value = "verify-full", value_parser = SSLMODES, help_heading = "Database")]
     pub sslmode: String,
-    /// CA certificates (PEM) that sign the server's certificate, instead of the system's.
+    /// CA certificates (PEM) that sign the server's certificate (libpq's sslrootcert;
+    /// `system` for the system's trusted roots, with pg_dump 16 or newer).
     #[arg(long, value_name = "FILE", help_heading = "Database")]
     pub ca_file: Option<PathBuf>,
     /// The pg_dump binary; by default `pg_dump` on PATH, else the newest
@@ -176,7 +177,11 @@ async fn run_backup(args: RunArgs) -> Result<(), String> {
     let compression = Compression::from(args.compression);
     let keys = manifest::object_keys(&args.tenant, &args.tenant_uid, &args.backup, compression);
     validate_key(&keys.object).map_err(|e| e.to_string())?;
-    if let Some(ca) = &args.ca_file {
+    if let Some(ca) = args
+        .ca_file
+        .as_ref()
+        .filter(|ca| ca.as_os_str() != "system")
+    {
         fs::metadata(ca).map_err(|e| format!("--ca-file {}: {e}", ca.display()))?;
     }
     let password = read_password(&args.password_file)?;

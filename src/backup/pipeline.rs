@@ -238,6 +238,10 @@ fn run(
         .map_err(PipelineError::io("waiting for pg_dump"))?;
     drop(dir);
     let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    // When the stream failed, pg_dump was killed above: its exit status then says nothing
+    // of the dump, and the stream's error (the upload stopped, compression failed) is the
+    // cause. A failing pg_dump closes its output, which ends the stream without an error.
+    let (sink, dump_size) = streamed?;
     if !status.success() {
         return Err(DumpError::Failed {
             status: status.to_string(),
@@ -245,7 +249,6 @@ fn run(
         }
         .into());
     }
-    let (sink, dump_size) = streamed?;
     let size = sink.size;
     let sha256 = hex(&sink.hasher.finalize());
     Ok(Summary {

@@ -49,6 +49,7 @@ const REGION: &str = "us-east-1";
 /// Everything the commands need.
 struct Bench {
     pg: PostgresServer,
+    moto_pid: u32,
     landlord: PathBuf,
     bin: PathBuf,
     s3: String,
@@ -72,6 +73,10 @@ struct Run {
     dump_size: Option<u64>,
     /// Peak RSS of the landlord process, KiB.
     peak_rss_kib: Option<u64>,
+    /// CPU seconds of the landlord process itself (pg_dump aside), when it ran.
+    landlord_cpu: Option<f64>,
+    /// CPU seconds moto's server used meanwhile.
+    moto_cpu: f64,
 }
 
 fn check(output: std::process::Output, what: &str) -> Result<std::process::Output, Failure> {
@@ -173,13 +178,18 @@ impl Bench {
             .spawn()?;
         let pid = child.id();
         let peak = Arc::new(AtomicU64::new(0));
+        // CPU clock ticks of landlord itself, as last seen.
+        let ticks = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
         let poller = {
-            let (peak, done) = (peak.clone(), done.clone());
+            let (peak, ticks, done) = (peak.clone(), ticks.clone(), done.clone());
             std::thread::spawn(move || {
                 while !done.load(Ordering::Relaxed) {
                     if let Some(kib) = vm_hwm_kib(pid) {
                         peak.fetch_max(kib, Ordering::Relaxed);
+                    }
+                    if let Some(t) = cpu_ticks(pid) {
+                        ticks.fetch_max(t, Ordering::Relaxed);
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -196,15 +206,30 @@ impl Bench {
             size: manifest["sizeBytes"].as_u64(),
             dump_size: manifest["dumpSizeBytes"].as_u64(),
             peak_rss_kib: Some(peak.load(Ordering::Relaxed)).filter(|&k| k > 0),
+            landlord_cpu: Some(ticks.load(Ordering::Relaxed) as f64 / 100.0),
+            moto_cpu: 0.0,
         })
     }
 
     fn run(&self, db: &Database, which: char, round: usize) -> Result<Run, Failure> {
+        let moto_before = cpu_ticks(self.moto_pid).unwrap_or(0);
+        let mut run = self.run_one(db, which, round)?;
+        // (Cleaning up after (c) and (d) also costs moto a little; it is counted too.)
+        run.moto_cpu = cpu_ticks(self.moto_pid)
+            .unwrap_or(0)
+            .saturating_sub(moto_before) as f64
+            / 100.0;
+        Ok(run)
+    }
+
+    fn run_one(&self, db: &Database, which: char, round: usize) -> Result<Run, Failure> {
         let plain = |seconds| Run {
             seconds,
             size: None,
             dump_size: None,
             peak_rss_kib: None,
+            landlord_cpu: None,
+            moto_cpu: 0.0,
         };
         match which {
             'a' => Ok(plain(self.timed_shell(
@@ -327,6 +352,14 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// utime + stime of `pid` in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
@@ -406,12 +439,16 @@ fn measure(bench: &Bench, db: &Database, only: &str, runs: usize) -> Result<(), 
         for which in only.chars() {
             let run = bench.run(db, which, round)?;
             eprintln!(
-                "  {} round {}: {:.2} s{}",
+                "  {} round {} ({which}): {:.2} s, moto CPU {:.2} s{}{}",
                 db.name,
                 round + 1,
                 run.seconds,
+                run.moto_cpu,
                 run.peak_rss_kib
-                    .map(|k| format!(", peak RSS {} KiB", k))
+                    .map(|k| format!(", peak RSS {k} KiB"))
+                    .unwrap_or_default(),
+                run.landlord_cpu
+                    .map(|c| format!(", landlord CPU {c:.2} s"))
                     .unwrap_or_default()
             );
             results.entry(which).or_default().push(run);
@@ -425,8 +462,8 @@ fn measure(bench: &Bench, db: &Database, only: &str, runs: usize) -> Result<(), 
         })
         .collect();
     println!();
-    println!("| command | median | runs (s) | vs (a) | written |");
-    println!("|---|---:|---|---:|---:|");
+    println!("| command | median | runs (s) | vs (a) | written | moto CPU | landlord CPU |");
+    println!("|---|---:|---|---:|---:|---:|---:|");
     for (which, runs) in &results {
         let all: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.seconds)).collect();
         let vs_a = medians
@@ -444,11 +481,19 @@ fn measure(bench: &Bench, db: &Database, only: &str, runs: usize) -> Result<(), 
                 }
             })
             .unwrap_or_else(|| "–".to_owned());
+        let mut moto: Vec<f64> = runs.iter().map(|r| r.moto_cpu).collect();
+        let mut own: Vec<f64> = runs.iter().filter_map(|r| r.landlord_cpu).collect();
+        let own = if own.is_empty() {
+            "–".to_owned()
+        } else {
+            format!("{:.2} s", median(&mut own))
+        };
         println!(
-            "| {} | {:.2} s | {} | {vs_a} | {written} |",
+            "| {} | {:.2} s | {} | {vs_a} | {written} | {:.2} s | {own} |",
             label(*which),
             medians[which],
-            all.join(", ")
+            all.join(", "),
+            median(&mut moto)
         );
     }
     if let (Some(c), Some(d)) = (medians.get(&'c'), medians.get(&'d')) {
@@ -547,6 +592,7 @@ async fn main() -> Result<(), Failure> {
         .get(0);
     let bench = Bench {
         pg,
+        moto_pid: moto.id(),
         landlord,
         bin: PathBuf::from(postgres::DEFAULT_BIN),
         s3,

@@ -134,7 +134,7 @@ pub struct RunArgs {
         value_name = "DIR",
         help_heading = "Destination",
         required_unless_present = "s3_bucket",
-        conflicts_with_all = ["s3_bucket", "s3_endpoint", "s3_prefix", "s3_path_style", "s3_ca_file"]
+        conflicts_with_all = ["s3_bucket", "s3_endpoint", "s3_prefix", "s3_path_style", "s3_ca_file", "s3_parts_in_flight"]
     )]
     pub storage_dir: Option<PathBuf>,
     /// The S3 bucket. Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
@@ -156,6 +156,10 @@ pub struct RunArgs {
     /// CA certificates (PEM) for the S3 endpoint, instead of the system's.
     #[arg(long, value_name = "FILE", help_heading = "Destination")]
     pub s3_ca_file: Option<PathBuf>,
+    /// Parts of 8 MiB uploaded at once. Memory for the upload is 8 MiB × (N + 1); more
+    /// helps only on a slow, distant link.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16), help_heading = "Destination")]
+    pub s3_parts_in_flight: u16,
 }
 
 /// Runs `landlord backup ...`; the message of the error is one line, without secrets.
@@ -345,7 +349,10 @@ fn store(args: &RunArgs) -> Result<Arc<dyn ObjectStore>, String> {
         force_path_style: args.s3_path_style,
         credentials,
         ca_pem,
-        multipart: Multipart::default(),
+        multipart: Multipart {
+            parts_in_flight: usize::from(args.s3_parts_in_flight),
+            ..Multipart::default()
+        },
     })
     .map_err(|e| e.to_string())?;
     Ok(Arc::new(store))

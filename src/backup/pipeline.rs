@@ -24,8 +24,8 @@ use super::pg_dump::{Compression, DumpError, DumpSource, PgDump, PrivateDir, com
 
 /// The default size of a streamed chunk. The S3 store gathers chunks into parts of its
 /// own size (S3 wants at least 5 MiB for every part but the last), so a chunk need not be
-/// a part: about three chunks are in memory at once, and 1 MiB keeps them small (8 MiB
-/// chunks cost 21 MiB more peak RSS, see BENCHMARKS.md).
+/// a part: about three chunks are in memory at once, and 1 MiB keeps them small (with
+/// 8 MiB chunks the benchmark's peak RSS was 13–20 MiB higher, see BENCHMARKS.md).
 pub const DEFAULT_CHUNK: usize = 1 << 20;
 
 /// How many threads zstd compresses with.

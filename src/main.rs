@@ -28,6 +28,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
     },
+    /// Backups outside the operator: `landlord backup run` takes one.
+    Backup(landlord::backup::cli::BackupArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -213,17 +215,24 @@ async fn run(args: RunArgs) -> Result<(), String> {
     })
 }
 
+fn block_on(task: impl Future<Output = Result<(), String>>) -> Result<(), String> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(task),
+        Err(e) => Err(format!("cannot start the async runtime: {e}")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crds { output_dir } => write_crds(output_dir),
-        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime.block_on(run(*args)),
-            Err(e) => Err(format!("cannot start the async runtime: {e}")),
-        },
+        Command::Run(args) => block_on(run(*args)),
+        // Warnings only (an upload that could not be aborted): stdout is the manifest's.
+        Command::Backup(args) => init_logging(LogFormat::Text, "warn")
+            .and_then(|()| block_on(landlord::backup::cli::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

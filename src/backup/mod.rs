@@ -1,6 +1,7 @@
 //! Backups: `pg_dump` of a tenant's database, compressed, encrypted to the tenant's age
 //! key and streamed to object storage, on a schedule, with retention.
 //!
+//! - [`cli`]: `landlord backup run`, one backup from the command line;
 //! - [`job`]: one backup start to finish (dump → compress → encrypt → upload →
 //!   manifest), what the TenantBackup controller and `landlord backup run` both call;
 //! - [`manifest`]: the object keys (always under the Tenant's UID) and the JSON manifest
@@ -20,6 +21,7 @@
 //! Schedules and retention take the clock as an argument, so every decision is a
 //! function of the objects the controller observed and can be tested with explicit dates.
 
+pub mod cli;
 pub mod job;
 pub mod manifest;
 pub mod pg_dump;

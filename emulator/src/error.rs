@@ -319,6 +319,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        // Errors without a reason (`StatusReasonUnknown`) have none in their Status.
+        if self.reason.is_empty()
+            && let Some(m) = s.as_object_mut()
+        {
+            m.remove("reason");
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

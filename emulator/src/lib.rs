@@ -23,6 +23,7 @@ pub mod handle;
 pub mod meta;
 pub mod metrics;
 pub mod namespaces;
+pub mod negotiation;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

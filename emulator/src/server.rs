@@ -32,6 +32,7 @@ use crate::error::{ApiError, ApiResult, FieldCause};
 use crate::faults::{FaultAction, FaultHit, Faults};
 use crate::meta;
 use crate::metrics::RequestCounter;
+use crate::negotiation::{self, Conversion, Encoding, Negotiated};
 use crate::openapi;
 use crate::patch::{PatchError, PatchType, apply_patch};
 use crate::rbac::{self, RequestAttributes};
@@ -137,7 +138,18 @@ pub fn json_response(
     content_type: &str,
     warnings: &[String],
 ) -> Response<Body> {
-    let mut r = Response::new(full(serde_json::to_vec(body).unwrap_or_default()));
+    encoded_response(code, body, Encoding::Json, content_type, warnings)
+}
+
+/// A reply in `encoding` (served as `content_type`) with optional warnings.
+fn encoded_response(
+    code: u16,
+    body: &Value,
+    encoding: Encoding,
+    content_type: &str,
+    warnings: &[String],
+) -> Response<Body> {
+    let mut r = Response::new(full(encoding.encode(body)));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(v) = HeaderValue::from_str(content_type) {
         r.headers_mut().insert(CONTENT_TYPE, v);
@@ -172,6 +184,18 @@ fn aggregated_discovery(shared: &Shared, core: bool, content_type: &str) -> Resp
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
     ok_json(e.code, &e.to_status())
+}
+
+/// An error in the encoding the client's `Accept` asks for (errors are never converted).
+pub fn negotiated_error(accept: &str, e: &ApiError) -> Response<Body> {
+    let encoding = negotiation::error_encoding(accept);
+    encoded_response(
+        e.code,
+        &e.to_status(),
+        encoding,
+        encoding.content_type(),
+        &[],
+    )
 }
 
 /// A parsed resource path.
@@ -287,10 +311,6 @@ fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> &str {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-}
-
-fn wants_table(accept: &str) -> bool {
-    accept.split(',').any(|p| p.contains("as=Table"))
 }
 
 /// Who makes a request, and what the authorizer saw (RBAC mode only).
@@ -464,6 +484,15 @@ async fn resource_request(
     if !rt.has_verb(verb) {
         return error_response(&ApiError::method_not_allowed());
     }
+    let collection_get = if path.name.is_none() && matches!(verb, "list" | "watch") {
+        negotiation::Request::CollectionGet
+    } else {
+        negotiation::Request::Other
+    };
+    let media = match negotiation::negotiate(&rt, &accept, collection_get, verb == "watch") {
+        Ok(m) => m,
+        Err(e) => return negotiated_error(&accept, &e),
+    };
     let content_type = header(&req, CONTENT_TYPE).to_string();
     let user_agent = header(&req, USER_AGENT).to_string();
     let body = if matches!(
@@ -489,6 +518,7 @@ async fn resource_request(
         path,
         query,
         accept,
+        media,
         content_type,
         user_agent,
         caller,
@@ -506,7 +536,7 @@ async fn resource_request(
     };
     match result {
         Ok(r) => r,
-        Err(e) => error_response(&e),
+        Err(e) => ctx.error(&e),
     }
 }
 
@@ -522,6 +552,8 @@ pub struct RequestContext {
     pub path: ResourcePath,
     pub query: HashMap<String, String>,
     pub accept: String,
+    /// What the `Accept` asked for: the encoding and conversion of responses.
+    pub media: Negotiated,
     pub content_type: String,
     /// The `User-Agent` header: the default field manager of writes.
     pub user_agent: String,
@@ -587,30 +619,65 @@ impl RequestContext {
         })
     }
 
-    pub fn wants_table(&self) -> bool {
-        wants_table(&self.accept)
-    }
-
     pub fn include_object(&self) -> IncludeObject {
         IncludeObject::parse(self.q("includeObject"))
     }
 
-    fn reply(&self, code: u16, obj: &Value, warnings: &[String]) -> Response<Body> {
-        if self.wants_table()
-            && obj.get("kind").and_then(Value::as_str) == Some(self.rt.kind.as_str())
-        {
-            let rv = meta::resource_version(obj).to_string();
-            let t = table::table(
+    /// An error in the encoding the request negotiated.
+    pub fn error(&self, e: &ApiError) -> Response<Body> {
+        negotiated_error(&self.accept, e)
+    }
+
+    /// `obj` converted as the `Accept` asked (`transformObject`): a `Status` as it is,
+    /// otherwise PartialObjectMetadata(List) or a Table.
+    pub fn convert(&self, obj: Value) -> ApiResult<Value> {
+        if obj.get("kind").and_then(Value::as_str) == Some("Status") {
+            return Ok(obj);
+        }
+        match &self.media.conversion {
+            Conversion::None => Ok(obj),
+            Conversion::Metadata(v) => negotiation::as_partial(&self.rt, &obj, v),
+            Conversion::MetadataList(v) => negotiation::as_partial_list(&self.rt, &obj, v),
+            Conversion::Table(_) if negotiation::is_list(&obj) => {
+                let items = obj["items"].as_array().cloned().unwrap_or_default();
+                Ok(table::table(
+                    &self.rt,
+                    self.version(),
+                    &items,
+                    obj.pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
+                    obj.pointer("/metadata/continue").and_then(Value::as_str),
+                    self.include_object(),
+                ))
+            }
+            Conversion::Table(_) => Ok(table::table(
                 &self.rt,
                 self.version(),
-                std::slice::from_ref(obj),
-                &rv,
+                std::slice::from_ref(&obj),
+                meta::resource_version(&obj),
                 None,
                 self.include_object(),
-            );
-            return json_response(code, &t, "application/json", warnings);
+            )),
         }
-        json_response(code, obj, "application/json", warnings)
+    }
+
+    fn reply(&self, code: u16, obj: &Value, warnings: &[String]) -> Response<Body> {
+        self.reply_owned(code, obj.clone(), warnings)
+    }
+
+    /// `obj`, converted and encoded as negotiated (an error if it cannot be converted).
+    fn reply_owned(&self, code: u16, obj: Value, warnings: &[String]) -> Response<Body> {
+        match self.convert(obj) {
+            Ok(v) => encoded_response(
+                code,
+                &v,
+                self.media.encoding,
+                self.media.encoding.content_type(),
+                warnings,
+            ),
+            Err(e) => self.error(&e),
+        }
     }
 
     fn get(&self) -> ApiResult<Response<Body>> {
@@ -628,17 +695,6 @@ impl RequestContext {
             .shared
             .lock()
             .list(&self.rt, self.version(), ns, &opts)?;
-        if self.wants_table() {
-            let t = table::table(
-                &self.rt,
-                self.version(),
-                &page.items,
-                &page.resource_version,
-                page.continue_token.as_deref(),
-                self.include_object(),
-            );
-            return Ok(ok_json(200, &t));
-        }
         let mut metadata = json!({ "resourceVersion": page.resource_version });
         if let Some(c) = &page.continue_token {
             metadata["continue"] = json!(c);
@@ -646,14 +702,15 @@ impl RequestContext {
         if let Some(r) = page.remaining {
             metadata["remainingItemCount"] = json!(r);
         }
-        Ok(ok_json(
+        Ok(self.reply_owned(
             200,
-            &json!({
+            json!({
                 "kind": self.rt.list_kind,
                 "apiVersion": self.rt.api_version(self.version()),
                 "metadata": metadata,
                 "items": page.items,
             }),
+            &[],
         ))
     }
 
@@ -944,28 +1001,22 @@ impl RequestContext {
             } else {
                 200
             };
-            return Ok(json_response(
-                code,
-                &d.object,
-                "application/json",
-                &warnings,
-            ));
+            return Ok(self.reply_owned(code, d.object, &warnings));
         }
         if self.rt.returns_deleted_object {
-            return Ok(json_response(200, &d.object, "application/json", &warnings));
+            return Ok(self.reply_owned(200, d.object, &warnings));
         }
         let mut details =
             json!({"name": self.name(), "kind": self.rt.plural, "uid": meta::uid(&d.object)});
         if !self.rt.group.is_empty() {
             details["group"] = json!(self.rt.group);
         }
-        Ok(json_response(
+        Ok(self.reply_owned(
             200,
-            &json!({
+            json!({
                 "kind": "Status", "apiVersion": "v1", "metadata": {},
                 "status": "Success", "details": details,
             }),
-            "application/json",
             &warnings,
         ))
     }
@@ -978,14 +1029,15 @@ impl RequestContext {
         let items = c.delete_collection(&self.rt, self.version(), ns, &list, &opts)?;
         let rv = c.store.current_rv().to_string();
         drop(c);
-        Ok(ok_json(
+        Ok(self.reply_owned(
             200,
-            &json!({
+            json!({
                 "kind": self.rt.list_kind,
                 "apiVersion": self.rt.api_version(self.version()),
                 "metadata": {"resourceVersion": rv},
                 "items": items,
             }),
+            &[],
         ))
     }
 }

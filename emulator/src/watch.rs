@@ -20,8 +20,9 @@ use tokio::sync::{broadcast, mpsc};
 use crate::cluster::{ListOptions, to_view};
 use crate::error::ApiError;
 use crate::meta;
+use crate::negotiation::{self, Conversion};
 use crate::resources::ResourceType;
-use crate::server::{Body, RequestContext, error_response};
+use crate::server::{Body, RequestContext};
 use crate::store::{Change, EventType};
 use crate::table;
 
@@ -77,16 +78,27 @@ fn gone_line(e: &ApiError) -> Bytes {
     line("ERROR", &e.to_status())
 }
 
+/// How event objects are converted (the `Fixup` of kube-apiserver's `WatchServer`).
+enum Convert {
+    None,
+    Table(Arc<ResourceType>, String, table::IncludeObject),
+    Metadata(String),
+    /// A single object cannot become a list: the real server fails to encode the first
+    /// event and ends the watch.
+    MetadataList,
+}
+
 struct Output {
     tx: mpsc::Sender<Bytes>,
-    table: Option<(Arc<ResourceType>, String, table::IncludeObject)>,
+    convert: Convert,
     headers_sent: bool,
 }
 
 impl Output {
+    /// Sends an event; false when the watch is over.
     async fn event(&mut self, kind: EventType, obj: &Value) -> bool {
-        let obj = match &self.table {
-            Some((rt, version, include)) => {
+        let obj = match &self.convert {
+            Convert::Table(rt, version, include) => {
                 let mut t = table::table(
                     rt,
                     version,
@@ -101,9 +113,23 @@ impl Output {
                 self.headers_sent = true;
                 t
             }
-            None => obj.clone(),
+            Convert::Metadata(version) => negotiation::partial(obj, version),
+            Convert::MetadataList => return false,
+            Convert::None => obj.clone(),
         };
         self.tx.send(line(kind.as_str(), &obj)).await.is_ok()
+    }
+
+    /// Sends a bookmark, converted like the other events (except into Tables).
+    async fn bookmark(&mut self, b: Value) -> bool {
+        match &self.convert {
+            Convert::Metadata(version) => {
+                let obj = negotiation::partial(&b, version);
+                self.tx.send(line("BOOKMARK", &obj)).await.is_ok()
+            }
+            Convert::MetadataList => false,
+            Convert::None | Convert::Table(..) => self.tx.send(line("BOOKMARK", &b)).await.is_ok(),
+        }
     }
 
     async fn raw(&self, b: Bytes) -> bool {
@@ -111,22 +137,19 @@ impl Output {
     }
 }
 
-fn bookmark(rt: &ResourceType, version: &str, rv: u64, initial_end: bool) -> Bytes {
+fn bookmark(rt: &ResourceType, version: &str, rv: u64, initial_end: bool) -> Value {
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if initial_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line(
-        "BOOKMARK",
-        &json!({"kind": rt.kind, "apiVersion": rt.api_version(version), "metadata": metadata}),
-    )
+    json!({"kind": rt.kind, "apiVersion": rt.api_version(version), "metadata": metadata})
 }
 
 /// Serves a watch request.
 pub async fn watch(ctx: RequestContext) -> Response<Body> {
     let opts = match ctx.list_options() {
         Ok(o) => o,
-        Err(e) => return error_response(&e),
+        Err(e) => return ctx.error(&e),
     };
     let q = |k: &str| ctx.query.get(k).map(String::as_str);
     let bookmarks = q("allowWatchBookmarks") == Some("true");
@@ -147,7 +170,7 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
         match rv_param.parse::<u64>() {
             Ok(rv) => Some(rv),
             Err(_) => {
-                return error_response(&ApiError::bad_request(format!(
+                return ctx.error(&ApiError::bad_request(format!(
                     "invalid resource version: {rv_param}"
                 )));
             }
@@ -188,16 +211,19 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
     };
 
     let (tx, body_rx) = mpsc::channel::<Bytes>(256);
-    let table = ctx.wants_table().then(|| {
-        (
+    let convert = match &ctx.media.conversion {
+        Conversion::None => Convert::None,
+        Conversion::Table(_) => Convert::Table(
             ctx.rt.clone(),
             ctx.version().to_string(),
             ctx.include_object(),
-        )
-    });
+        ),
+        Conversion::Metadata(v) => Convert::Metadata(v.clone()),
+        Conversion::MetadataList(_) => Convert::MetadataList,
+    };
     let mut out = Output {
         tx,
-        table,
+        convert,
         headers_sent: false,
     };
     let mut drop_rx = ctx.shared.drop_watches.subscribe();
@@ -216,7 +242,7 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
         if send_initial
             && bookmarks
             && !out
-                .raw(bookmark(&filter.rt, &filter.version, start_rv, true))
+                .bookmark(bookmark(&filter.rt, &filter.version, start_rv, true))
                 .await
         {
             return;
@@ -248,7 +274,7 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = ticker.tick(), if bookmarks => {
-                    if !out.raw(bookmark(&filter.rt, &filter.version, last_rv, false)).await {
+                    if !out.bookmark(bookmark(&filter.rt, &filter.version, last_rv, false)).await {
                         return;
                     }
                 }

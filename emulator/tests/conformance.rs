@@ -1530,3 +1530,432 @@ async fn kube_runtime_finalizer_helper_end_to_end() -> TestResult {
     );
     Ok(())
 }
+
+const AS_METADATA: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+const AS_METADATA_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#alternate-representations-of-resources
+// and `transformObject`/`asPartialObjectMetadata(List)` in
+// k8s.io/apiserver/pkg/endpoints/handlers/response.go: `as=PartialObjectMetadata` answers a
+// get (and a watch's events) with the object's metadata only, `as=PartialObjectMetadataList`
+// a list with its items' metadata, kind and apiVersion `meta.k8s.io/v1`; the bodies below
+// are those kube-apiserver v1.33 sends (items carry their kind, the list keeps its
+// resourceVersion and continue token).
+#[tokio::test]
+async fn metadata_only_get_list_and_watch_with_kube_rs() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    for name in ["m1", "m2"] {
+        api.create(&PostParams::default(), &cm(name, json!({"a": "b"})))
+            .await?;
+    }
+
+    let (code, head, body) = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/m1",
+        &[("Accept", AS_METADATA)],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+    let got: Value = serde_json::from_str(&body)?;
+    let keys: Vec<&String> = got.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["apiVersion", "kind", "metadata"], "{got}");
+    assert_eq!(got["kind"], "PartialObjectMetadata");
+    assert_eq!(got["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(got["metadata"]["name"], "m1");
+    assert_eq!(got["metadata"]["labels"]["a"], "b");
+    assert!(got["metadata"]["managedFields"].is_array());
+
+    let (code, _, body) = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?limit=1",
+        &[("Accept", AS_METADATA_LIST)],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200, "{body}");
+    let list: Value = serde_json::from_str(&body)?;
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["apiVersion"], "meta.k8s.io/v1");
+    assert!(list["metadata"]["continue"].is_string(), "{list}");
+    assert!(list["metadata"]["resourceVersion"].is_string(), "{list}");
+    assert_eq!(
+        list["items"],
+        json!([{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                "metadata": got["metadata"].clone()}])
+    );
+
+    // kube-rs's metadata API, as the operator uses it.
+    let m = api.get_metadata("m2").await?;
+    assert_eq!(
+        m.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(m.metadata.name.as_deref(), Some("m2"));
+    let listed = api.list_metadata(&ListParams::default()).await?;
+    assert_eq!(listed.items.len(), 2);
+    assert_eq!(
+        listed.types.kind, "PartialObjectMetadataList",
+        "{:?}",
+        listed.types
+    );
+    let mut stream = api
+        .watch_metadata(
+            &WatchParams::default().timeout(5),
+            &listed.metadata.resource_version.unwrap_or_default(),
+        )
+        .await?
+        .boxed();
+    api.create(&PostParams::default(), &cm("m3", json!({"c": "d"})))
+        .await?;
+    match stream.try_next().await? {
+        Some(WatchEvent::Added(o)) => {
+            assert_eq!(o.metadata.name.as_deref(), Some("m3"));
+            assert_eq!(
+                o.types.as_ref().map(|t| t.api_version.as_str()),
+                Some("meta.k8s.io/v1")
+            );
+        }
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+
+    // The raw watch line: metadata only, bookmarks too.
+    let (code, _, body) = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&allowWatchBookmarks=true&fieldSelector=metadata.name%3Dm3",
+        &[("Accept", AS_METADATA)],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200);
+    let event: Value = serde_json::from_str(body.lines().next().unwrap_or(""))?;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(
+        event["object"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["apiVersion", "kind", "metadata"]
+    );
+    assert_eq!(event["object"]["kind"], "PartialObjectMetadata");
+    Ok(())
+}
+
+// Asking for the wrong shape, as kube-apiserver v1.33 answers it (response.go:
+// `newNotAcceptableError`; the Go types are the API server's internal ones): a list as
+// PartialObjectMetadata and an object as PartialObjectMetadataList are 406, except that the
+// custom resource handler's unstructured object gives its 500 "content is not a list"; a
+// watch as PartialObjectMetadataList ends at its first event (the real server cannot
+// encode it).
+#[tokio::test]
+async fn metadata_only_requests_of_the_wrong_shape() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    api.create(&PostParams::default(), &cm("s", json!({})))
+        .await?;
+    let widgets = install_crd(&c).await?;
+    widgets
+        .create(&PostParams::default(), &widget("w", json!({"size": 2})))
+        .await?;
+    let cases = [
+        (
+            "/api/v1/namespaces/default/configmaps",
+            AS_METADATA,
+            406,
+            "you requested PartialObjectMetadata, but the requested object is a list (*core.ConfigMapList)",
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps/s",
+            AS_METADATA_LIST,
+            406,
+            "you requested PartialObjectMetadataList, but the requested object is not a list (*core.ConfigMap)",
+        ),
+        (
+            "/apis/example.dev/v1/namespaces/default/widgets",
+            AS_METADATA,
+            406,
+            "you requested PartialObjectMetadata, but the requested object is a list (*unstructured.UnstructuredList)",
+        ),
+        (
+            "/apis/example.dev/v1/namespaces/default/widgets/w",
+            AS_METADATA_LIST,
+            500,
+            "content is not a list",
+        ),
+    ];
+    for (path, accept, want_code, want_message) in cases {
+        let (code, _, body) = raw(&e, "GET", path, &[("Accept", accept)], "").await?;
+        let status: Value = serde_json::from_str(&body)?;
+        assert_eq!(
+            (code, status["message"].as_str()),
+            (want_code, Some(want_message)),
+            "{path}"
+        );
+        assert_eq!(status["code"], want_code);
+    }
+    // The custom resource handler's 500 has no reason.
+    let (_, _, body) = raw(&e, "GET", cases[3].0, &[("Accept", AS_METADATA_LIST)], "").await?;
+    assert!(
+        serde_json::from_str::<Value>(&body)?
+            .get("reason")
+            .is_none(),
+        "{body}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(
+            &raw(&e, "GET", cases[0].0, &[("Accept", AS_METADATA)], "")
+                .await?
+                .2
+        )?["reason"],
+        "NotAcceptable"
+    );
+
+    let (code, _, body) = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=5",
+        &[("Accept", AS_METADATA_LIST)],
+        "",
+    )
+    .await?;
+    assert_eq!((code, body.as_str()), (200, ""));
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#alternate-representations-of-resources
+// and k8s.io/apiserver/pkg/endpoints/handlers/negotiation/negotiate.go: an Accept the
+// server cannot serve is 406 with the media types it serves; kube-apiserver v1.33's
+// messages, word for word (built-in kinds go through go-restful's route selection first,
+// custom resources only through the API server's negotiation; a watch needs a streaming
+// type, and an error is written in YAML when YAML was asked for).
+#[tokio::test]
+async fn unacceptable_media_types_are_406() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    api.create(&PostParams::default(), &cm("n", json!({})))
+        .await?;
+    let widgets = install_crd(&c).await?;
+    widgets
+        .create(&PostParams::default(), &widget("w", json!({"size": 2})))
+        .await?;
+    let served = "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf";
+    let restful = "406: Not Acceptable\n\nAvailable representations: application/json, application/yaml, application/vnd.kubernetes.protobuf";
+    let cases = [
+        (
+            "/api/v1/namespaces/default/configmaps/n",
+            "text/html",
+            restful.to_string(),
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps/n",
+            "application/*",
+            restful.to_string(),
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            "text/html",
+            format!(
+                "{restful}, application/json;stream=watch, application/vnd.kubernetes.protobuf;stream=watch"
+            ),
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps/n",
+            "application/json;as=Foo;g=meta.k8s.io;v=v1",
+            served.to_string(),
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps/n",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2",
+            served.to_string(),
+        ),
+        (
+            "/apis/example.dev/v1/namespaces/default/widgets/w",
+            "text/html",
+            served.to_string(),
+        ),
+        // Tables are JSON or YAML only.
+        (
+            "/apis/example.dev/v1/namespaces/default/widgets/w",
+            "application/vnd.kubernetes.protobuf;as=Table;g=meta.k8s.io;v=v1",
+            served.to_string(),
+        ),
+        // The 406 comes before the lookup.
+        (
+            "/api/v1/namespaces/default/configmaps/missing",
+            "application/json;as=Foo;g=meta.k8s.io;v=v1",
+            served.to_string(),
+        ),
+    ];
+    for (path, accept, message) in &cases {
+        let (code, _, body) = raw(&e, "GET", path, &[("Accept", accept)], "").await?;
+        let status: Value = serde_json::from_str(&body)?;
+        assert_eq!(
+            (code, status["message"].as_str()),
+            (406, Some(message.as_str())),
+            "{path} {accept}"
+        );
+        assert_eq!(status["reason"], "NotAcceptable");
+    }
+    // A CRD's objects accept `application/*` (no go-restful route in front of them).
+    let (code, _, _) = raw(
+        &e,
+        "GET",
+        "/apis/example.dev/v1/namespaces/default/widgets/w",
+        &[("Accept", "application/*")],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200);
+    let (code, head, body) = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1",
+        &[("Accept", "application/yaml")],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 406);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/yaml"),
+        "{head}"
+    );
+    let status: Value = serde_saphyr::from_str(&body)?;
+    assert_eq!(
+        status["message"],
+        "only the following media types are accepted: application/json;stream=watch, application/vnd.kubernetes.protobuf;stream=watch"
+    );
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#alternate-representations-of-resources
+// "application/yaml" is served for every read and write, errors included; the YAML is
+// what the JSON would be (sigs.k8s.io/yaml's JSONToYAML: keys sorted, strings YAML 1.1
+// would misread quoted).
+#[tokio::test]
+async fn yaml_responses_when_asked() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "y", "annotations": {"x": "y"}}, "data": {"n": "123", "b": "true"}}))?,
+    )
+    .await?;
+    let json_body = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/y",
+        &[],
+        "",
+    )
+    .await?
+    .2;
+    let (code, head, body) = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/y",
+        &[("Accept", "application/yaml")],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/yaml"),
+        "{head}"
+    );
+    assert!(body.starts_with("apiVersion: v1\ndata:\n"), "{body}");
+    let from_yaml: Value = serde_saphyr::from_str(&body)?;
+    assert_eq!(from_yaml, serde_json::from_str::<Value>(&json_body)?);
+    // Lists, metadata-only lists and errors in YAML.
+    let (code, _, body) = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        &[(
+            "Accept",
+            "application/yaml;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200);
+    let list: Value = serde_saphyr::from_str(&body)?;
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert!(
+        list["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|i| i["metadata"]["name"] == "y"))
+    );
+    let (code, head, body) = raw(
+        &e,
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps/none",
+        &[("Accept", "application/yaml")],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 404);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/yaml"),
+        "{head}"
+    );
+    let status: Value = serde_saphyr::from_str(&body)?;
+    assert_eq!(status["message"], "configmaps \"none\" not found");
+    Ok(())
+}
+
+// kubectl asks for Tables on every read (`kubectl get`), and a Table can be asked for on a
+// write too (transformObject converts any response object): the create answer and a
+// deletecollection list become Tables.
+#[tokio::test]
+async fn tables_for_every_response_object() -> TestResult {
+    let (e, _c) = start().await?;
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+    let (code, _, body) = raw(
+        &e,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        &[("Accept", table), ("Content-Type", "application/json")],
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t1"},"data":{"a":"b"}}"#,
+    )
+    .await?;
+    assert_eq!(code, 201, "{body}");
+    let t: Value = serde_json::from_str(&body)?;
+    assert_eq!(t["kind"], "Table");
+    assert_eq!(t["rows"][0]["cells"][0], "t1");
+    let (code, _, body) = raw(
+        &e,
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps",
+        &[("Accept", table)],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200, "{body}");
+    let t: Value = serde_json::from_str(&body)?;
+    assert_eq!(t["kind"], "Table");
+    assert_eq!(t["rows"][0]["object"]["metadata"]["name"], "t1");
+    // A Status stays a Status.
+    let (code, _, body) = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/t1",
+        &[("Accept", table)],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 404);
+    assert_eq!(serde_json::from_str::<Value>(&body)?["kind"], "Status");
+    Ok(())
+}

@@ -31,16 +31,6 @@ mod support;
 /// them. Keep in step with the emulator's README.
 const KNOWN: &[(&str, &str)] = &[
     (
-        "put-without-rv/put widget without rv",
-        "issue 13 #3: the emulator accepts a custom resource's PUT without \
-         resourceVersion (200); a real server answers 422 Invalid",
-    ),
-    (
-        "put-without-rv/put widget with rv",
-        "issue 13 #3: follows from the step before (the emulator's accepted PUT made \
-         the resourceVersion stale, hence 409)",
-    ),
-    (
         "networkpolicy-defaulting/ingress-only policyTypes",
         "issue 13 #2: no defaulting of policyTypes (real: [Ingress])",
     ),

@@ -791,6 +791,19 @@ impl RequestContext {
         let (obj, mut warnings) = self.decode_object(body, &opts)?;
         let mut c = self.shared.lock();
         let old = c.get(&self.rt, self.ns(), self.name())?;
+        // The generic registry's `Update` (k8s.io/apiserver/pkg/registry/generic/registry/
+        // store.go): without a resourceVersion, an update is unconditional only where the
+        // strategy allows it; otherwise 422, with the resource as the "kind".
+        if meta::resource_version(&obj).is_empty() && !self.rt.allows_unconditional_update() {
+            return Err(ApiError::invalid(
+                &self.rt.plural,
+                &self.rt.group,
+                self.name(),
+                &[FieldCause::worded(
+                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+                )],
+            ));
+        }
         self.check_rbac_write(&mut c, &obj, Some(&old))?;
         let written = c.update(&self.rt, self.version(), self.ns(), self.name(), obj, &opts)?;
         drop(c);

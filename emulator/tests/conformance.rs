@@ -1959,3 +1959,81 @@ async fn tables_for_every_response_object() -> TestResult {
     assert_eq!(serde_json::from_str::<Value>(&body)?["kind"], "Status");
     Ok(())
 }
+
+// k8s.io/apiserver/pkg/registry/generic/registry/store.go (`Update`): a PUT without
+// `metadata.resourceVersion` is unconditional only where the strategy's
+// `AllowUnconditionalUpdate` says so (ConfigMaps); custom resources, Leases and CRDs
+// answer 422, with the resource as the kind, as kube-apiserver v1.33 does
+// (https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions).
+#[tokio::test]
+async fn put_without_resource_version_is_422_where_the_strategy_requires_one() -> TestResult {
+    let (_e, c) = start().await?;
+    let widgets = install_crd(&c).await?;
+    widgets
+        .create(&PostParams::default(), &widget("u", json!({"size": 2})))
+        .await?;
+    let err = widgets
+        .replace(
+            "u",
+            &PostParams::default(),
+            &widget("u", json!({"size": 3})),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("expected a Status, got {err:?}")
+    };
+    assert_eq!(
+        (status.code, status.reason.as_str(), status.message.as_str()),
+        (
+            422,
+            "Invalid",
+            "widgets.example.dev \"u\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+        )
+    );
+    let details = status.details.expect("details");
+    assert_eq!(
+        (details.kind.as_str(), details.group.as_str()),
+        ("widgets", "example.dev")
+    );
+    assert_eq!(details.causes[0].field, "metadata.resourceVersion");
+    assert_eq!(details.causes[0].reason, "FieldValueInvalid");
+    assert_eq!(
+        details.causes[0].message,
+        "Invalid value: 0x0: must be specified for an update"
+    );
+    // Nothing was written: the stored object is unchanged, and a PUT with its
+    // resourceVersion goes through.
+    let live = widgets.get("u").await?;
+    assert_eq!(live.data["spec"]["size"], 2);
+    let mut next = widget("u", json!({"size": 3}));
+    next.metadata.resource_version = live.metadata.resource_version.clone();
+    widgets.replace("u", &PostParams::default(), &next).await?;
+
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::default_namespaced(c.clone());
+    let lease = serde_json::from_value(json!({"metadata": {"name": "l"}}))?;
+    leases.create(&PostParams::default(), &lease).await?;
+    let (code, _, message) = api_error(
+        leases
+            .replace("l", &PostParams::default(), &lease)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (code, message.as_str()),
+        (
+            422,
+            "leases.coordination.k8s.io \"l\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+        )
+    );
+
+    // ConfigMaps update unconditionally.
+    let cms: Api<ConfigMap> = Api::default_namespaced(c);
+    cms.create(&PostParams::default(), &cm("u", json!({})))
+        .await?;
+    let replaced = cms
+        .replace("u", &PostParams::default(), &cm("u", json!({"x": "y"})))
+        .await?;
+    assert_eq!(replaced.labels().get("x").map(String::as_str), Some("y"));
+    Ok(())
+}

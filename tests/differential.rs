@@ -51,11 +51,6 @@ const KNOWN: &[(&str, &str)] = &[
         "issue 13 #2: no defaulting of policyTypes (real: [Ingress])",
     ),
     (
-        "watch-finalizer-removal/events",
-        "issue 13 #6: removing the last finalizer is MODIFIED then DELETED; a real \
-         server sends one DELETED whose object still lists the finalizer",
-    ),
-    (
         "cluster-controllers/kube-root-ca.crt published",
         "issue 13 (not in its list yet): no root CA ConfigMap in new namespaces; a real \
          cluster's root-ca-certificate-publisher puts kube-root-ca.crt in every one",

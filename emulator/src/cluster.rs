@@ -663,17 +663,25 @@ impl Cluster {
 
     /// Stores an updated object (no validation), removing it if it is deleting and has
     /// no finalizers left, and queues the controllers that care.
+    ///
+    /// An update that empties the finalizers of a deleting object is not written: the
+    /// generic registry's `Update` deletes the stored object instead
+    /// (`errEmptiedFinalizers`, `deleteWithoutFinalizers` in
+    /// k8s.io/apiserver/pkg/registry/generic/registry/store.go), so watchers see one
+    /// DELETED event whose object still lists the finalizers, and the writer gets the
+    /// object it sent (with the resourceVersion it sent).
     pub(crate) fn commit(&mut self, rt: &ResourceType, view: Value) -> Arc<Value> {
         let storage = rt.storage.clone();
-        let stored = self.store.replace(&storage, to_storage(rt, view));
-        if should_remove(&storage, &stored) {
-            let ns = meta::namespace(&stored).to_string();
-            let name = meta::name(&stored).to_string();
+        let obj = to_storage(rt, view);
+        if should_remove(&storage, &obj) {
+            let ns = meta::namespace(&obj).to_string();
+            let name = meta::name(&obj).to_string();
             if let Some(last) = self.store.remove(&storage, &ns, &name) {
                 self.after_change(&storage, &last, true);
-                return last;
+                return Arc::new(obj);
             }
         }
+        let stored = self.store.replace(&storage, obj);
         self.after_change(&storage, &stored, false);
         stored
     }

@@ -2037,3 +2037,46 @@ async fn put_without_resource_version_is_422_where_the_strategy_requires_one() -
     assert_eq!(replaced.labels().get("x").map(String::as_str), Some("y"));
     Ok(())
 }
+
+// https://kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/ and
+// k8s.io/apiserver/pkg/registry/generic/registry/store.go (`Update` returns
+// `errEmptiedFinalizers`, then `deleteWithoutFinalizers`): the update that removes the last
+// finalizer of a deleting object is not written; the stored object is deleted, so a watcher
+// sees one DELETED event whose object still lists the finalizer (at a new resourceVersion),
+// and the writer gets back the object it sent. Observed so on kube-apiserver v1.33.
+#[tokio::test]
+async fn removing_the_last_finalizer_is_one_deleted_event() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let mut o = cm("fin", json!({}));
+    o.metadata.finalizers = Some(vec!["example.dev/hold".into()]);
+    api.create(&PostParams::default(), &o).await?;
+    api.delete("fin", &DeleteParams::default()).await?;
+    let mut marked = api.get("fin").await?;
+    let marked_rv = marked.resource_version().unwrap_or_default();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(2), &marked_rv)
+        .await?
+        .boxed();
+    marked.metadata.finalizers = None;
+    let answer = api.replace("fin", &PostParams::default(), &marked).await?;
+    assert_eq!(answer.resource_version(), Some(marked_rv.clone()));
+    assert_eq!(answer.metadata.finalizers, None);
+    let mut events = Vec::new();
+    while let Some(ev) = stream.try_next().await? {
+        events.push(ev);
+    }
+    match events.as_slice() {
+        [WatchEvent::Deleted(d)] => {
+            assert_eq!(
+                d.metadata.finalizers,
+                Some(vec!["example.dev/hold".to_string()])
+            );
+            let rv: u64 = d.resource_version().unwrap_or_default().parse()?;
+            assert!(rv > marked_rv.parse::<u64>()?, "{rv}");
+        }
+        other => panic!("expected one DELETED event, got {other:?}"),
+    }
+    assert!(api.get_opt("fin").await?.is_none());
+    Ok(())
+}

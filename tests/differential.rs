@@ -77,10 +77,6 @@ const KNOWN: &[(&str, &str)] = &[
         "issue 13 #9: 400 BadRequest; a real server answers 422 Invalid",
     ),
     (
-        "validation-and-shapes/list items carry kind",
-        "issue 13 #7: items of built-in lists carry kind/apiVersion; real ones do not",
-    ),
-    (
         "validation-and-shapes/impersonating a user without rights",
         "issue 13 #8: Impersonate-User is ignored (the admin's 200); a real server \
          runs the request as the impersonated user (403)",

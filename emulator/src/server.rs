@@ -662,6 +662,22 @@ impl RequestContext {
         }
     }
 
+    /// The items of a list response: those of built-in lists carry no `kind` or
+    /// `apiVersion` (typed lists are encoded without their items' TypeMeta), custom
+    /// resources' do. Conversions (Tables of whole objects) keep them.
+    fn list_items(&self, mut items: Vec<Value>) -> Vec<Value> {
+        if self.rt.is_crd() || self.media.conversion != Conversion::None {
+            return items;
+        }
+        for item in &mut items {
+            if let Some(o) = item.as_object_mut() {
+                o.remove("kind");
+                o.remove("apiVersion");
+            }
+        }
+        items
+    }
+
     fn reply(&self, code: u16, obj: &Value, warnings: &[String]) -> Response<Body> {
         self.reply_owned(code, obj.clone(), warnings)
     }
@@ -708,7 +724,7 @@ impl RequestContext {
                 "kind": self.rt.list_kind,
                 "apiVersion": self.rt.api_version(self.version()),
                 "metadata": metadata,
-                "items": page.items,
+                "items": self.list_items(page.items),
             }),
             &[],
         ))
@@ -1048,7 +1064,7 @@ impl RequestContext {
                 "kind": self.rt.list_kind,
                 "apiVersion": self.rt.api_version(self.version()),
                 "metadata": {"resourceVersion": rv},
-                "items": items,
+                "items": self.list_items(items),
             }),
             &[],
         ))

@@ -2080,3 +2080,66 @@ async fn removing_the_last_finalizer_is_one_deleted_event() -> TestResult {
     assert!(api.get_opt("fin").await?.is_none());
     Ok(())
 }
+
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#collections: a built-in
+// list (`ConfigMapList`) names its kind once; its items carry no kind or apiVersion (typed
+// lists are encoded without their items' TypeMeta), a custom resource list's items do, and
+// a deletecollection answer is a list like any other — as kube-apiserver v1.33 answers.
+#[tokio::test]
+async fn items_of_built_in_lists_carry_no_kind() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    api.create(&PostParams::default(), &cm("i", json!({})))
+        .await?;
+    let widgets = install_crd(&c).await?;
+    widgets
+        .create(&PostParams::default(), &widget("w", json!({"size": 2})))
+        .await?;
+    let list: Value = serde_json::from_str(
+        &raw(&e, "GET", "/api/v1/namespaces/default/configmaps", &[], "")
+            .await?
+            .2,
+    )?;
+    assert_eq!(
+        (&list["kind"], &list["apiVersion"]),
+        (&json!("ConfigMapList"), &json!("v1"))
+    );
+    let item = list["items"]
+        .as_array()
+        .and_then(|i| i.first())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(item["metadata"]["name"], "i");
+    assert!(
+        item.get("kind").is_none() && item.get("apiVersion").is_none(),
+        "{item}"
+    );
+    // kube-rs reads such lists.
+    assert_eq!(api.list(&ListParams::default()).await?.items.len(), 1);
+    let list: Value = serde_json::from_str(
+        &raw(
+            &e,
+            "GET",
+            "/apis/example.dev/v1/namespaces/default/widgets",
+            &[],
+            "",
+        )
+        .await?
+        .2,
+    )?;
+    assert_eq!(list["items"][0]["kind"], "Widget");
+    assert_eq!(list["items"][0]["apiVersion"], "example.dev/v1");
+    let (code, _, body) = raw(
+        &e,
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps",
+        &[],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200);
+    let deleted: Value = serde_json::from_str(&body)?;
+    assert_eq!(deleted["kind"], "ConfigMapList");
+    assert!(deleted["items"][0].get("kind").is_none(), "{deleted}");
+    Ok(())
+}

@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use k8s_openapi::api::{
-    admissionregistration::v1 as admission, authorization::v1 as authz, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core, events::v1 as events,
-    networking::v1 as networking, rbac::v1 as rbac,
+    admissionregistration::v1 as admission, authentication::v1 as authn,
+    authorization::v1 as authz, batch::v1 as batch, coordination::v1 as coordination,
+    core::v1 as core, events::v1 as events, networking::v1 as networking, rbac::v1 as rbac,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
@@ -92,6 +92,12 @@ fn typed_roundtrip(rt: &ResourceType, obj: &Value) -> Option<Result<Value, Strin
         ("authorization.k8s.io", "SelfSubjectRulesReview") => {
             roundtrip::<authz::SelfSubjectRulesReview>(obj)
         }
+        ("authorization.k8s.io", "SubjectAccessReview") => {
+            roundtrip::<authz::SubjectAccessReview>(obj)
+        }
+        ("authentication.k8s.io", "SelfSubjectReview") => {
+            roundtrip::<authn::SelfSubjectReview>(obj)
+        }
         _ => return None,
     })
 }
@@ -118,11 +124,34 @@ pub fn decode(rt: &ResourceType, version: &str, obj: Value) -> Result<Decoded, A
     })?;
     let mut unknown_fields = Vec::new();
     missing_paths(&obj, &out, "", &mut unknown_fields);
+    let mut out = out;
+    default(rt, &mut out);
     // The typed round trip normalises the object; metadata the types drop (null fields) is fine.
     Ok(Decoded {
         object: out,
         unknown_fields,
     })
+}
+
+/// The defaulting functions the Go types run on decode (`SetDefaults_*` of
+/// k8s.io/kubernetes/pkg/apis/*/v1): a binding subject's `apiGroup` follows its kind
+/// (`rbac.authorization.k8s.io` for users and groups, none for service accounts).
+fn default(rt: &ResourceType, obj: &mut Value) {
+    if rt.group == "rbac.authorization.k8s.io"
+        && matches!(rt.kind.as_str(), "RoleBinding" | "ClusterRoleBinding")
+        && let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut)
+    {
+        for s in subjects {
+            let empty = s
+                .get("apiGroup")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty);
+            let kind = s.get("kind").and_then(Value::as_str).unwrap_or("");
+            if empty && matches!(kind, "User" | "Group") {
+                s["apiGroup"] = json!("rbac.authorization.k8s.io");
+            }
+        }
+    }
 }
 
 /// `stringData` is write-only: merged into `data` (overwriting) and never stored.

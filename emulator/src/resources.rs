@@ -458,6 +458,24 @@ pub fn builtin_types() -> Vec<ResourceType> {
             Builtin::new(
                 "authorization.k8s.io",
                 "v1",
+                "subjectaccessreviews",
+                "SubjectAccessReview",
+            )
+            .cluster(),
+        ),
+        create_only(
+            Builtin::new(
+                "authentication.k8s.io",
+                "v1",
+                "selfsubjectreviews",
+                "SelfSubjectReview",
+            )
+            .cluster(),
+        ),
+        create_only(
+            Builtin::new(
+                "authorization.k8s.io",
+                "v1",
                 "selfsubjectrulesreviews",
                 "SelfSubjectRulesReview",
             )

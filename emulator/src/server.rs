@@ -748,6 +748,19 @@ impl RequestContext {
         body: &[u8],
     ) -> ApiResult<(Value, Vec<String>)> {
         let want_av = self.rt.api_version(self.version());
+        let mut obj = obj;
+        // A built-in kind's decoder defaults the group, version and kind a body leaves out
+        // from the URL (the real server's `DecoderToVersion` with the endpoint's GVK);
+        // custom resources must name theirs.
+        if !self.rt.is_crd()
+            && let Some(m) = obj.as_object_mut()
+        {
+            for (key, value) in [("kind", &self.rt.kind), ("apiVersion", &want_av)] {
+                if m.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    m.insert(key.to_string(), json!(value));
+                }
+            }
+        }
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         if kind.is_empty() {
@@ -791,7 +804,10 @@ impl RequestContext {
     fn create(&self, body: &[u8]) -> ApiResult<Response<Body>> {
         let opts = self.write_options()?;
         let (obj, mut warnings) = self.decode_object(body, &opts)?;
-        if self.rt.group == "authorization.k8s.io" {
+        if matches!(
+            self.rt.group.as_str(),
+            "authorization.k8s.io" | "authentication.k8s.io"
+        ) {
             return Ok(self.reply(201, &self.review(obj)?, &warnings));
         }
         let mut c = self.shared.lock();
@@ -947,15 +963,27 @@ impl RequestContext {
         Ok(config)
     }
 
-    /// SelfSubjectAccessReview / SelfSubjectRulesReview: answered for the caller, never stored.
+    /// SelfSubjectAccessReview / SelfSubjectRulesReview / SubjectAccessReview /
+    /// SelfSubjectReview: answered (for the caller, or the user a SubjectAccessReview
+    /// names), never stored.
     fn review(&self, obj: Value) -> ApiResult<Value> {
+        let user = &self.caller.user;
+        if self.rt.kind == "SelfSubjectReview" {
+            return Ok(crate::reviews::self_subject_review(user));
+        }
         if !self.shared.rbac {
+            if self.rt.kind == "SubjectAccessReview" {
+                // Validated as with RBAC, then allowed (AlwaysAllow).
+                let snapshot = self.shared.lock().rbac_snapshot();
+                rbac::subject_access_review(&obj, &snapshot)
+                    .map_err(|e| ApiError::from_status(&e.status()))?;
+            }
             return Ok(crate::reviews::review(&self.rt, obj));
         }
         let snapshot = self.shared.lock().rbac_snapshot();
-        let user = &self.caller.user;
         let answer = match self.rt.kind.as_str() {
             "SelfSubjectAccessReview" => rbac::self_subject_access_review(user, &obj, &snapshot),
+            "SubjectAccessReview" => rbac::subject_access_review(&obj, &snapshot),
             _ => rbac::self_subject_rules_review(user, &obj, &snapshot),
         };
         answer.map_err(|e| ApiError::from_status(&e.status()))

@@ -2143,3 +2143,166 @@ async fn items_of_built_in_lists_carry_no_kind() -> TestResult {
     assert!(deleted["items"][0].get("kind").is_none(), "{deleted}");
     Ok(())
 }
+
+/// A raw JSON request through a kube-rs client (TLS, its own credentials).
+async fn send_json(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> Result<(u16, Value), Box<dyn std::error::Error>> {
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body)?)?;
+    let response = client.send(request.map(kube::client::Body::from)).await?;
+    let code = response.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await?
+        .to_bytes();
+    Ok((code, serde_json::from_slice(&bytes)?))
+}
+
+// What valid clients send that the real server accepts (kube-apiserver v1.33 answers
+// below): a built-in object without apiVersion/kind takes them from the URL (the decoder's
+// default GVK; kopf posts its Events so), custom resources must name their kind
+// ("Object 'Kind' is missing"); a binding subject without apiGroup is defaulted
+// (`SetDefaults_Subject`, k8s.io/kubernetes/pkg/apis/rbac/v1/defaults.go).
+#[tokio::test]
+async fn built_in_bodies_without_type_and_subjects_without_api_group() -> TestResult {
+    let (_e, c) = start().await?;
+    let (code, created) = send_json(
+        &c,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        json!({"metadata": {"name": "bare"}, "data": {"a": "b"}}),
+    )
+    .await?;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        (&created["kind"], &created["apiVersion"]),
+        (&json!("ConfigMap"), &json!("v1"))
+    );
+    let (code, event) = send_json(
+        &c,
+        "POST",
+        "/api/v1/namespaces/default/events",
+        json!({"metadata": {"name": "kopf-like"}, "involvedObject": {"kind": "ConfigMap", "name": "bare", "namespace": "default"},
+               "reason": "Logging", "message": "hello", "type": "Normal"}),
+    )
+    .await?;
+    assert_eq!((code, &event["kind"]), (201, &json!("Event")), "{event}");
+    let (code, bound) = send_json(
+        &c,
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+        json!({"metadata": {"name": "rb"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+               "subjects": [{"kind": "User", "name": "alice"}, {"kind": "Group", "name": "devs"},
+                            {"kind": "ServiceAccount", "name": "default", "namespace": "default"}]}),
+    )
+    .await?;
+    assert_eq!(code, 201, "{bound}");
+    assert_eq!(
+        bound["subjects"],
+        json!([{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"},
+               {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "devs"},
+               {"kind": "ServiceAccount", "name": "default", "namespace": "default"}])
+    );
+    install_crd(&c).await?;
+    let (code, status) = send_json(
+        &c,
+        "POST",
+        "/apis/example.dev/v1/namespaces/default/widgets",
+        json!({"metadata": {"name": "bare"}}),
+    )
+    .await?;
+    assert_eq!(code, 400);
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Object 'Kind' is missing")),
+        "{status}"
+    );
+    Ok(())
+}
+
+// https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access
+// (SubjectAccessReview: may the named user do it?) and
+// https://kubernetes.io/docs/reference/access-authn-authz/authentication/#self-subject-review
+// (`kubectl auth whoami`): served, answered from the stored RBAC objects and the caller's
+// identity, never stored; a SubjectAccessReview without user or group is 422 with the real
+// message.
+#[tokio::test]
+async fn subject_access_review_and_self_subject_review() -> TestResult {
+    let e = Emulator::builder().rbac(true).serve().await?;
+    let admin = e.client()?;
+    let roles: Api<Role> = Api::default_namespaced(admin.clone());
+    roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "cm-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}))?,
+        )
+        .await?;
+    let rbs: Api<RoleBinding> = Api::default_namespaced(admin.clone());
+    rbs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "alice-reads"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+        "subjects": [{"kind": "User", "name": "alice"}]}))?,
+    )
+    .await?;
+    let review = |user: &str, verb: &str| {
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+               "spec": {"user": user, "groups": ["team-a"],
+                        "resourceAttributes": {"namespace": "default", "verb": verb, "resource": "configmaps"}}})
+    };
+    let path = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+    let (code, yes) = send_json(&admin, "POST", path, review("alice", "get")).await?;
+    assert_eq!(code, 201, "{yes}");
+    assert_eq!(yes["status"]["allowed"], true, "{yes}");
+    assert_eq!(yes["spec"]["user"], "alice");
+    let (_, no) = send_json(&admin, "POST", path, review("alice", "delete")).await?;
+    assert_eq!(no["status"]["allowed"], false, "{no}");
+    let (_, bob) = send_json(&admin, "POST", path, review("bob", "get")).await?;
+    assert_eq!(bob["status"]["allowed"], false, "{bob}");
+    let (code, invalid) = send_json(
+        &admin,
+        "POST",
+        path,
+        json!({"spec": {"resourceAttributes": {"verb": "get", "resource": "configmaps"}}}),
+    )
+    .await?;
+    assert_eq!(code, 422);
+    assert_eq!(
+        invalid["message"],
+        ".authorization.k8s.io \"\" is invalid: spec.user: Invalid value: \"\": at least one of user or group must be specified"
+    );
+    // Alice may not ask about others (RBAC on subjectaccessreviews).
+    let alice = e.client_as("alice", &["team-a"])?;
+    let (code, _) = send_json(&alice, "POST", path, review("alice", "get")).await?;
+    assert_eq!(code, 403);
+
+    let (code, me) = send_json(
+        &alice,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+    )
+    .await?;
+    assert_eq!(code, 201, "{me}");
+    assert_eq!(me["kind"], "SelfSubjectReview");
+    assert_eq!(me["status"]["userInfo"]["username"], "alice");
+    let groups = me["status"]["userInfo"]["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        groups.contains(&json!("team-a")) && groups.contains(&json!("system:authenticated")),
+        "{me}"
+    );
+    assert!(me["metadata"]["creationTimestamp"].is_string(), "{me}");
+    Ok(())
+}

@@ -783,6 +783,13 @@ impl Cluster {
     ) -> ApiResult<Deleted> {
         let gr = rt.group_resource();
         let current = self.get(rt, ns, name)?;
+        if rt.storage == namespaces_gr() && crate::namespaces::is_immortal(name) {
+            return Err(ApiError::forbidden(
+                &gr,
+                name,
+                "this namespace may not be deleted",
+            ));
+        }
         if let Some(uid) = &opts.precondition_uid
             && uid != meta::uid(&current)
         {

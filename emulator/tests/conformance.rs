@@ -2306,3 +2306,32 @@ async fn subject_access_review_and_self_subject_review() -> TestResult {
     assert!(me["metadata"]["creationTimestamp"].is_string(), "{me}");
     Ok(())
 }
+
+// The NamespaceLifecycle admission plugin
+// (https://kubernetes.io/docs/reference/access-authn-authz/admission-controllers/#namespacelifecycle,
+// "prevents deletion of three system reserved namespaces default, kube-system,
+// kube-public"): 403 with the real message, dry runs included; kube-node-lease may go.
+#[tokio::test]
+async fn system_namespaces_cannot_be_deleted() -> TestResult {
+    let (_e, c) = start().await?;
+    let api: Api<Namespace> = Api::all(c);
+    for name in ["default", "kube-system", "kube-public"] {
+        for dp in [DeleteParams::default(), DeleteParams::default().dry_run()] {
+            let (code, reason, message) = api_error(api.delete(name, &dp).await.unwrap_err());
+            assert_eq!(
+                (code, reason.as_str(), message),
+                (
+                    403,
+                    "Forbidden",
+                    format!(
+                        "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                    )
+                )
+            );
+        }
+        assert!(api.get(name).await?.metadata.deletion_timestamp.is_none());
+    }
+    api.delete("kube-node-lease", &DeleteParams::default())
+        .await?;
+    Ok(())
+}

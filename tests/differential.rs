@@ -73,10 +73,6 @@ const KNOWN: &[(&str, &str)] = &[
         "issue 13 #4: accepted (201); a real server cannot decode it (400)",
     ),
     (
-        "validation-and-shapes/dryRun=Bogus",
-        "issue 13 #9: 400 BadRequest; a real server answers 422 Invalid",
-    ),
-    (
         "validation-and-shapes/impersonating a user without rights",
         "issue 13 #8: Impersonate-User is ignored (the admin's 200); a real server \
          runs the request as the impersonated user (403)",

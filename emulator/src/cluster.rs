@@ -41,7 +41,7 @@ impl Propagation {
             "Orphan" => Ok(Self::Orphan),
             other => Err(ApiError::invalid(
                 "DeleteOptions",
-                "",
+                "meta.k8s.io",
                 "",
                 &[FieldCause::not_supported(
                     "propagationPolicy",
@@ -77,14 +77,20 @@ pub enum FieldValidation {
 }
 
 impl FieldValidation {
-    pub fn parse(s: Option<&str>) -> ApiResult<Self> {
+    /// `fieldValidation` of `options_kind` (CreateOptions...): 422 for other values.
+    pub fn parse(options_kind: &str, s: Option<&str>) -> ApiResult<Self> {
         match s {
             None | Some("") | Some("Warn") => Ok(Self::Warn),
             Some("Ignore") => Ok(Self::Ignore),
             Some("Strict") => Ok(Self::Strict),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "fieldValidation parameter unsupported: {other}"
-            ))),
+            Some(other) => Err(crate::options::invalid(
+                options_kind,
+                &[FieldCause::not_supported(
+                    "fieldValidation",
+                    json!(other),
+                    &["", "Ignore", "Strict", "Warn"],
+                )],
+            )),
         }
     }
 
@@ -158,6 +164,8 @@ pub struct ListOptions {
     pub continue_token: Option<String>,
     /// `resourceVersion` with `resourceVersionMatch=Exact`.
     pub exact_rv: Option<u64>,
+    /// `resourceVersion` otherwise (NotOlderThan): the list must be at least that fresh.
+    pub min_rv: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -967,6 +975,17 @@ impl Cluster {
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> ApiResult<ListPage> {
+        let current = self.store.current_rv();
+        if opts.exact_rv.is_some_and(|rv| rv > current) {
+            return Err(ApiError::new(
+                500,
+                "",
+                "etcdserver: mvcc: required revision is a future revision",
+            ));
+        }
+        if let Some(rv) = opts.min_rv.filter(|rv| *rv > current) {
+            return Err(crate::options::too_large_resource_version(rv, current));
+        }
         let (rv, start) = match &opts.continue_token {
             Some(token) => {
                 let t = decode_continue(token)?;

@@ -41,6 +41,9 @@ pub enum CauseKind {
     Duplicate,
     /// A message already worded by its producer (`Required value: ...`).
     Worded,
+    /// An `Unsupported value` message worded by its producer (Go-formatted values such as
+    /// `[]string{"Bogus"}`).
+    WordedNotSupported,
 }
 
 /// One field error of a 422 `Invalid` response.
@@ -78,6 +81,20 @@ impl FieldCause {
     pub fn duplicate(field: &str, value: Value) -> Self {
         Self::new(CauseKind::Duplicate, field, Some(value), "")
     }
+    /// `Unsupported value: <go_value>: supported values: ...`, the value as Go prints it.
+    pub fn not_supported_go(field: &str, go_value: &str, supported: &[&str]) -> Self {
+        let list = supported
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self::new(
+            CauseKind::WordedNotSupported,
+            field,
+            None,
+            &format!("Unsupported value: {go_value}: supported values: {list}"),
+        )
+    }
     /// A cause from a `field: message` line worded elsewhere.
     pub fn worded(line: &str) -> Self {
         let (field, body) = line.split_once(": ").unwrap_or(("<nil>", line));
@@ -100,6 +117,7 @@ impl FieldCause {
             CauseKind::NotSupported => "FieldValueNotSupported",
             CauseKind::Duplicate => "FieldValueDuplicate",
             CauseKind::Worded => "FieldValueInvalid",
+            CauseKind::WordedNotSupported => "FieldValueNotSupported",
         }
     }
 
@@ -111,7 +129,7 @@ impl FieldCause {
             CauseKind::Forbidden => "Forbidden",
             CauseKind::NotSupported => "Unsupported value",
             CauseKind::Duplicate => "Duplicate value",
-            CauseKind::Worded => return self.detail.clone(),
+            CauseKind::Worded | CauseKind::WordedNotSupported => return self.detail.clone(),
         };
         let mut s = head.to_string();
         if let Some(v) = &self.value {
@@ -224,7 +242,6 @@ impl ApiError {
             ),
         };
         let mut d = json!({
-            "name": name,
             "kind": kind,
             "causes": causes.iter().map(|c| json!({
                 "reason": c.reason(),
@@ -234,6 +251,10 @@ impl ApiError {
         });
         if !group.is_empty() {
             d["group"] = json!(group);
+        }
+        // `name` is omitted when empty, as in the real Status.
+        if !name.is_empty() {
+            d["name"] = json!(name);
         }
         Self::new(
             422,

@@ -47,6 +47,7 @@ pub struct Emulator {
     listen: String,
     history_limit: usize,
     bookmark_interval: Duration,
+    watch_list: bool,
     rbac: bool,
     token_file: Option<String>,
     /// `None`: HTTPS exactly when a token file is given.
@@ -59,6 +60,7 @@ impl Default for Emulator {
             listen: "127.0.0.1:0".to_string(),
             history_limit: 100_000,
             bookmark_interval: Duration::from_secs(10),
+            watch_list: false,
             rbac: false,
             token_file: None,
             tls: None,
@@ -110,6 +112,14 @@ impl Emulator {
     /// How often watches that allow bookmarks get one.
     pub fn bookmark_interval(mut self, every: Duration) -> Self {
         self.bookmark_interval = every;
+        self
+    }
+
+    /// The WatchList feature gate (`--feature-gates=WatchList=true`): watches with
+    /// `sendInitialEvents` (streaming lists). Off by default, as in kube-apiserver v1.33,
+    /// which then refuses them (422).
+    pub fn watch_list(mut self, enabled: bool) -> Self {
+        self.watch_list = enabled;
         self
     }
 
@@ -189,6 +199,7 @@ impl Emulator {
             shutdown,
             address: addr.to_string(),
             bookmark_interval: self.bookmark_interval,
+            watch_list: self.watch_list,
         });
         tokio::spawn(server::serve(
             listener,

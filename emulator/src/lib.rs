@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod negotiation;
 pub mod openapi;
+pub mod options;
 pub mod patch;
 pub mod protobuf;
 pub mod rbac;

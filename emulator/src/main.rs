@@ -28,6 +28,10 @@ struct Args {
     /// is given.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     tls: Option<bool>,
+    /// Turn on the WatchList feature gate (streaming lists: watches with
+    /// `sendInitialEvents`), off by default as in kube-apiserver v1.33.
+    #[arg(long)]
+    watch_list: bool,
 }
 
 #[tokio::main]
@@ -36,7 +40,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
-    let mut emulator = Emulator::builder().listen(&args.listen);
+    let mut emulator = Emulator::builder()
+        .listen(&args.listen)
+        .watch_list(args.watch_list);
     if let Some(path) = &args.token_file {
         emulator = emulator.token_file(&std::fs::read_to_string(path)?);
     }

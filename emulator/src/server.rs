@@ -34,6 +34,7 @@ use crate::meta;
 use crate::metrics::RequestCounter;
 use crate::negotiation::{self, Conversion, Encoding, Negotiated};
 use crate::openapi;
+use crate::options;
 use crate::patch::{PatchError, PatchType, apply_patch};
 use crate::rbac::{self, RequestAttributes};
 use crate::resources::ResourceType;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
     pub address: String,
     pub bookmark_interval: Duration,
+    /// The WatchList feature gate: watches may ask for `sendInitialEvents`.
+    pub watch_list: bool,
 }
 
 impl Shared {
@@ -513,6 +516,7 @@ async fn resource_request(
         Bytes::new()
     };
     let ctx = RequestContext {
+        verb,
         shared: shared.clone(),
         rt,
         path,
@@ -547,6 +551,7 @@ fn patch_error(e: &PatchError) -> ApiError {
 
 /// Everything a resource handler needs.
 pub struct RequestContext {
+    pub verb: &'static str,
     pub shared: Arc<Shared>,
     pub rt: Arc<ResourceType>,
     pub path: ResourcePath,
@@ -577,21 +582,28 @@ impl RequestContext {
         self.query.get(k).map(String::as_str)
     }
 
-    fn dry_run(&self) -> ApiResult<bool> {
-        match self.q("dryRun") {
-            None | Some("") => Ok(false),
-            Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "Invalid dry run value: {other}"
-            ))),
+    /// The options kind of a write (`CreateOptions`...), which names its invalid options.
+    fn options_kind(&self) -> &'static str {
+        match self.verb {
+            "create" => "CreateOptions",
+            "update" => "UpdateOptions",
+            "patch" => "PatchOptions",
+            _ => "DeleteOptions",
         }
+    }
+
+    fn dry_run(&self) -> ApiResult<bool> {
+        options::dry_run(self.options_kind(), self.q("dryRun"))
     }
 
     fn write_options(&self) -> ApiResult<WriteOptions> {
         Ok(WriteOptions {
             dry_run: self.dry_run()?,
             subresource: self.path.subresource.clone(),
-            field_validation: FieldValidation::parse(self.q("fieldValidation"))?,
+            field_validation: FieldValidation::parse(
+                self.options_kind(),
+                self.q("fieldValidation"),
+            )?,
             field_manager: Some(manager_or_user_agent(
                 self.q("fieldManager"),
                 &self.user_agent,
@@ -599,18 +611,23 @@ impl RequestContext {
         })
     }
 
+    /// The list options of a list, watch or deletecollection, validated as the real
+    /// server validates them (see [`options`]).
     pub fn list_options(&self) -> ApiResult<ListOptions> {
-        let exact_rv =
-            match (self.q("resourceVersionMatch"), self.q("resourceVersion")) {
-                (Some("Exact"), Some(rv)) => Some(rv.parse().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version: {rv}"))
-                })?),
-                _ => None,
-            };
+        let watch = self.verb == "watch";
+        options::check_list(&self.query, watch, self.shared.watch_list)?;
+        let limit = options::int(&self.query, "limit")?;
+        options::int(&self.query, "timeoutSeconds")?;
+        let rv = options::resource_version(self.q("resourceVersion").unwrap_or(""), watch)?;
+        let (exact_rv, min_rv) = match self.q("resourceVersionMatch") {
+            Some("Exact") => (rv, None),
+            _ => (None, rv),
+        };
         Ok(ListOptions {
             labels: LabelSelector::parse(self.q("labelSelector").unwrap_or(""))?,
             fields: FieldSelector::parse(self.q("fieldSelector").unwrap_or(""), &self.rt.kind)?,
-            limit: self.q("limit").and_then(|l| l.parse().ok()),
+            limit: limit.filter(|l| *l > 0).map(|l| l as usize),
+            min_rv,
             continue_token: self
                 .q("continue")
                 .filter(|c| !c.is_empty())
@@ -1010,20 +1027,30 @@ impl RequestContext {
         } else {
             decode::body(body, &self.content_type)?.value
         };
-        let policy = b
+        options::int(&self.query, "gracePeriodSeconds")?;
+        let policy_text = b
             .get("propagationPolicy")
             .and_then(Value::as_str)
-            .or(self.q("propagationPolicy"))
-            .map(Propagation::parse)
-            .transpose()?;
+            .or(self.q("propagationPolicy"));
+        let policy = policy_text.map(Propagation::parse).transpose()?;
         let dry_run = self.dry_run()?
             || meta::string_list(b.get("dryRun"))
                 .iter()
                 .any(|d| d == "All");
-        let orphan = b
-            .get("orphanDependents")
-            .and_then(Value::as_bool)
-            .or(self.q("orphanDependents").map(|o| o == "true"));
+        let orphan = b.get("orphanDependents").and_then(Value::as_bool).or(self
+            .q("orphanDependents")
+            .and_then(|o| o.parse::<bool>().ok()));
+        // ValidateDeleteOptions: the two ways of choosing a policy exclude each other.
+        if let (Some(_), Some(p)) = (orphan, policy_text) {
+            return Err(options::invalid(
+                "DeleteOptions",
+                &[FieldCause::invalid(
+                    "propagationPolicy",
+                    json!(p),
+                    "orphanDependents and deletionPropagation cannot be both set",
+                )],
+            ));
+        }
         let pre = |k: &str| {
             b.pointer(&format!("/preconditions/{k}"))
                 .and_then(Value::as_str)

@@ -154,9 +154,12 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
     let q = |k: &str| ctx.query.get(k).map(String::as_str);
     let bookmarks = q("allowWatchBookmarks") == Some("true");
     let send_initial = q("sendInitialEvents") == Some("true");
-    let timeout = q("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .filter(|t| *t > 0);
+    // `timeoutSeconds` (checked by `list_options`): a negative one ends the watch at once.
+    let timeout = match crate::options::int(&ctx.query, "timeoutSeconds") {
+        Ok(Some(t)) if t < 0 => Some(0),
+        Ok(Some(t)) if t > 0 => Some(t as u64),
+        _ => None,
+    };
     let rv_param = q("resourceVersion").unwrap_or("").to_string();
     let filter = Filter {
         rt: ctx.rt.clone(),
@@ -164,16 +167,12 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
         namespace: ctx.path.namespace.clone(),
         opts,
     };
-    let requested_rv = if rv_param.is_empty() || rv_param == "0" || send_initial {
+    let requested_rv = if send_initial {
         None
     } else {
-        match rv_param.parse::<u64>() {
-            Ok(rv) => Some(rv),
-            Err(_) => {
-                return ctx.error(&ApiError::bad_request(format!(
-                    "invalid resource version: {rv_param}"
-                )));
-            }
+        match crate::options::resource_version(&rv_param, true) {
+            Ok(rv) => rv,
+            Err(e) => return ctx.error(&e),
         }
     };
 
@@ -198,7 +197,9 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
                         .iter()
                         .filter_map(|ch| filter.translate(ch))
                         .collect();
-                    (rx, initial, current, None)
+                    // A watch from a resourceVersion not reached yet sees only what
+                    // comes after it.
+                    (rx, initial, current.max(rv), None)
                 }
                 Err(too_old) => (
                     rx,

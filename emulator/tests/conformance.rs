@@ -2335,3 +2335,170 @@ async fn system_namespaces_cannot_be_deleted() -> TestResult {
         .await?;
     Ok(())
 }
+
+// Loose query parameters, answered word for word as kube-apiserver v1.33 answers them:
+// `ValidateListOptions`/`validateWatchOptions` (k8s.io/apimachinery/pkg/apis/meta/
+// internalversion/validation), the dryRun/fieldValidation/propagation checks of
+// k8s.io/apimachinery/pkg/apis/meta/v1/validation, the watch cache's 504 for a list at a
+// resourceVersion it has not reached, and Go's `strconv` errors for malformed numbers
+// (https://kubernetes.io/docs/reference/using-api/api-concepts/#semantics-for-get-and-list,
+// https://kubernetes.io/docs/reference/using-api/api-concepts/#streaming-lists: the
+// WatchList feature gate is off by default in v1.33).
+#[tokio::test]
+async fn loose_query_parameters_are_answered_as_the_real_server() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    api.create(&PostParams::default(), &cm("q", json!({})))
+        .await?;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let current: u64 = api
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default()
+        .parse()?;
+    let future = current + 1000;
+    let list_invalid = |m: &str| format!("ListOptions.meta.k8s.io \"\" is invalid: {m}");
+    let cases: Vec<(&str, String, &str, u16, String)> = vec![
+        ("GET", format!("{cms}?resourceVersionMatch=NotOlderThan"), "", 422,
+         list_invalid("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided")),
+        ("GET", format!("{cms}?resourceVersionMatch=Bogus&resourceVersion=1"), "", 422,
+         list_invalid("resourceVersionMatch: Unsupported value: \"Bogus\": supported values: \"Exact\", \"NotOlderThan\", \"\"")),
+        ("GET", format!("{cms}?resourceVersionMatch=Exact&resourceVersion=0"), "", 422,
+         list_invalid("resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"")),
+        ("GET", format!("{cms}?resourceVersionMatch=Exact&resourceVersion=1&continue=abc"), "", 422,
+         list_invalid("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided")),
+        ("GET", format!("{cms}?sendInitialEvents=true"), "", 422,
+         list_invalid("sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list")),
+        ("GET", format!("{cms}?resourceVersion=abc"), "", 400,
+         "invalid resource version: resourceVersion: Invalid value: \"abc\": strconv.ParseUint: parsing \"abc\": invalid syntax".into()),
+        ("GET", format!("{cms}?resourceVersion={future}"), "", 504,
+         format!("Timeout: Too large resource version: {future}, current: {current}")),
+        ("GET", format!("{cms}?resourceVersion={future}&resourceVersionMatch=Exact"), "", 500,
+         "etcdserver: mvcc: required revision is a future revision".into()),
+        ("GET", format!("{cms}?timeoutSeconds=x"), "", 400, "strconv.ParseInt: parsing \"x\": invalid syntax".into()),
+        ("GET", format!("{cms}?limit=x"), "", 400, "strconv.ParseInt: parsing \"x\": invalid syntax".into()),
+        ("GET", format!("{cms}?watch=1&resourceVersionMatch=NotOlderThan"), "", 422,
+         list_invalid("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")),
+        ("GET", format!("{cms}?watch=1&sendInitialEvents=true"), "", 422,
+         list_invalid("[resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan, sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled]")),
+        ("GET", format!("{cms}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"), "", 422,
+         list_invalid("sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled")),
+        ("GET", format!("{cms}?watch=1&resourceVersion=abc"), "", 500,
+         "resourceVersion: Invalid value: \"abc\": strconv.ParseUint: parsing \"abc\": invalid syntax".into()),
+        ("GET", format!("{cms}?watch=1&timeoutSeconds=x"), "", 400, "strconv.ParseInt: parsing \"x\": invalid syntax".into()),
+        ("POST", format!("{cms}?dryRun=Bogus"), r#"{"metadata":{"name":"d"}}"#, 422,
+         "CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{\"Bogus\"}: supported values: \"All\"".into()),
+        ("POST", format!("{cms}?dryRun="), r#"{"metadata":{"name":"d"}}"#, 422,
+         "CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{\"\"}: supported values: \"All\"".into()),
+        ("PUT", format!("{cms}/q?dryRun=Bogus"), r#"{"metadata":{"name":"q"}}"#, 422,
+         "UpdateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{\"Bogus\"}: supported values: \"All\"".into()),
+        ("DELETE", format!("{cms}/q?dryRun=Bogus"), "", 422,
+         "DeleteOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{\"Bogus\"}: supported values: \"All\"".into()),
+        ("POST", format!("{cms}?fieldValidation=Bogus"), r#"{"metadata":{"name":"d"}}"#, 422,
+         "CreateOptions.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"Bogus\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"".into()),
+        ("DELETE", format!("{cms}/q?orphanDependents=true&propagationPolicy=Background"), "", 422,
+         "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: \"Background\": orphanDependents and deletionPropagation cannot be both set".into()),
+        ("DELETE", format!("{cms}/q"), r#"{"orphanDependents":true,"propagationPolicy":"Foreground"}"#, 422,
+         "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: \"Foreground\": orphanDependents and deletionPropagation cannot be both set".into()),
+        ("DELETE", format!("{cms}/q?propagationPolicy=Bogus"), "", 422,
+         "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"Bogus\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\"".into()),
+        ("DELETE", format!("{cms}/q?gracePeriodSeconds=x"), "", 400, "strconv.ParseInt: parsing \"x\": invalid syntax".into()),
+    ];
+    for (method, path, body, code, message) in &cases {
+        let (got, _, text) = raw(
+            &e,
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .await?;
+        let status: Value =
+            serde_json::from_str(&text).map_err(|err| format!("{path}: {err}: {text}"))?;
+        assert_eq!(
+            (got, status["message"].as_str()),
+            (*code, Some(message.as_str())),
+            "{method} {path}"
+        );
+    }
+    // The 422s name their options kind and group, without a name.
+    let (_, _, text) = raw(
+        &e,
+        "POST",
+        &format!("{cms}?dryRun=Bogus"),
+        &[("Content-Type", "application/json")],
+        r#"{"metadata":{"name":"d"}}"#,
+    )
+    .await?;
+    let status: Value = serde_json::from_str(&text)?;
+    assert_eq!(
+        status["details"],
+        json!({"group": "meta.k8s.io", "kind": "CreateOptions", "causes": [
+        {"reason": "FieldValueNotSupported", "message": "Unsupported value: []string{\"Bogus\"}: supported values: \"All\"", "field": "dryRun"}]})
+    );
+    // The object survived all of it; a negative limit lists everything, a negative
+    // timeout ends a watch at once; orphanDependents=x is ignored.
+    let (code, _, text) = raw(&e, "GET", &format!("{cms}?limit=-1"), &[], "").await?;
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text)?["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let started = std::time::Instant::now();
+    let (code, _, text) = raw(
+        &e,
+        "GET",
+        &format!("{cms}?watch=1&timeoutSeconds=-5&resourceVersion={current}"),
+        &[],
+        "",
+    )
+    .await?;
+    assert_eq!((code, text.as_str()), (200, ""));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let (code, _, _) = raw(
+        &e,
+        "DELETE",
+        &format!("{cms}/q?orphanDependents=x"),
+        &[],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200);
+    Ok(())
+}
+
+// With the WatchList feature gate on (`Emulator::builder().watch_list(true)`, as
+// `--feature-gates=WatchList=true`), streaming lists are served: initial events, then a
+// bookmark annotated `k8s.io/initial-events-end`
+// (https://kubernetes.io/docs/reference/using-api/api-concepts/#streaming-lists).
+#[tokio::test]
+async fn streaming_lists_with_the_watch_list_gate() -> TestResult {
+    let e = Emulator::builder().watch_list(true).serve().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(e.client()?);
+    api.create(&PostParams::default(), &cm("s", json!({})))
+        .await?;
+    let (code, _, body) = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1",
+        &[],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200, "{body}");
+    let events: Vec<Value> = body
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[1]["type"], "BOOKMARK");
+    assert_eq!(
+        events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    Ok(())
+}

@@ -59,7 +59,7 @@ impl Default for Emulator {
         Self {
             listen: "127.0.0.1:0".to_string(),
             history_limit: 100_000,
-            bookmark_interval: Duration::from_secs(10),
+            bookmark_interval: Duration::from_secs(60),
             watch_list: false,
             rbac: false,
             token_file: None,
@@ -109,7 +109,8 @@ impl Emulator {
         self
     }
 
-    /// How often watches that allow bookmarks get one.
+    /// How often watches that allow bookmarks get one (a minute by default, as the real
+    /// watch cache; besides, one comes 2 s before a watch's timeout).
     pub fn bookmark_interval(mut self, every: Duration) -> Self {
         self.bookmark_interval = every;
         self

@@ -224,6 +224,9 @@ enum Route {
     OpenApiV3Index,
     OpenApiV3(String, String),
     Resource(ResourcePath),
+    /// `/emulator/compact`: not Kubernetes; forgets the change history (410 for older
+    /// resourceVersions), so any client can provoke a relist.
+    Compact,
     NotFound,
 }
 
@@ -242,6 +245,7 @@ fn route(path: &str) -> Route {
         ["apis", g] => Route::Group(g.to_string()),
         ["apis", g, v] => Route::GroupVersion(g.to_string(), v.to_string()),
         ["openapi", "v2"] => Route::OpenApiV2,
+        ["emulator", "compact"] => Route::Compact,
         ["openapi", "v3"] => Route::OpenApiV3Index,
         ["openapi", "v3", "api", v] => Route::OpenApiV3(String::new(), v.to_string()),
         ["openapi", "v3", "apis", g, v] => Route::OpenApiV3(g.to_string(), v.to_string()),
@@ -426,6 +430,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             None => error_response(&ApiError::path_not_found()),
         },
         Route::NotFound => error_response(&ApiError::path_not_found()),
+        Route::Compact if req.method() == Method::POST => {
+            let mut c = shared.lock();
+            c.store.compact();
+            let rv = c.store.current_rv();
+            drop(c);
+            ok_json(
+                200,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                        "message": format!("history compacted at resourceVersion {rv}")}),
+            )
+        }
+        Route::Compact => error_response(&ApiError::method_not_allowed()),
         Route::Resource(path) => resource_request(shared, req, path, query, accept, caller).await,
     }
 }

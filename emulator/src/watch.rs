@@ -124,7 +124,11 @@ impl Output {
     async fn bookmark(&mut self, b: Value) -> bool {
         match &self.convert {
             Convert::Metadata(version) => {
-                let obj = negotiation::partial(&b, version);
+                // PartialObjectMetadata is a Go struct: a zero creationTimestamp is null.
+                let mut obj = negotiation::partial(&b, version);
+                if let Some(m) = obj["metadata"].as_object_mut() {
+                    m.entry("creationTimestamp").or_insert(Value::Null);
+                }
                 self.tx.send(line("BOOKMARK", &obj)).await.is_ok()
             }
             Convert::MetadataList => false,
@@ -137,8 +141,14 @@ impl Output {
     }
 }
 
+/// A bookmark: an object of the kind with only its resourceVersion (and the
+/// initial-events-end annotation). A built-in kind's empty Go object also shows
+/// `creationTimestamp: null`; a custom resource's unstructured one does not.
 fn bookmark(rt: &ResourceType, version: &str, rv: u64, initial_end: bool) -> Value {
     let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if !rt.is_crd() {
+        metadata["creationTimestamp"] = Value::Null;
+    }
     if initial_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
@@ -248,9 +258,21 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
         {
             return;
         }
+        // The resourceVersion of the last change of this resource: what bookmarks carry.
+        // As the watch cache (`cacheWatcher.nextBookmarkTime`, k8s.io/apiserver/pkg/storage/
+        // cacher), bookmarks come every `bookmark_every` (a minute by default) and once
+        // 2 s before the timeout, and only when the resource has changed since the watch
+        // began (a bookmark at the starting resourceVersion is never sent).
         let mut last_rv = start_rv;
-        let deadline = tokio::time::sleep(Duration::from_secs(timeout.unwrap_or(u64::MAX / 4)));
+        let lasts = Duration::from_secs(timeout.unwrap_or(u64::MAX / 4));
+        let deadline = tokio::time::sleep(lasts);
         tokio::pin!(deadline);
+        let pre_timeout = tokio::time::sleep(match timeout {
+            Some(t) if t > 2 => Duration::from_secs(t - 2),
+            _ => Duration::from_secs(u64::MAX / 4),
+        });
+        tokio::pin!(pre_timeout);
+        let mut pre_timeout_sent = false;
         let mut ticker = tokio::time::interval(bookmark_every);
         ticker.tick().await;
         loop {
@@ -260,7 +282,9 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
                         if change.rv <= start_rv {
                             continue;
                         }
-                        last_rv = change.rv;
+                        if change.storage == filter.rt.storage {
+                            last_rv = change.rv;
+                        }
                         if let Some((kind, obj)) = filter.translate(&change)
                             && !out.event(kind, &obj).await
                         {
@@ -275,7 +299,17 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = ticker.tick(), if bookmarks => {
-                    if !out.bookmark(bookmark(&filter.rt, &filter.version, last_rv, false)).await {
+                    if last_rv > start_rv
+                        && !out.bookmark(bookmark(&filter.rt, &filter.version, last_rv, false)).await
+                    {
+                        return;
+                    }
+                }
+                _ = &mut pre_timeout, if bookmarks && !pre_timeout_sent => {
+                    pre_timeout_sent = true;
+                    if last_rv > start_rv
+                        && !out.bookmark(bookmark(&filter.rt, &filter.version, last_rv, false)).await
+                    {
                         return;
                     }
                 }

@@ -541,16 +541,117 @@ async fn watch_bookmarks_carry_the_current_resource_version() -> TestResult {
         )
         .await?
         .boxed();
+    // Bookmarks come once the resource has changed since the watch began.
+    let created = api
+        .create(&PostParams::default(), &cm("b", json!({})))
+        .await?;
     loop {
         match stream.try_next().await? {
             Some(WatchEvent::Bookmark(b)) => {
-                assert!(!b.metadata.resource_version.is_empty());
+                assert_eq!(
+                    Some(b.metadata.resource_version),
+                    created.resource_version()
+                );
                 break;
             }
             Some(_) => continue,
             None => panic!("watch ended without a bookmark"),
         }
     }
+    Ok(())
+}
+
+// Bookmark timing of the real watch cache (`cacheWatcher.nextBookmarkTime` in
+// k8s.io/apiserver/pkg/storage/cacher: "right before the watcher timeout - for now we
+// simply set it 2s before the deadline", and "roughly every minute"; a bookmark is only
+// sent past the watch's starting resourceVersion), as seen on kube-apiserver v1.33: a
+// quiet resource gets no bookmark at all; after a change, one 2 s before the timeout. The
+// bookmark of a built-in kind shows `creationTimestamp: null`, as its Go object does.
+#[tokio::test]
+async fn bookmarks_come_before_the_timeout_and_only_after_changes() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let rv = e.resource_version();
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&timeoutSeconds=4&resourceVersion={rv}"
+    );
+    let (code, _, quiet) = raw(&e, "GET", &path, &[], "").await?;
+    assert_eq!(
+        (code, quiet.as_str()),
+        (200, ""),
+        "a quiet resource gets no bookmark"
+    );
+
+    let started = std::time::Instant::now();
+    let watch = raw(&e, "GET", &path, &[], "");
+    let create = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        api.create(&PostParams::default(), &cm("t", json!({})))
+            .await
+    };
+    let ((code, _, body), created) =
+        tokio::try_join!(watch, async { create.await.map_err(Into::into) })?;
+    assert_eq!(code, 200);
+    let events: Vec<Value> = body
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(events.len(), 2, "{body}");
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(
+        events[1],
+        json!({"type": "BOOKMARK", "object": {"kind": "ConfigMap", "apiVersion": "v1",
+               "metadata": {"resourceVersion": created.resource_version(), "creationTimestamp": null}}})
+    );
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    Ok(())
+}
+
+// 410 Gone from outside the test process: `POST /emulator/compact` (an emulator endpoint,
+// not a Kubernetes one; administrators only in RBAC mode) forgets the change history as
+// etcd compaction does, so a client's relist path can be driven by any client
+// (https://kubernetes.io/docs/reference/using-api/api-concepts/#410-gone-responses).
+#[tokio::test]
+async fn the_compact_endpoint_makes_old_resource_versions_gone() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    let a = api
+        .create(&PostParams::default(), &cm("g", json!({})))
+        .await?;
+    let rv = a.resource_version().unwrap_or_default();
+    api.create(&PostParams::default(), &cm("h", json!({})))
+        .await?;
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&resourceVersion={rv}"
+    );
+    let (_, _, before) = raw(&e, "GET", &path, &[], "").await?;
+    assert!(before.contains("\"ADDED\""), "{before}");
+    let (code, _, body) = raw(&e, "GET", "/emulator/compact", &[], "").await?;
+    assert_eq!(code, 405, "{body}");
+    let (code, _, body) = raw(&e, "POST", "/emulator/compact", &[], "").await?;
+    assert_eq!(code, 200, "{body}");
+    let (_, _, after) = raw(&e, "GET", &path, &[], "").await?;
+    let event: Value = serde_json::from_str(&after)?;
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(event["object"]["code"], 410);
+    let (code, _, body) = raw(
+        &e,
+        "GET",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?resourceVersion={rv}&resourceVersionMatch=Exact"
+        ),
+        &[],
+        "",
+    )
+    .await?;
+    assert_eq!(code, 410, "{body}");
+
+    let secured = Emulator::builder().rbac(true).serve().await?;
+    let alice = secured.client_as("alice", &[])?;
+    let (code, _) = send_json(&alice, "POST", "/emulator/compact", json!({})).await?;
+    assert_eq!(code, 403);
+    let (code, _) = send_json(&secured.client()?, "POST", "/emulator/compact", json!({})).await?;
+    assert_eq!(code, 200);
     Ok(())
 }
 

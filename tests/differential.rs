@@ -31,26 +31,6 @@ mod support;
 /// them. Keep in step with the emulator's README.
 const KNOWN: &[(&str, &str)] = &[
     (
-        "networkpolicy-defaulting/ingress-only policyTypes",
-        "issue 13 #2: no defaulting of policyTypes (real: [Ingress])",
-    ),
-    (
-        "networkpolicy-defaulting/ingress-only ingress protocol",
-        "issue 13 #2: no defaulting of a port's protocol (real: TCP)",
-    ),
-    (
-        "networkpolicy-defaulting/egress-too policyTypes",
-        "issue 13 #2: no defaulting of policyTypes (real: [Ingress, Egress])",
-    ),
-    (
-        "networkpolicy-defaulting/egress-too egress protocol",
-        "issue 13 #2: no defaulting of a port's protocol (real: TCP)",
-    ),
-    (
-        "networkpolicy-defaulting/deny-all policyTypes",
-        "issue 13 #2: no defaulting of policyTypes (real: [Ingress])",
-    ),
-    (
         "cluster-controllers/kube-root-ca.crt published",
         "issue 13 (not in its list yet): no root CA ConfigMap in new namespaces; a real \
          cluster's root-ca-certificate-publisher puts kube-root-ca.crt in every one",

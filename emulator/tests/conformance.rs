@@ -2603,3 +2603,120 @@ async fn streaming_lists_with_the_watch_list_gate() -> TestResult {
     );
     Ok(())
 }
+
+// Defaulting of built-in kinds (https://kubernetes.io/docs/reference/using-api/api-concepts/#defaulting,
+// `SetDefaults_*` in k8s.io/kubernetes/pkg/apis/{networking,core,batch}/v1/defaults.go and
+// the Job strategy's generateSelector): the objects below are what kube-apiserver v1.33
+// answered to the same creates.
+#[tokio::test]
+async fn built_in_kinds_are_defaulted_as_the_real_server_does() -> TestResult {
+    let (_e, c) = start().await?;
+    let post = |path: &'static str, body: Value| {
+        let c = c.clone();
+        async move { send_json(&c, "POST", path, body).await }
+    };
+    let (code, np) = post(
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np2"},
+               "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}], "egress": [{"ports": [{"port": 53}]}]}}),
+    )
+    .await?;
+    assert_eq!(code, 201, "{np}");
+    assert_eq!(
+        np["spec"],
+        json!({"podSelector": {}, "ingress": [{"ports": [{"protocol": "TCP", "port": 80}]}],
+               "egress": [{"ports": [{"protocol": "TCP", "port": 53}]}], "policyTypes": ["Ingress", "Egress"]})
+    );
+    let (_, np) = post(
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np3"},
+               "spec": {"podSelector": {}, "egress": []}}),
+    )
+    .await?;
+    assert_eq!(
+        np["spec"],
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]})
+    );
+    let (_, lr) = post(
+        "/api/v1/namespaces/default/limitranges",
+        json!({"metadata": {"name": "lr2"}, "spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"cpu": "100m"}}]}}),
+    )
+    .await?;
+    assert_eq!(
+        lr["spec"],
+        json!({"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"cpu": "100m"}, "default": {"cpu": "2"}, "defaultRequest": {"cpu": "2"}}]})
+    );
+    let pod_spec = json!({"containers": [{"name": "c", "image": "i", "resources": {}, "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File", "imagePullPolicy": "Always"}], "restartPolicy": "Never", "terminationGracePeriodSeconds": 30,
+        "dnsPolicy": "ClusterFirst", "securityContext": {}, "schedulerName": "default-scheduler"});
+    let (code, cj) = post(
+        "/apis/batch/v1/namespaces/default/cronjobs",
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cj"}, "spec": {"schedule": "* * * * *",
+               "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}}}}),
+    )
+    .await?;
+    assert_eq!(code, 201, "{cj}");
+    assert_eq!(
+        cj["spec"],
+        json!({"schedule": "* * * * *", "concurrencyPolicy": "Allow", "suspend": false,
+               "jobTemplate": {"spec": {"template": {"spec": pod_spec}}},
+               "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1})
+    );
+    let (code, job) = post(
+        "/apis/batch/v1/namespaces/default/jobs",
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j2", "labels": {"own": "x"}}, "spec": {"parallelism": 2,
+               "template": {"metadata": {"labels": {"app": "a"}}, "spec": {"restartPolicy": "Never",
+                 "volumes": [{"name": "s", "secret": {"secretName": "x"}}, {"name": "c", "configMap": {"name": "y"}}, {"name": "e", "emptyDir": {}}],
+                 "containers": [{"name": "c", "image": "busybox:1.36", "ports": [{"containerPort": 80}],
+                   "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                   "livenessProbe": {"httpGet": {"path": "/", "port": 80}}, "readinessProbe": {"exec": {"command": ["true"]}}}],
+                 "initContainers": [{"name": "i", "image": "x@sha256:abcd"}]}}}}),
+    )
+    .await?;
+    assert_eq!(code, 201, "{job}");
+    let uid = job["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(job["metadata"]["labels"], json!({"own": "x"}));
+    let probe = |handler: Value| {
+        let mut p = handler;
+        p["timeoutSeconds"] = json!(1);
+        p["periodSeconds"] = json!(10);
+        p["successThreshold"] = json!(1);
+        p["failureThreshold"] = json!(3);
+        p
+    };
+    assert_eq!(
+        job["spec"],
+        json!({"parallelism": 2, "backoffLimit": 6,
+               "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}, "manualSelector": false,
+               "template": {"metadata": {"labels": {"app": "a", "batch.kubernetes.io/controller-uid": uid,
+                   "batch.kubernetes.io/job-name": "j2", "controller-uid": uid, "job-name": "j2"}},
+                 "spec": {"volumes": [{"name": "s", "secret": {"secretName": "x", "defaultMode": 420}},
+                                      {"name": "c", "configMap": {"name": "y", "defaultMode": 420}}, {"name": "e", "emptyDir": {}}],
+                   "initContainers": [{"name": "i", "image": "x@sha256:abcd", "resources": {}, "terminationMessagePath": "/dev/termination-log",
+                     "terminationMessagePolicy": "File", "imagePullPolicy": "IfNotPresent"}],
+                   "containers": [{"name": "c", "image": "busybox:1.36", "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                     "env": [{"name": "N", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}], "resources": {},
+                     "livenessProbe": probe(json!({"httpGet": {"path": "/", "port": 80, "scheme": "HTTP"}})),
+                     "readinessProbe": probe(json!({"exec": {"command": ["true"]}})),
+                     "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File", "imagePullPolicy": "IfNotPresent"}],
+                   "restartPolicy": "Never", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst", "securityContext": {},
+                   "schedulerName": "default-scheduler"}},
+               "completionMode": "NonIndexed", "suspend": false, "podReplacementPolicy": "TerminatingOrFailed"})
+    );
+    // A Job without labels takes its template's (the generated ones included).
+    let (_, j1) = post(
+        "/apis/batch/v1/namespaces/default/jobs",
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j1"},
+               "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}}),
+    )
+    .await?;
+    assert_eq!(j1["metadata"]["labels"]["job-name"], "j1");
+    assert_eq!(
+        (&j1["spec"]["completions"], &j1["spec"]["parallelism"]),
+        (&json!(1), &json!(1))
+    );
+    Ok(())
+}

@@ -52,11 +52,6 @@ const KNOWN: &[(&str, &str)] = &[
         "validation-and-shapes/quota quantity lots",
         "issue 13 #4: accepted (201); a real server cannot decode it (400)",
     ),
-    (
-        "validation-and-shapes/impersonating a user without rights",
-        "issue 13 #8: Impersonate-User is ignored (the admin's 200); a real server \
-         runs the request as the impersonated user (403)",
-    ),
 ];
 
 /// The clients of one cluster.

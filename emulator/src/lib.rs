@@ -20,6 +20,7 @@ pub mod events;
 pub mod faults;
 pub mod gc;
 pub mod handle;
+pub mod impersonation;
 pub mod meta;
 pub mod metrics;
 pub mod namespaces;

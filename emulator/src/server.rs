@@ -350,6 +350,7 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Box<Res
             uid: String::new(),
             groups: vec![rbac::PRIVILEGED_GROUP.to_string()],
         });
+        let user = impersonated(req, &user, None)?.unwrap_or(user);
         return Ok(Caller {
             user,
             attributes: None,
@@ -362,8 +363,9 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Box<Res
     };
     let info = rbac::parse_request(req.method().as_str(), req.uri().path(), req.uri().query())
         .map_err(|e| Box::new(error_response(&ApiError::bad_request(e.to_string()))))?;
-    let attributes = RequestAttributes::from_request(user.clone(), &info);
     let snapshot = shared.lock().rbac_snapshot();
+    let user = impersonated(req, &user, Some(&snapshot))?.unwrap_or(user);
+    let attributes = RequestAttributes::from_request(user.clone(), &info);
     let decision = rbac::authorize(&attributes, &snapshot);
     if !decision.is_allowed() {
         return Err(Box::new(ok_json(
@@ -375,6 +377,40 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Box<Res
         user,
         attributes: Some(attributes),
     })
+}
+
+/// The user a request impersonates, if any, or the filter's refusal (500 in plain text for
+/// groups without a user, 403 for what the caller may not impersonate).
+fn impersonated(
+    req: &Request<Incoming>,
+    caller: &UserInfo,
+    rbac: Option<&rbac::RbacSnapshot>,
+) -> Result<Option<UserInfo>, Box<Response<Body>>> {
+    match crate::impersonation::impersonate(req.headers(), caller, rbac) {
+        Ok(user) => Ok(user),
+        Err(crate::impersonation::Refused::Forbidden(attrs, reason)) => Err(Box::new(ok_json(
+            403,
+            &rbac::forbidden_status(&attrs, &reason),
+        ))),
+        Err(crate::impersonation::Refused::WithoutUser(message)) => {
+            let uri = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let mut r = Response::new(full(format!("Internal Server Error: {uri:?}: {message}\n")));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                "X-Content-Type-Options",
+                HeaderValue::from_static("nosniff"),
+            );
+            Err(Box::new(r))
+        }
+    }
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {

@@ -2720,3 +2720,155 @@ async fn built_in_kinds_are_defaulted_as_the_real_server_does() -> TestResult {
     );
     Ok(())
 }
+
+/// A raw JSON request with extra headers through a kube-rs client: (status, body text).
+async fn send_with_headers(
+    client: &Client,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let body = body
+        .map(|b| serde_json::to_vec(&b))
+        .transpose()?
+        .unwrap_or_default();
+    let response = client
+        .send(request.body(body)?.map(kube::client::Body::from))
+        .await?;
+    let code = response.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await?
+        .to_bytes();
+    Ok((code, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+// https://kubernetes.io/docs/reference/access-authn-authz/authentication/#user-impersonation
+// and k8s.io/apiserver/pkg/endpoints/filters/impersonation.go: `Impersonate-User` (and
+// `-Group`, `-Uid`) make the request run as that user, provided the caller may
+// `impersonate` it; a tenant test can act as the tenant's owner. Messages as
+// kube-apiserver v1.33 answers them.
+#[tokio::test]
+async fn impersonation_runs_requests_as_the_impersonated_user() -> TestResult {
+    let e = Emulator::builder().rbac(true).serve().await?;
+    let admin = e.client()?;
+    let secrets = "/api/v1/namespaces/default/secrets";
+    // The administrator impersonating a user without rights is that user.
+    let (code, body) = send_with_headers(
+        &admin,
+        "GET",
+        secrets,
+        &[("Impersonate-User", "nobody")],
+        None,
+    )
+    .await?;
+    assert_eq!(code, 403, "{body}");
+    let status: Value = serde_json::from_str(&body)?;
+    assert_eq!(
+        status["message"],
+        "secrets is forbidden: User \"nobody\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
+    );
+    // Alice may not impersonate anyone...
+    let alice = e.client_as("alice", &["team-a"])?;
+    let (code, body) =
+        send_with_headers(&alice, "GET", secrets, &[("Impersonate-User", "bob")], None).await?;
+    assert_eq!(code, 403);
+    let status: Value = serde_json::from_str(&body)?;
+    assert_eq!(
+        status["message"],
+        "users \"bob\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    assert_eq!(status["details"], json!({"name": "bob", "kind": "users"}));
+    let (code, body) = send_with_headers(
+        &alice,
+        "GET",
+        secrets,
+        &[("Impersonate-User", "system:serviceaccount:default:sa1")],
+        None,
+    )
+    .await?;
+    assert_eq!(code, 403);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)?["message"],
+        "serviceaccounts \"sa1\" is forbidden: User \"alice\" cannot impersonate resource \"serviceaccounts\" in API group \"\" in the namespace \"default\""
+    );
+    // ...until a role lets her impersonate bob (and only bob).
+    send_json(&admin, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", json!({
+        "metadata": {"name": "impersonate-bob"},
+        "rules": [{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"], "resourceNames": ["bob"]}]})).await?;
+    send_json(&admin, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", json!({
+        "metadata": {"name": "alice-impersonates-bob"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "impersonate-bob"},
+        "subjects": [{"kind": "User", "name": "alice"}]})).await?;
+    let whoami = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+    let (code, body) = send_with_headers(
+        &alice,
+        "POST",
+        whoami,
+        &[("Impersonate-User", "bob")],
+        Some(json!({})),
+    )
+    .await?;
+    assert_eq!(code, 201, "{body}");
+    let me: Value = serde_json::from_str(&body)?;
+    assert_eq!(
+        me["status"]["userInfo"],
+        json!({"username": "bob", "groups": ["system:authenticated"]})
+    );
+    let (code, _) = send_with_headers(
+        &alice,
+        "POST",
+        whoami,
+        &[("Impersonate-User", "carol")],
+        Some(json!({})),
+    )
+    .await?;
+    assert_eq!(code, 403);
+    let (code, body) = send_with_headers(
+        &alice,
+        "POST",
+        whoami,
+        &[("Impersonate-User", "bob"), ("Impersonate-Group", "admins")],
+        Some(json!({})),
+    )
+    .await?;
+    assert_eq!(code, 403, "groups need their own permission: {body}");
+    assert!(
+        body.contains("cannot impersonate resource \\\"groups\\\""),
+        "{body}"
+    );
+    // Service accounts get their groups; groups without a user are the filter's 500.
+    let (_, body) = send_with_headers(
+        &admin,
+        "POST",
+        whoami,
+        &[("Impersonate-User", "system:serviceaccount:ns1:sa")],
+        Some(json!({})),
+    )
+    .await?;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)?["status"]["userInfo"]["groups"],
+        json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:ns1",
+            "system:authenticated"
+        ])
+    );
+    let (code, body) =
+        send_with_headers(&admin, "GET", secrets, &[("Impersonate-Group", "g1")], None).await?;
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            500,
+            "Internal Server Error: \"/api/v1/namespaces/default/secrets\": requested [{Group  g1    }] without impersonating a user\n"
+        )
+    );
+    Ok(())
+}

@@ -40,18 +40,6 @@ const KNOWN: &[(&str, &str)] = &[
         "issue 13 (not in its list yet): a ResourceQuota's status (hard, used) stays \
          empty; a real cluster's quota controller fills it within a second",
     ),
-    (
-        "validation-and-shapes/configmap over 1 MiB",
-        "issue 13 #4: accepted (201); a real server answers 422 Invalid",
-    ),
-    (
-        "validation-and-shapes/networkpolicy port 70000",
-        "issue 13 #4: accepted (201); a real server answers 422 Invalid",
-    ),
-    (
-        "validation-and-shapes/quota quantity lots",
-        "issue 13 #4: accepted (201); a real server cannot decode it (400)",
-    ),
 ];
 
 /// The clients of one cluster.

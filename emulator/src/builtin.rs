@@ -122,6 +122,12 @@ pub fn decode(rt: &ResourceType, version: &str, obj: Value) -> Result<Decoded, A
             kind = rt.kind
         ))
     })?;
+    if let Some(e) = crate::limits::first_bad_quantity(&rt.kind, &out) {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+            kind = rt.kind
+        )));
+    }
     let mut unknown_fields = Vec::new();
     missing_paths(&obj, &out, "", &mut unknown_fields);
     let mut out = out;
@@ -677,6 +683,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Secret") => {
             config_keys("data", obj.get("data"), &mut BTreeSet::new(), &mut causes);
+            crate::limits::secret(obj, &mut causes);
             if let Some(old) = old {
                 immutable("type", old, obj, &mut causes);
                 immutable_data(old, obj, &["data"], &mut causes);
@@ -686,6 +693,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
             let mut seen = BTreeSet::new();
             config_keys("data", obj.get("data"), &mut seen, &mut causes);
             config_keys("binaryData", obj.get("binaryData"), &mut seen, &mut causes);
+            crate::limits::config_map(obj, &mut causes);
             if let Some(old) = old {
                 immutable_data(old, obj, &["data", "binaryData"], &mut causes);
             }
@@ -705,6 +713,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
             }
         }
         ("networking.k8s.io", "NetworkPolicy") => {
+            crate::limits::network_policy(obj, &mut causes);
             for (i, t) in meta::string_list(obj.pointer("/spec/policyTypes"))
                 .iter()
                 .enumerate()
@@ -748,6 +757,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
         }
         ("batch", "CronJob") => {
             required_str(obj, "/spec/schedule", "spec.schedule", &mut causes);
+            crate::limits::cron_schedule(obj, &mut causes);
             if obj.pointer("/spec/jobTemplate").is_none() {
                 causes.push(FieldCause::required("spec.jobTemplate", ""));
             }
@@ -762,6 +772,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
             ] {
                 required_str(obj, p, f, &mut causes);
             }
+            crate::limits::event_type(obj, &mut causes);
         }
         ("coordination.k8s.io", "Lease") => {
             if let Some(d) = obj

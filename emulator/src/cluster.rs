@@ -406,12 +406,14 @@ impl Cluster {
             }
         }
         if !causes.is_empty() {
-            return Err(ApiError::invalid(
-                &rt.kind,
-                &rt.group,
-                meta::name(obj),
-                &causes,
-            ));
+            // events.k8s.io Events are core Events inside the server: their errors name
+            // the kind without a group.
+            let group = if rt.group == "events.k8s.io" {
+                ""
+            } else {
+                rt.group.as_str()
+            };
+            return Err(ApiError::invalid(&rt.kind, group, meta::name(obj), &causes));
         }
         if rt.is_crd() {
             let Some(validator) = self

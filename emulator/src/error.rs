@@ -41,6 +41,8 @@ pub enum CauseKind {
     Duplicate,
     /// A message already worded by its producer (`Required value: ...`).
     Worded,
+    /// `Too long: may not be more than N bytes`.
+    TooLong,
     /// An `Unsupported value` message worded by its producer (Go-formatted values such as
     /// `[]string{"Bogus"}`).
     WordedNotSupported,
@@ -81,6 +83,15 @@ impl FieldCause {
     pub fn duplicate(field: &str, value: Value) -> Self {
         Self::new(CauseKind::Duplicate, field, Some(value), "")
     }
+    /// `Too long: may not be more than <max> bytes` (`field.TooLong` without a value).
+    pub fn too_long(field: &str, max: usize) -> Self {
+        Self::new(
+            CauseKind::TooLong,
+            field,
+            None,
+            &format!("may not be more than {max} bytes"),
+        )
+    }
     /// `Unsupported value: <go_value>: supported values: ...`, the value as Go prints it.
     pub fn not_supported_go(field: &str, go_value: &str, supported: &[&str]) -> Self {
         let list = supported
@@ -118,6 +129,7 @@ impl FieldCause {
             CauseKind::Duplicate => "FieldValueDuplicate",
             CauseKind::Worded => "FieldValueInvalid",
             CauseKind::WordedNotSupported => "FieldValueNotSupported",
+            CauseKind::TooLong => "FieldValueTooLong",
         }
     }
 
@@ -129,6 +141,7 @@ impl FieldCause {
             CauseKind::Forbidden => "Forbidden",
             CauseKind::NotSupported => "Unsupported value",
             CauseKind::Duplicate => "Duplicate value",
+            CauseKind::TooLong => "Too long",
             CauseKind::Worded | CauseKind::WordedNotSupported => return self.detail.clone(),
         };
         let mut s = head.to_string();

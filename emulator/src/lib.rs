@@ -21,6 +21,7 @@ pub mod faults;
 pub mod gc;
 pub mod handle;
 pub mod impersonation;
+pub mod limits;
 pub mod meta;
 pub mod metrics;
 pub mod namespaces;

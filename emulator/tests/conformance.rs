@@ -2872,3 +2872,150 @@ async fn impersonation_runs_requests_as_the_impersonated_user() -> TestResult {
     );
     Ok(())
 }
+
+// Invalid built-in objects are refused with kube-apiserver v1.33's status and words
+// (k8s.io/kubernetes/pkg/apis/{core,networking,batch}/validation; quantities fail to decode,
+// as apimachinery's `ParseQuantity`; CronJob schedules as robfig/cron's parser reads them;
+// https://kubernetes.io/docs/concepts/configuration/configmap/#motivation: "the data stored
+// in a ConfigMap cannot exceed 1 MiB"; https://kubernetes.io/docs/concepts/configuration/secret/#tls-secrets).
+#[tokio::test]
+async fn invalid_built_in_objects_are_refused_as_the_real_server() -> TestResult {
+    let (_e, c) = start().await?;
+    let cronjob = |schedule: &str| {
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cj"}, "spec": {"schedule": schedule,
+               "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}}}})
+    };
+    let netpol = |spec: Value| json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np"}, "spec": spec});
+    let big = "x".repeat(1024 * 1024 + 1);
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": "big"}, "data": {"a": big}}),
+            422,
+            "ConfigMap \"big\" is invalid: []: Too long: may not be more than 1048576 bytes",
+        ),
+        (
+            "/api/v1/namespaces/default/secrets",
+            json!({"metadata": {"name": "tls1"}, "type": "kubernetes.io/tls", "data": {}}),
+            422,
+            "Secret \"tls1\" is invalid: [data[tls.crt]: Required value, data[tls.key]: Required value]",
+        ),
+        (
+            "/api/v1/namespaces/default/secrets",
+            json!({"metadata": {"name": "tls2"}, "type": "kubernetes.io/tls", "stringData": {"tls.crt": "x"}}),
+            422,
+            "Secret \"tls2\" is invalid: data[tls.key]: Required value",
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+            netpol(json!({"podSelector": {}, "ingress": [{"ports": [{"port": 70000}]}]})),
+            422,
+            "NetworkPolicy.networking.k8s.io \"np\" is invalid: spec.ingress[0].ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive",
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+            netpol(
+                json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}),
+            ),
+            422,
+            "NetworkPolicy.networking.k8s.io \"np\" is invalid: spec.ingress[0].from[0].ipBlock.cidr: Invalid value: \"10.0.0.0/33\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+            netpol(
+                json!({"podSelector": {}, "ingress": [{"ports": [{"protocol": "ICMP", "port": 80}, {"endPort": 90}, {"port": "http", "endPort": 90}]}]}),
+            ),
+            422,
+            "NetworkPolicy.networking.k8s.io \"np\" is invalid: [spec.ingress[0].ports[0].protocol: Unsupported value: \"ICMP\": supported values: \"TCP\", \"UDP\", \"SCTP\", spec.ingress[0].ports[1].endPort: Invalid value: 90: may not be specified when `port` is not specified, spec.ingress[0].ports[2].endPort: Invalid value: 90: may not be specified when `port` is non-numeric]",
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+            netpol(json!({"podSelector": {}, "ingress": [{"ports": [{"port": "http-"}]}]})),
+            422,
+            "NetworkPolicy.networking.k8s.io \"np\" is invalid: spec.ingress[0].ports[0].port: Invalid value: \"http-\": must not begin or end with a hyphen",
+        ),
+        (
+            "/api/v1/namespaces/default/resourcequotas",
+            json!({"metadata": {"name": "rq"}, "spec": {"hard": {"cpu": "lots"}}}),
+            400,
+            "ResourceQuota in version \"v1\" cannot be handled as a ResourceQuota: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        ),
+        (
+            "/api/v1/namespaces/default/resourcequotas",
+            json!({"metadata": {"name": "rq"}, "spec": {"hard": {"cpu": "5Kii"}}}),
+            400,
+            "ResourceQuota in version \"v1\" cannot be handled as a ResourceQuota: unable to parse quantity's suffix",
+        ),
+        (
+            "/apis/batch/v1/namespaces/default/cronjobs",
+            cronjob("every minute"),
+            422,
+            "CronJob.batch \"cj\" is invalid: spec.schedule: Invalid value: \"every minute\": expected exactly 5 fields, found 2: [every minute]",
+        ),
+        (
+            "/apis/batch/v1/namespaces/default/cronjobs",
+            cronjob("60 * * * *"),
+            422,
+            "CronJob.batch \"cj\" is invalid: spec.schedule: Invalid value: \"60 * * * *\": end of range (60) above maximum (59): 60",
+        ),
+        (
+            "/apis/batch/v1/namespaces/default/cronjobs",
+            cronjob("0 0 * foo *"),
+            422,
+            "CronJob.batch \"cj\" is invalid: spec.schedule: Invalid value: \"0 0 * foo *\": failed to parse int from foo: strconv.Atoi: parsing \"foo\": invalid syntax",
+        ),
+        (
+            "/apis/batch/v1/namespaces/default/cronjobs",
+            cronjob("TZ=UTC 0 * * * *"),
+            422,
+            "CronJob.batch \"cj\" is invalid: spec.schedule: Invalid value: \"TZ=UTC 0 * * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+        ),
+        (
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "ev"}, "eventTime": "2026-12-01T10:00:00.000000Z",
+                "reportingController": "x/y", "reportingInstance": "i", "action": "A", "reason": "R", "type": "Bogus",
+                "regarding": {"kind": "Pod", "name": "p", "namespace": "default"}}),
+            422,
+            "Event \"ev\" is invalid: type: Invalid value: \"\": has invalid value: Bogus",
+        ),
+    ];
+    for (path, body, code, message) in cases {
+        let (got, status) = send_json(&c, "POST", path, body).await?;
+        assert_eq!(
+            (got, status["message"].as_str()),
+            (code, Some(message)),
+            "{path}"
+        );
+    }
+    // What is valid still goes in: exactly 1 MiB, a TLS Secret with its keys, a named port,
+    // an IPv6 block, quantities, a descriptor.
+    let ok: Vec<(&str, Value)> = vec![
+        (
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": "mib"}, "data": {"a": "x".repeat(1024 * 1024)}}),
+        ),
+        (
+            "/api/v1/namespaces/default/secrets",
+            json!({"metadata": {"name": "tls"}, "type": "kubernetes.io/tls", "stringData": {"tls.crt": "c", "tls.key": "k"}}),
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+            netpol(
+                json!({"podSelector": {}, "ingress": [{"ports": [{"port": "http"}, {"port": 8000, "endPort": 8080}], "from": [{"ipBlock": {"cidr": "2001:db8::/64"}}]}]}),
+            ),
+        ),
+        (
+            "/api/v1/namespaces/default/resourcequotas",
+            json!({"metadata": {"name": "rq"}, "spec": {"hard": {"cpu": "1500m", "memory": "2Gi", "pods": "1e3"}}}),
+        ),
+        (
+            "/apis/batch/v1/namespaces/default/cronjobs",
+            cronjob("@hourly"),
+        ),
+    ];
+    for (path, body) in ok {
+        let (code, answer) = send_json(&c, "POST", path, body).await?;
+        assert_eq!(code, 201, "{path}: {answer}");
+    }
+    Ok(())
+}

@@ -299,6 +299,9 @@ pub fn verb(method: &Method, path: &ResourcePath, query: &HashMap<String, String
         ("GET" | "HEAD", false) if watch => "watch",
         ("GET" | "HEAD", false) => "list",
         ("POST", _) => "create",
+        // No route updates or patches a collection (405; the custom resource handler
+        // answers a PATCH without a name itself, below).
+        ("PUT" | "PATCH", false) => "collection-write",
         ("PUT", _) => "update",
         ("PATCH", _) => "patch",
         ("DELETE", true) => "delete",
@@ -413,7 +416,16 @@ fn impersonated(
     }
 }
 
+/// Every answer carries an `Audit-Id`, as kube-apiserver's (a fresh UUID per request).
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let mut response = handle_request(shared, req).await;
+    if let Ok(id) = HeaderValue::from_str(&meta::new_uid()) {
+        response.headers_mut().insert("Audit-Id", id);
+    }
+    response
+}
+
+async fn handle_request(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let caller = match authorize(&shared, &req) {
         Ok(c) => c,
         Err(r) => return *r,
@@ -535,6 +547,9 @@ async fn resource_request(
         && !rt.subresources.contains(s)
     {
         return error_response(&ApiError::path_not_found());
+    }
+    if verb == "collection-write" && req.method() == Method::PATCH && rt.is_crd() {
+        return error_response(&ApiError::bad_request("name must be provided"));
     }
     if !rt.has_verb(verb) {
         return error_response(&ApiError::method_not_allowed());

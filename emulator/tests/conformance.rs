@@ -3019,3 +3019,57 @@ async fn invalid_built_in_objects_are_refused_as_the_real_server() -> TestResult
     }
     Ok(())
 }
+
+// Smaller differences, as kube-apiserver v1.33 answers: a body in a media type no
+// serializer reads is 415; a PUT on a collection is 405 (no route), a PATCH of a custom
+// resource collection the handler's 400; every answer carries an Audit-Id
+// (https://kubernetes.io/docs/tasks/debug/debug-cluster/audit/: "Audit-Id ... a unique
+// audit ID, generated for each request").
+#[tokio::test]
+async fn unknown_body_types_collection_writes_and_audit_ids() -> TestResult {
+    let (e, c) = start().await?;
+    install_crd(&c).await?;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, head, body) =
+        raw(&e, "POST", cms, &[("Content-Type", "text/plain")], "hello").await?;
+    assert_eq!(code, 415);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)?["message"],
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+    );
+    let audit_id = |head: &str| {
+        head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("audit-id: ")
+                .map(str::to_string)
+        })
+    };
+    let first = audit_id(&head);
+    assert_eq!(first.as_ref().map(String::len), Some(36), "{head}");
+    let (code, head, body) = raw(
+        &e,
+        "PUT",
+        cms,
+        &[("Content-Type", "application/json")],
+        "{}",
+    )
+    .await?;
+    assert_eq!(code, 405, "{body}");
+    assert_ne!(audit_id(&head), first);
+    let (code, _, body) = raw(
+        &e,
+        "PATCH",
+        "/apis/example.dev/v1/namespaces/default/widgets",
+        &[("Content-Type", "application/merge-patch+json")],
+        "{}",
+    )
+    .await?;
+    assert_eq!(
+        (
+            code,
+            serde_json::from_str::<Value>(&body)?["message"].as_str()
+        ),
+        (400, Some("name must be provided"))
+    );
+    Ok(())
+}

@@ -29,6 +29,7 @@ pub mod negotiation;
 pub mod openapi;
 pub mod options;
 pub mod patch;
+pub mod policy;
 pub mod protobuf;
 pub mod rbac;
 pub mod resources;

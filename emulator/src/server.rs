@@ -28,7 +28,7 @@ use crate::cluster::{
 };
 use crate::decode;
 use crate::discovery;
-use crate::error::{ApiError, ApiResult, FieldCause};
+use crate::error::{ApiError, ApiResult, FieldCause, GroupResource};
 use crate::faults::{FaultAction, FaultHit, Faults};
 use crate::meta;
 use crate::metrics::RequestCounter;
@@ -611,6 +611,13 @@ async fn resource_request(
     }
 }
 
+fn policy_bindings_gr() -> GroupResource {
+    GroupResource::new(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+    )
+}
+
 /// The `Status` of a refused patch.
 fn patch_error(e: &PatchError) -> ApiError {
     ApiError::from_status(&e.to_status())
@@ -896,10 +903,111 @@ impl RequestContext {
         }
         let mut c = self.shared.lock();
         self.check_rbac_write(&mut c, &obj, None)?;
-        let written = c.create(&self.rt, self.version(), self.ns(), obj, &opts)?;
+        let written = self.write(&mut c, obj, None, &opts)?;
         drop(c);
         warnings.extend(written.warnings);
         Ok(self.reply(201, &written.object, &warnings))
+    }
+
+    /// Whether any ValidatingAdmissionPolicyBinding exists (only then are policies run).
+    fn has_bindings(c: &Cluster) -> bool {
+        c.store.list(&policy_bindings_gr(), None).next().is_some()
+    }
+
+    /// Runs the ValidatingAdmissionPolicies on this request: its warnings, or the denial.
+    fn admit_policies(
+        &self,
+        c: &Cluster,
+        operation: &str,
+        object: Option<&Value>,
+        old: Option<&Value>,
+        dry_run: bool,
+    ) -> ApiResult<Vec<String>> {
+        let bindings: Vec<Value> = c
+            .store
+            .list(&policy_bindings_gr(), None)
+            .map(|o| (**o).clone())
+            .collect();
+        let policies: Vec<Value> = c
+            .store
+            .list(
+                &GroupResource::new(
+                    "admissionregistration.k8s.io",
+                    "validatingadmissionpolicies",
+                ),
+                None,
+            )
+            .map(|o| (**o).clone())
+            .collect();
+        let namespace_object = if self.rt.namespaced {
+            c.store
+                .get(&crate::cluster::namespaces_gr(), "", self.ns())
+                .map(|n| (**n).clone())
+        } else {
+            None
+        };
+        let name = object
+            .or(old)
+            .map(meta::name)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(self.name());
+        crate::policy::admit(
+            &policies,
+            &bindings,
+            &crate::policy::Attributes {
+                operation,
+                rt: &self.rt,
+                version: self.version(),
+                subresource: self.path.subresource.as_deref(),
+                namespace: self.ns(),
+                name,
+                object,
+                old_object: old,
+                user: &self.caller.user,
+                dry_run,
+                namespace_object: namespace_object.as_ref(),
+            },
+        )
+    }
+
+    /// Creates (`live` none) or updates `obj`, after the ValidatingAdmissionPolicies have
+    /// admitted the object the write would store (validating admission runs after the
+    /// object's own validation, so they see it defaulted and validated: a dry run first).
+    fn write(
+        &self,
+        c: &mut Cluster,
+        obj: Value,
+        live: Option<&Value>,
+        opts: &WriteOptions,
+    ) -> ApiResult<crate::cluster::Written> {
+        let (rt, version, ns, name) = (&self.rt, self.version(), self.ns(), self.name());
+        let policy_warnings = if Self::has_bindings(c) {
+            let dry = WriteOptions {
+                dry_run: true,
+                ..opts.clone()
+            };
+            let would = match live {
+                None => c.create(rt, version, ns, obj.clone(), &dry)?,
+                Some(_) => c.update(rt, version, ns, name, obj.clone(), &dry)?,
+            };
+            let old = live.map(|o| to_view(rt, version, o));
+            let operation = if live.is_some() { "UPDATE" } else { "CREATE" };
+            self.admit_policies(
+                c,
+                operation,
+                Some(&would.object),
+                old.as_ref(),
+                opts.dry_run,
+            )?
+        } else {
+            Vec::new()
+        };
+        let mut written = match live {
+            None => c.create(rt, version, ns, obj, opts)?,
+            Some(_) => c.update(rt, version, ns, name, obj, opts)?,
+        };
+        written.warnings.extend(policy_warnings);
+        Ok(written)
     }
 
     fn update(&self, body: &[u8]) -> ApiResult<Response<Body>> {
@@ -921,7 +1029,7 @@ impl RequestContext {
             ));
         }
         self.check_rbac_write(&mut c, &obj, Some(&old))?;
-        let written = c.update(&self.rt, self.version(), self.ns(), self.name(), obj, &opts)?;
+        let written = self.write(&mut c, obj, Some(&old), &opts)?;
         drop(c);
         warnings.extend(written.warnings);
         Ok(self.reply(200, &written.object, &warnings))
@@ -969,17 +1077,13 @@ impl RequestContext {
             self.check_rbac_write(&mut c, &obj, live.as_ref())?;
             let (code, written) = match &live {
                 // Apply creates (`forceAllowCreate`), but not through a subresource.
-                None if self.path.subresource.is_none() => (
-                    201,
-                    c.create(&self.rt, self.version(), self.ns(), obj, &opts)?,
-                ),
+                None if self.path.subresource.is_none() => {
+                    (201, self.write(&mut c, obj, None, &opts)?)
+                }
                 None => {
                     return Err(ApiError::not_found(&self.rt.group_resource(), self.name()));
                 }
-                Some(_) => (
-                    200,
-                    c.update(&self.rt, self.version(), self.ns(), self.name(), obj, &opts)?,
-                ),
+                Some(l) => (200, self.write(&mut c, obj, Some(l), &opts)?),
             };
             drop(c);
             warnings.extend(written.warnings);
@@ -997,7 +1101,7 @@ impl RequestContext {
         };
         let (obj, mut warnings) = self.admit_object(patched, &duplicates, &opts, body)?;
         self.check_rbac_write(&mut c, &obj, Some(&live))?;
-        let written = c.update(&self.rt, self.version(), self.ns(), self.name(), obj, &opts)?;
+        let written = self.write(&mut c, obj, Some(&live), &opts)?;
         drop(c);
         warnings.extend(written.warnings);
         Ok(self.reply(200, &written.object, &warnings))
@@ -1134,11 +1238,18 @@ impl RequestContext {
 
     fn delete(&self, body: &[u8]) -> ApiResult<Response<Body>> {
         let opts = self.delete_options(body)?;
-        let d =
-            self.shared
-                .lock()
-                .delete(&self.rt, self.version(), self.ns(), self.name(), &opts)?;
+        let mut c = self.shared.lock();
         let mut warnings = Vec::new();
+        if Self::has_bindings(&c) {
+            let old = to_view(
+                &self.rt,
+                self.version(),
+                &*c.get(&self.rt, self.ns(), self.name())?,
+            );
+            warnings = self.admit_policies(&c, "DELETE", None, Some(&old), opts.dry_run)?;
+        }
+        let d = c.delete(&self.rt, self.version(), self.ns(), self.name(), &opts)?;
+        drop(c);
         if self.rt.group == "batch"
             && self.rt.kind == "Job"
             && opts.propagation.is_none()

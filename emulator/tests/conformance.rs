@@ -3073,3 +3073,156 @@ async fn unknown_body_types_collection_writes_and_audit_ids() -> TestResult {
     );
     Ok(())
 }
+
+// ValidatingAdmissionPolicy enforcement
+// (https://kubernetes.io/docs/reference/access-authn-authz/validating-admission-policy/):
+// the two policies the project's chart needs — labels under landlord.dev/ reserved to the
+// operator (variables, messageExpression, request.userInfo) and protected objects that
+// cannot be deleted (DELETE, oldObject, matchConditions, a Forbidden reason) — plus a Warn
+// binding. Statuses, messages and the warning are those kube-apiserver v1.33 answered to
+// the same policies and requests.
+#[tokio::test]
+async fn validating_admission_policies_deny_and_warn() -> TestResult {
+    let e = Emulator::builder().rbac(true).serve().await?;
+    let admin = e.client()?;
+    install_crd(&admin).await?;
+    let a = "/apis/admissionregistration.k8s.io/v1/";
+    let create = |path: String, body: Value| {
+        let admin = admin.clone();
+        async move {
+            let (code, answer) = send_json(&admin, "POST", &path, body).await?;
+            assert_eq!(code, 201, "{answer}");
+            Ok::<_, Box<dyn std::error::Error>>(())
+        }
+    };
+    create(format!("{a}validatingadmissionpolicies"), json!({"metadata": {"name": "reserve-labels"}, "spec": {"failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["namespaces"]}]},
+        "variables": [{"name": "reserved", "expression": "has(object.metadata.labels) ? object.metadata.labels.filter(k, k.startsWith('landlord.dev/')) : []"}],
+        "validations": [{"expression": "size(variables.reserved) == 0 || request.userInfo.username == 'landlord'",
+                         "messageExpression": "'labels ' + variables.reserved.join(', ') + ' are reserved to the operator'"}]}})).await?;
+    create(
+        format!("{a}validatingadmissionpolicybindings"),
+        json!({"metadata": {"name": "reserve-labels"},
+        "spec": {"policyName": "reserve-labels", "validationActions": ["Deny"]}}),
+    )
+    .await?;
+    create(format!("{a}validatingadmissionpolicies"), json!({"metadata": {"name": "protect"}, "spec": {
+        "matchConstraints": {"resourceRules": [{"apiGroups": ["example.dev"], "apiVersions": ["*"], "operations": ["DELETE"], "resources": ["widgets"]}]},
+        "matchConditions": [{"name": "protected", "expression": "has(oldObject.metadata.labels) && 'protected' in oldObject.metadata.labels"}],
+        "validations": [{"expression": "false", "message": "protected widgets cannot be deleted", "reason": "Forbidden"}]}})).await?;
+    create(
+        format!("{a}validatingadmissionpolicybindings"),
+        json!({"metadata": {"name": "protect-b"},
+        "spec": {"policyName": "protect", "validationActions": ["Deny"]}}),
+    )
+    .await?;
+    create(format!("{a}validatingadmissionpolicies"), json!({"metadata": {"name": "warn-cm"}, "spec": {
+        "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]},
+        "validations": [{"expression": "has(object.data)"}]}})).await?;
+    create(
+        format!("{a}validatingadmissionpolicybindings"),
+        json!({"metadata": {"name": "warn-cm-b"},
+        "spec": {"policyName": "warn-cm", "validationActions": ["Warn"]}}),
+    )
+    .await?;
+
+    // Reserved labels: refused for others (422, the real wording), allowed for the operator.
+    let (code, status) = send_json(
+        &admin,
+        "POST",
+        "/api/v1/namespaces",
+        json!({"metadata": {"name": "vap-ns", "labels": {"landlord.dev/tenant": "x", "a": "b"}}}),
+    )
+    .await?;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["message"],
+        "namespaces \"vap-ns\" is forbidden: ValidatingAdmissionPolicy 'reserve-labels' with binding 'reserve-labels' denied request: labels landlord.dev/tenant are reserved to the operator"
+    );
+    assert_eq!(
+        status["details"],
+        json!({"name": "vap-ns", "kind": "namespaces", "causes": [{"message":
+        "ValidatingAdmissionPolicy 'reserve-labels' with binding 'reserve-labels' denied request: labels landlord.dev/tenant are reserved to the operator"}]})
+    );
+    let (code, _) = send_json(
+        &admin,
+        "POST",
+        "/api/v1/namespaces",
+        json!({"metadata": {"name": "plain-ns", "labels": {"a": "b"}}}),
+    )
+    .await?;
+    assert_eq!(code, 201);
+    let (code, body) = send_with_headers(
+        &admin,
+        "POST",
+        "/api/v1/namespaces",
+        &[
+            ("Impersonate-User", "landlord"),
+            ("Impersonate-Group", "system:masters"),
+        ],
+        Some(json!({"metadata": {"name": "tenant-ns", "labels": {"landlord.dev/tenant": "x"}}})),
+    )
+    .await?;
+    assert_eq!(code, 201, "{body}");
+    // ...and an update that adds one is refused too.
+    let (code, _) = send_json(
+        &admin,
+        "PUT",
+        "/api/v1/namespaces/plain-ns",
+        json!({"metadata": {"name": "plain-ns", "labels": {"landlord.dev/owner": "me"}}}),
+    )
+    .await?;
+    assert_eq!(code, 422);
+
+    // Protected objects cannot be deleted (403 from the validation's reason); others can.
+    let widgets = "/apis/example.dev/v1/namespaces/default/widgets";
+    for (name, labels) in [("pw", json!({"protected": "yes"})), ("free", json!({}))] {
+        create(widgets.to_string(), json!({"apiVersion": "example.dev/v1", "kind": "Widget", "metadata": {"name": name, "labels": labels}})).await?;
+    }
+    let (code, status) = send_json(&admin, "DELETE", &format!("{widgets}/pw"), json!({})).await?;
+    assert_eq!(code, 403, "{status}");
+    assert_eq!(
+        status["message"],
+        "widgets.example.dev \"pw\" is forbidden: ValidatingAdmissionPolicy 'protect' with binding 'protect-b' denied request: protected widgets cannot be deleted"
+    );
+    assert_eq!(status["details"]["group"], "example.dev");
+    let (code, _) = send_json(&admin, "DELETE", &format!("{widgets}/free"), json!({})).await?;
+    assert_eq!(code, 200);
+
+    // Warn: the write goes through, with the real warning.
+    let (code, warnings, _) = post_with_warnings(
+        &admin,
+        "/api/v1/namespaces/default/configmaps",
+        json!({"metadata": {"name": "nodata"}}),
+    )
+    .await?;
+    assert_eq!(code, 201);
+    assert_eq!(warnings, vec!["299 - \"Validation failed for ValidatingAdmissionPolicy 'warn-cm' with binding 'warn-cm-b': failed expression: has(object.data)\"".to_string()]);
+    Ok(())
+}
+
+/// POSTs through a kube-rs client and returns the status and the `Warning` headers.
+async fn post_with_warnings(
+    client: &Client,
+    path: &str,
+    body: Value,
+) -> Result<(u16, Vec<String>, String), Box<dyn std::error::Error>> {
+    let request = hyper::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body)?)?;
+    let response = client.send(request.map(kube::client::Body::from)).await?;
+    let code = response.status().as_u16();
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await?
+        .to_bytes();
+    Ok((code, warnings, String::from_utf8_lossy(&bytes).into_owned()))
+}

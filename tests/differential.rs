@@ -31,41 +31,6 @@ mod support;
 /// them. Keep in step with the emulator's README.
 const KNOWN: &[(&str, &str)] = &[
     (
-        "put-without-rv/put widget without rv",
-        "issue 13 #3: the emulator accepts a custom resource's PUT without \
-         resourceVersion (200); a real server answers 422 Invalid",
-    ),
-    (
-        "put-without-rv/put widget with rv",
-        "issue 13 #3: follows from the step before (the emulator's accepted PUT made \
-         the resourceVersion stale, hence 409)",
-    ),
-    (
-        "networkpolicy-defaulting/ingress-only policyTypes",
-        "issue 13 #2: no defaulting of policyTypes (real: [Ingress])",
-    ),
-    (
-        "networkpolicy-defaulting/ingress-only ingress protocol",
-        "issue 13 #2: no defaulting of a port's protocol (real: TCP)",
-    ),
-    (
-        "networkpolicy-defaulting/egress-too policyTypes",
-        "issue 13 #2: no defaulting of policyTypes (real: [Ingress, Egress])",
-    ),
-    (
-        "networkpolicy-defaulting/egress-too egress protocol",
-        "issue 13 #2: no defaulting of a port's protocol (real: TCP)",
-    ),
-    (
-        "networkpolicy-defaulting/deny-all policyTypes",
-        "issue 13 #2: no defaulting of policyTypes (real: [Ingress])",
-    ),
-    (
-        "watch-finalizer-removal/events",
-        "issue 13 #6: removing the last finalizer is MODIFIED then DELETED; a real \
-         server sends one DELETED whose object still lists the finalizer",
-    ),
-    (
         "cluster-controllers/kube-root-ca.crt published",
         "issue 13 (not in its list yet): no root CA ConfigMap in new namespaces; a real \
          cluster's root-ca-certificate-publisher puts kube-root-ca.crt in every one",
@@ -74,31 +39,6 @@ const KNOWN: &[(&str, &str)] = &[
         "cluster-controllers/quota status filled",
         "issue 13 (not in its list yet): a ResourceQuota's status (hard, used) stays \
          empty; a real cluster's quota controller fills it within a second",
-    ),
-    (
-        "validation-and-shapes/configmap over 1 MiB",
-        "issue 13 #4: accepted (201); a real server answers 422 Invalid",
-    ),
-    (
-        "validation-and-shapes/networkpolicy port 70000",
-        "issue 13 #4: accepted (201); a real server answers 422 Invalid",
-    ),
-    (
-        "validation-and-shapes/quota quantity lots",
-        "issue 13 #4: accepted (201); a real server cannot decode it (400)",
-    ),
-    (
-        "validation-and-shapes/dryRun=Bogus",
-        "issue 13 #9: 400 BadRequest; a real server answers 422 Invalid",
-    ),
-    (
-        "validation-and-shapes/list items carry kind",
-        "issue 13 #7: items of built-in lists carry kind/apiVersion; real ones do not",
-    ),
-    (
-        "validation-and-shapes/impersonating a user without rights",
-        "issue 13 #8: Impersonate-User is ignored (the admin's 200); a real server \
-         runs the request as the impersonated user (403)",
     ),
 ];
 

@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use k8s_openapi::api::{
-    admissionregistration::v1 as admission, authorization::v1 as authz, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core, events::v1 as events,
-    networking::v1 as networking, rbac::v1 as rbac,
+    admissionregistration::v1 as admission, authentication::v1 as authn,
+    authorization::v1 as authz, batch::v1 as batch, coordination::v1 as coordination,
+    core::v1 as core, events::v1 as events, networking::v1 as networking, rbac::v1 as rbac,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
@@ -92,6 +92,12 @@ fn typed_roundtrip(rt: &ResourceType, obj: &Value) -> Option<Result<Value, Strin
         ("authorization.k8s.io", "SelfSubjectRulesReview") => {
             roundtrip::<authz::SelfSubjectRulesReview>(obj)
         }
+        ("authorization.k8s.io", "SubjectAccessReview") => {
+            roundtrip::<authz::SubjectAccessReview>(obj)
+        }
+        ("authentication.k8s.io", "SelfSubjectReview") => {
+            roundtrip::<authn::SelfSubjectReview>(obj)
+        }
         _ => return None,
     })
 }
@@ -116,13 +122,258 @@ pub fn decode(rt: &ResourceType, version: &str, obj: Value) -> Result<Decoded, A
             kind = rt.kind
         ))
     })?;
+    if let Some(e) = crate::limits::first_bad_quantity(&rt.kind, &out) {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+            kind = rt.kind
+        )));
+    }
     let mut unknown_fields = Vec::new();
     missing_paths(&obj, &out, "", &mut unknown_fields);
+    let mut out = out;
+    default(rt, &mut out);
     // The typed round trip normalises the object; metadata the types drop (null fields) is fine.
     Ok(Decoded {
         object: out,
         unknown_fields,
     })
+}
+
+/// Sets `key` of the object `obj` to `value` when it is absent (or null).
+fn or_set(obj: &mut Value, key: &str, value: Value) {
+    if let Some(m) = obj.as_object_mut() {
+        let slot = m.entry(key).or_insert(Value::Null);
+        if slot.is_null() {
+            *slot = value;
+        }
+    }
+}
+
+/// The objects of the list at `key` of `obj`.
+fn items_mut<'a>(obj: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Value> {
+    obj.get_mut(key)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+}
+
+/// `SetDefaults_Container` and what it implies (ports, env, probes).
+fn default_container(c: &mut Value) {
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    // The tag is after the last ':' not followed by a '/' (a registry port is not a tag).
+    let tag = image
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .map(|(_, t)| t);
+    let pull = if image.contains('@') || tag.is_some_and(|t| t != "latest") {
+        "IfNotPresent"
+    } else {
+        "Always"
+    };
+    or_set(c, "imagePullPolicy", json!(pull));
+    or_set(c, "terminationMessagePath", json!("/dev/termination-log"));
+    or_set(c, "terminationMessagePolicy", json!("File"));
+    or_set(c, "resources", json!({}));
+    for port in items_mut(c, "ports") {
+        or_set(port, "protocol", json!("TCP"));
+    }
+    for env in items_mut(c, "env") {
+        if let Some(field_ref) = env.pointer_mut("/valueFrom/fieldRef") {
+            or_set(field_ref, "apiVersion", json!("v1"));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).filter(|p| p.is_object()) {
+            or_set(p, "timeoutSeconds", json!(1));
+            or_set(p, "periodSeconds", json!(10));
+            or_set(p, "successThreshold", json!(1));
+            or_set(p, "failureThreshold", json!(3));
+            if let Some(get) = p.get_mut("httpGet") {
+                or_set(get, "scheme", json!("HTTP"));
+            }
+        }
+    }
+}
+
+/// `SetDefaults_PodSpec` (of a pod template), with its containers and volumes.
+fn default_pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    or_set(spec, "restartPolicy", json!("Always"));
+    or_set(spec, "terminationGracePeriodSeconds", json!(30));
+    or_set(spec, "dnsPolicy", json!("ClusterFirst"));
+    or_set(spec, "securityContext", json!({}));
+    or_set(spec, "schedulerName", json!("default-scheduler"));
+    for key in ["containers", "initContainers"] {
+        for c in items_mut(spec, key) {
+            default_container(c);
+        }
+    }
+    for v in items_mut(spec, "volumes") {
+        for source in ["secret", "configMap", "projected", "downwardAPI"] {
+            if let Some(src) = v.get_mut(source) {
+                or_set(src, "defaultMode", json!(420));
+            }
+        }
+    }
+}
+
+/// `SetDefaults_Job` (k8s.io/kubernetes/pkg/apis/batch/v1/defaults.go) on a Job's spec.
+fn default_job_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    if spec.get("completions").is_none_or(Value::is_null)
+        && spec.get("parallelism").is_none_or(Value::is_null)
+    {
+        spec["completions"] = json!(1);
+    }
+    or_set(spec, "parallelism", json!(1));
+    let backoff = if spec
+        .get("backoffLimitPerIndex")
+        .is_some_and(|v| !v.is_null())
+    {
+        json!(i32::MAX)
+    } else {
+        json!(6)
+    };
+    or_set(spec, "backoffLimit", backoff);
+    or_set(spec, "completionMode", json!("NonIndexed"));
+    or_set(spec, "suspend", json!(false));
+    let replacement = if spec.get("podFailurePolicy").is_some_and(|v| !v.is_null()) {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
+    or_set(spec, "podReplacementPolicy", json!(replacement));
+}
+
+/// The defaulting functions the Go types run on decode (`SetDefaults_*` of
+/// k8s.io/kubernetes/pkg/apis/*/v1), as kube-apiserver v1.33 applies them: a binding
+/// subject's `apiGroup` follows its kind (`rbac.authorization.k8s.io` for users and
+/// groups, none for service accounts); a NetworkPolicy's `policyTypes` (Ingress, plus
+/// Egress when it has egress rules) and its ports' `protocol` (TCP); a container
+/// LimitRange's `default` (from `max`) and `defaultRequest` (from `default`, then `min`);
+/// Jobs and CronJobs (and their pod templates: restart, DNS and scheduler policies, grace
+/// period, containers' pull policy, termination message, ports, probes, volume modes).
+fn default(rt: &ResourceType, obj: &mut Value) {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("networking.k8s.io", "NetworkPolicy") => {
+            let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+                return;
+            };
+            for direction in ["ingress", "egress"] {
+                for rule in items_mut(spec, direction) {
+                    for port in items_mut(rule, "ports") {
+                        or_set(port, "protocol", json!("TCP"));
+                    }
+                }
+            }
+            // Go's `omitempty`: empty rule lists are not kept.
+            if let Some(m) = spec.as_object_mut() {
+                for direction in ["ingress", "egress", "policyTypes"] {
+                    if m.get(direction)
+                        .and_then(Value::as_array)
+                        .is_some_and(Vec::is_empty)
+                    {
+                        m.remove(direction);
+                    }
+                }
+            }
+            let none = spec
+                .get("policyTypes")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty);
+            if none {
+                let egress = spec
+                    .get("egress")
+                    .and_then(Value::as_array)
+                    .is_some_and(|e| !e.is_empty());
+                spec["policyTypes"] = if egress {
+                    json!(["Ingress", "Egress"])
+                } else {
+                    json!(["Ingress"])
+                };
+            }
+        }
+        ("", "LimitRange") => {
+            let Some(spec) = obj.get_mut("spec") else {
+                return;
+            };
+            for item in items_mut(spec, "limits") {
+                if item.get("type").and_then(Value::as_str) != Some("Container") {
+                    continue;
+                }
+                let map = |item: &Value, k: &str| {
+                    item.get(k)
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let mut default = map(item, "default");
+                let mut request = map(item, "defaultRequest");
+                for (k, v) in map(item, "max") {
+                    default.entry(k).or_insert(v);
+                }
+                for (k, v) in &default {
+                    request.entry(k.clone()).or_insert(v.clone());
+                }
+                for (k, v) in map(item, "min") {
+                    request.entry(k).or_insert(v);
+                }
+                if !default.is_empty() {
+                    item["default"] = Value::Object(default);
+                }
+                if !request.is_empty() {
+                    item["defaultRequest"] = Value::Object(request);
+                }
+            }
+        }
+        ("batch", "Job") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                default_job_spec(spec);
+                if let Some(pod) = spec.pointer_mut("/template/spec") {
+                    default_pod_spec(pod);
+                }
+            }
+        }
+        ("batch", "CronJob") => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                or_set(spec, "concurrencyPolicy", json!("Allow"));
+                or_set(spec, "suspend", json!(false));
+                or_set(spec, "successfulJobsHistoryLimit", json!(3));
+                or_set(spec, "failedJobsHistoryLimit", json!(1));
+                if let Some(pod) = spec.pointer_mut("/jobTemplate/spec/template/spec") {
+                    default_pod_spec(pod);
+                }
+            }
+        }
+        _ => default_subjects(rt, obj),
+    }
+}
+
+/// `SetDefaults_Subject`.
+fn default_subjects(rt: &ResourceType, obj: &mut Value) {
+    if rt.group == "rbac.authorization.k8s.io"
+        && matches!(rt.kind.as_str(), "RoleBinding" | "ClusterRoleBinding")
+        && let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut)
+    {
+        for s in subjects {
+            let empty = s
+                .get("apiGroup")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty);
+            let kind = s.get("kind").and_then(Value::as_str).unwrap_or("");
+            if empty && matches!(kind, "User" | "Group") {
+                s["apiGroup"] = json!("rbac.authorization.k8s.io");
+            }
+        }
+    }
 }
 
 /// `stringData` is write-only: merged into `data` (overwriting) and never stored.
@@ -169,6 +420,7 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
             obj["status"] = json!({"phase": "Active"});
             set_namespace_name_label(obj, &name);
         }
+        ("batch", "Job") => generate_job_selector(obj),
         ("", "Secret")
             if obj
                 .get("type")
@@ -178,6 +430,46 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
             obj["type"] = json!("Opaque");
         }
         _ => {}
+    }
+}
+
+/// The Job strategy's `generateSelector` (k8s.io/kubernetes/pkg/registry/batch/job/
+/// strategy.go): unless `manualSelector`, the pod template gets the job-name and
+/// controller-uid labels (legacy and `batch.kubernetes.io/` ones) and the selector matches
+/// the uid; a Job without labels takes its template's.
+fn generate_job_selector(obj: &mut Value) {
+    let name = meta::name(obj).to_string();
+    let uid = meta::uid(obj).to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    spec.insert("manualSelector".into(), json!(false));
+    let template = meta::ensure_object(spec.entry("template").or_insert(Value::Null));
+    let metadata = meta::ensure_object(template.entry("metadata").or_insert(Value::Null));
+    let labels = meta::ensure_object(metadata.entry("labels").or_insert(Value::Null));
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels.entry(k).or_insert(json!(v));
+    }
+    let template_labels = Value::Object(labels.clone());
+    let selector = meta::ensure_object(spec.entry("selector").or_insert(Value::Null));
+    let match_labels = meta::ensure_object(selector.entry("matchLabels").or_insert(Value::Null));
+    match_labels
+        .entry("batch.kubernetes.io/controller-uid")
+        .or_insert(json!(uid));
+    let m = meta::metadata_mut(obj);
+    if m.get("labels")
+        .and_then(Value::as_object)
+        .is_none_or(serde_json::Map::is_empty)
+    {
+        m.insert("labels".into(), template_labels);
     }
 }
 
@@ -391,6 +683,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Secret") => {
             config_keys("data", obj.get("data"), &mut BTreeSet::new(), &mut causes);
+            crate::limits::secret(obj, &mut causes);
             if let Some(old) = old {
                 immutable("type", old, obj, &mut causes);
                 immutable_data(old, obj, &["data"], &mut causes);
@@ -400,6 +693,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
             let mut seen = BTreeSet::new();
             config_keys("data", obj.get("data"), &mut seen, &mut causes);
             config_keys("binaryData", obj.get("binaryData"), &mut seen, &mut causes);
+            crate::limits::config_map(obj, &mut causes);
             if let Some(old) = old {
                 immutable_data(old, obj, &["data", "binaryData"], &mut causes);
             }
@@ -419,6 +713,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
             }
         }
         ("networking.k8s.io", "NetworkPolicy") => {
+            crate::limits::network_policy(obj, &mut causes);
             for (i, t) in meta::string_list(obj.pointer("/spec/policyTypes"))
                 .iter()
                 .enumerate()
@@ -462,6 +757,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
         }
         ("batch", "CronJob") => {
             required_str(obj, "/spec/schedule", "spec.schedule", &mut causes);
+            crate::limits::cron_schedule(obj, &mut causes);
             if obj.pointer("/spec/jobTemplate").is_none() {
                 causes.push(FieldCause::required("spec.jobTemplate", ""));
             }
@@ -476,6 +772,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
             ] {
                 required_str(obj, p, f, &mut causes);
             }
+            crate::limits::event_type(obj, &mut causes);
         }
         ("coordination.k8s.io", "Lease") => {
             if let Some(d) = obj

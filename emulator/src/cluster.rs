@@ -41,7 +41,7 @@ impl Propagation {
             "Orphan" => Ok(Self::Orphan),
             other => Err(ApiError::invalid(
                 "DeleteOptions",
-                "",
+                "meta.k8s.io",
                 "",
                 &[FieldCause::not_supported(
                     "propagationPolicy",
@@ -77,14 +77,20 @@ pub enum FieldValidation {
 }
 
 impl FieldValidation {
-    pub fn parse(s: Option<&str>) -> ApiResult<Self> {
+    /// `fieldValidation` of `options_kind` (CreateOptions...): 422 for other values.
+    pub fn parse(options_kind: &str, s: Option<&str>) -> ApiResult<Self> {
         match s {
             None | Some("") | Some("Warn") => Ok(Self::Warn),
             Some("Ignore") => Ok(Self::Ignore),
             Some("Strict") => Ok(Self::Strict),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "fieldValidation parameter unsupported: {other}"
-            ))),
+            Some(other) => Err(crate::options::invalid(
+                options_kind,
+                &[FieldCause::not_supported(
+                    "fieldValidation",
+                    json!(other),
+                    &["", "Ignore", "Strict", "Warn"],
+                )],
+            )),
         }
     }
 
@@ -158,6 +164,8 @@ pub struct ListOptions {
     pub continue_token: Option<String>,
     /// `resourceVersion` with `resourceVersionMatch=Exact`.
     pub exact_rv: Option<u64>,
+    /// `resourceVersion` otherwise (NotOlderThan): the list must be at least that fresh.
+    pub min_rv: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -398,12 +406,14 @@ impl Cluster {
             }
         }
         if !causes.is_empty() {
-            return Err(ApiError::invalid(
-                &rt.kind,
-                &rt.group,
-                meta::name(obj),
-                &causes,
-            ));
+            // events.k8s.io Events are core Events inside the server: their errors name
+            // the kind without a group.
+            let group = if rt.group == "events.k8s.io" {
+                ""
+            } else {
+                rt.group.as_str()
+            };
+            return Err(ApiError::invalid(&rt.kind, group, meta::name(obj), &causes));
         }
         if rt.is_crd() {
             let Some(validator) = self
@@ -663,17 +673,25 @@ impl Cluster {
 
     /// Stores an updated object (no validation), removing it if it is deleting and has
     /// no finalizers left, and queues the controllers that care.
+    ///
+    /// An update that empties the finalizers of a deleting object is not written: the
+    /// generic registry's `Update` deletes the stored object instead
+    /// (`errEmptiedFinalizers`, `deleteWithoutFinalizers` in
+    /// k8s.io/apiserver/pkg/registry/generic/registry/store.go), so watchers see one
+    /// DELETED event whose object still lists the finalizers, and the writer gets the
+    /// object it sent (with the resourceVersion it sent).
     pub(crate) fn commit(&mut self, rt: &ResourceType, view: Value) -> Arc<Value> {
         let storage = rt.storage.clone();
-        let stored = self.store.replace(&storage, to_storage(rt, view));
-        if should_remove(&storage, &stored) {
-            let ns = meta::namespace(&stored).to_string();
-            let name = meta::name(&stored).to_string();
+        let obj = to_storage(rt, view);
+        if should_remove(&storage, &obj) {
+            let ns = meta::namespace(&obj).to_string();
+            let name = meta::name(&obj).to_string();
             if let Some(last) = self.store.remove(&storage, &ns, &name) {
                 self.after_change(&storage, &last, true);
-                return last;
+                return Arc::new(obj);
             }
         }
+        let stored = self.store.replace(&storage, obj);
         self.after_change(&storage, &stored, false);
         stored
     }
@@ -775,6 +793,13 @@ impl Cluster {
     ) -> ApiResult<Deleted> {
         let gr = rt.group_resource();
         let current = self.get(rt, ns, name)?;
+        if rt.storage == namespaces_gr() && crate::namespaces::is_immortal(name) {
+            return Err(ApiError::forbidden(
+                &gr,
+                name,
+                "this namespace may not be deleted",
+            ));
+        }
         if let Some(uid) = &opts.precondition_uid
             && uid != meta::uid(&current)
         {
@@ -952,6 +977,17 @@ impl Cluster {
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> ApiResult<ListPage> {
+        let current = self.store.current_rv();
+        if opts.exact_rv.is_some_and(|rv| rv > current) {
+            return Err(ApiError::new(
+                500,
+                "",
+                "etcdserver: mvcc: required revision is a future revision",
+            ));
+        }
+        if let Some(rv) = opts.min_rv.filter(|rv| *rv > current) {
+            return Err(crate::options::too_large_resource_version(rv, current));
+        }
         let (rv, start) = match &opts.continue_token {
             Some(token) => {
                 let t = decode_continue(token)?;

@@ -107,6 +107,20 @@ pub fn json(bytes: &[u8]) -> Result<Body, serde_json::Error> {
 /// Parses a request body by content type (JSON, YAML for `*yaml` types, or protobuf for
 /// the kinds [`crate::protobuf`] knows).
 pub fn body(bytes: &[u8], content_type: &str) -> Result<Body, ApiError> {
+    // The serializers the real server decodes bodies with; anything else is 415.
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.is_empty()
+        && !matches!(
+            media,
+            "application/json" | "application/yaml" | "application/vnd.kubernetes.protobuf"
+        )
+    {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        ));
+    }
     if content_type.contains("yaml") {
         // JSON is YAML: try the stricter parser first so duplicates are reported.
         if let Ok(b) = json(bytes) {

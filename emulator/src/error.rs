@@ -41,6 +41,11 @@ pub enum CauseKind {
     Duplicate,
     /// A message already worded by its producer (`Required value: ...`).
     Worded,
+    /// `Too long: may not be more than N bytes`.
+    TooLong,
+    /// An `Unsupported value` message worded by its producer (Go-formatted values such as
+    /// `[]string{"Bogus"}`).
+    WordedNotSupported,
 }
 
 /// One field error of a 422 `Invalid` response.
@@ -78,6 +83,29 @@ impl FieldCause {
     pub fn duplicate(field: &str, value: Value) -> Self {
         Self::new(CauseKind::Duplicate, field, Some(value), "")
     }
+    /// `Too long: may not be more than <max> bytes` (`field.TooLong` without a value).
+    pub fn too_long(field: &str, max: usize) -> Self {
+        Self::new(
+            CauseKind::TooLong,
+            field,
+            None,
+            &format!("may not be more than {max} bytes"),
+        )
+    }
+    /// `Unsupported value: <go_value>: supported values: ...`, the value as Go prints it.
+    pub fn not_supported_go(field: &str, go_value: &str, supported: &[&str]) -> Self {
+        let list = supported
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self::new(
+            CauseKind::WordedNotSupported,
+            field,
+            None,
+            &format!("Unsupported value: {go_value}: supported values: {list}"),
+        )
+    }
     /// A cause from a `field: message` line worded elsewhere.
     pub fn worded(line: &str) -> Self {
         let (field, body) = line.split_once(": ").unwrap_or(("<nil>", line));
@@ -100,6 +128,8 @@ impl FieldCause {
             CauseKind::NotSupported => "FieldValueNotSupported",
             CauseKind::Duplicate => "FieldValueDuplicate",
             CauseKind::Worded => "FieldValueInvalid",
+            CauseKind::WordedNotSupported => "FieldValueNotSupported",
+            CauseKind::TooLong => "FieldValueTooLong",
         }
     }
 
@@ -111,7 +141,8 @@ impl FieldCause {
             CauseKind::Forbidden => "Forbidden",
             CauseKind::NotSupported => "Unsupported value",
             CauseKind::Duplicate => "Duplicate value",
-            CauseKind::Worded => return self.detail.clone(),
+            CauseKind::TooLong => "Too long",
+            CauseKind::Worded | CauseKind::WordedNotSupported => return self.detail.clone(),
         };
         let mut s = head.to_string();
         if let Some(v) = &self.value {
@@ -224,7 +255,6 @@ impl ApiError {
             ),
         };
         let mut d = json!({
-            "name": name,
             "kind": kind,
             "causes": causes.iter().map(|c| json!({
                 "reason": c.reason(),
@@ -234,6 +264,10 @@ impl ApiError {
         });
         if !group.is_empty() {
             d["group"] = json!(group);
+        }
+        // `name` is omitted when empty, as in the real Status.
+        if !name.is_empty() {
+            d["name"] = json!(name);
         }
         Self::new(
             422,
@@ -319,6 +353,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        // Errors without a reason (`StatusReasonUnknown`) have none in their Status.
+        if self.reason.is_empty()
+            && let Some(m) = s.as_object_mut()
+        {
+            m.remove("reason");
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

@@ -47,6 +47,7 @@ pub struct Emulator {
     listen: String,
     history_limit: usize,
     bookmark_interval: Duration,
+    watch_list: bool,
     rbac: bool,
     token_file: Option<String>,
     /// `None`: HTTPS exactly when a token file is given.
@@ -58,7 +59,8 @@ impl Default for Emulator {
         Self {
             listen: "127.0.0.1:0".to_string(),
             history_limit: 100_000,
-            bookmark_interval: Duration::from_secs(10),
+            bookmark_interval: Duration::from_secs(60),
+            watch_list: false,
             rbac: false,
             token_file: None,
             tls: None,
@@ -107,9 +109,18 @@ impl Emulator {
         self
     }
 
-    /// How often watches that allow bookmarks get one.
+    /// How often watches that allow bookmarks get one (a minute by default, as the real
+    /// watch cache; besides, one comes 2 s before a watch's timeout).
     pub fn bookmark_interval(mut self, every: Duration) -> Self {
         self.bookmark_interval = every;
+        self
+    }
+
+    /// The WatchList feature gate (`--feature-gates=WatchList=true`): watches with
+    /// `sendInitialEvents` (streaming lists). Off by default, as in kube-apiserver v1.33,
+    /// which then refuses them (422).
+    pub fn watch_list(mut self, enabled: bool) -> Self {
+        self.watch_list = enabled;
         self
     }
 
@@ -189,6 +200,7 @@ impl Emulator {
             shutdown,
             address: addr.to_string(),
             bookmark_interval: self.bookmark_interval,
+            watch_list: self.watch_list,
         });
         tokio::spawn(server::serve(
             listener,

@@ -28,6 +28,14 @@ struct Args {
     /// is given.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     tls: Option<bool>,
+    /// How many changes are kept for watches and paged lists (older resourceVersions get
+    /// 410 Gone). `POST /emulator/compact` forgets them all at once.
+    #[arg(long, default_value_t = 100_000)]
+    history_limit: usize,
+    /// Turn on the WatchList feature gate (streaming lists: watches with
+    /// `sendInitialEvents`), off by default as in kube-apiserver v1.33.
+    #[arg(long)]
+    watch_list: bool,
 }
 
 #[tokio::main]
@@ -36,7 +44,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
-    let mut emulator = Emulator::builder().listen(&args.listen);
+    let mut emulator = Emulator::builder()
+        .listen(&args.listen)
+        .watch_list(args.watch_list)
+        .history_limit(args.history_limit);
     if let Some(path) = &args.token_file {
         emulator = emulator.token_file(&std::fs::read_to_string(path)?);
     }

@@ -12,6 +12,15 @@ use crate::meta;
 /// The namespaces every cluster starts with.
 const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// The namespaces the NamespaceLifecycle admission plugin refuses to delete (403 "this
+/// namespace may not be deleted"; `kube-node-lease` is not among them), see
+/// k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go.
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+pub fn is_immortal(name: &str) -> bool {
+    IMMORTAL_NAMESPACES.contains(&name)
+}
+
 impl Cluster {
     pub(crate) fn bootstrap_namespaces(&mut self) {
         for ns in INITIAL_NAMESPACES {

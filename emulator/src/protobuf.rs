@@ -375,7 +375,13 @@ fn message(bytes: &[u8], fields: &[Field]) -> Result<Map<String, Value>, Protobu
         let Some(field) = fields.iter().find(|f| f.number == number) else {
             continue;
         };
-        let Some(value) = value(field.ty, wire)? else {
+        // Every element of a repeated field is on the wire, an empty string too (the core
+        // group `""` of a PolicyRule's apiGroups): only singular zero values are omitted.
+        let decoded = match (field.ty, wire) {
+            (Type::Str, Wire::Bytes(b)) if field.repeated => Some(json!(string(b)?)),
+            (ty, wire) => value(ty, wire)?,
+        };
+        let Some(value) = decoded else {
             continue;
         };
         match field.ty {
@@ -535,6 +541,26 @@ mod tests {
                    "metadata": {},
                    "spec": {"resourceAttributes": {"namespace": "default", "verb": "get", "resource": "pods"}}})
         );
+    }
+
+    // `kubectl create role r --verb=get --resource=configmaps`: apiGroups [""].
+    #[test]
+    fn keeps_empty_strings_of_repeated_fields() {
+        let mut rule = Vec::new();
+        bytes_field(1, b"get", &mut rule);
+        bytes_field(2, b"", &mut rule);
+        bytes_field(3, b"configmaps", &mut rule);
+        let mut meta = Vec::new();
+        bytes_field(1, b"r", &mut meta);
+        let mut role = Vec::new();
+        bytes_field(1, &meta, &mut role);
+        bytes_field(2, &rule, &mut role);
+        let got = decode(&envelope("rbac.authorization.k8s.io/v1", "Role", &role)).unwrap();
+        assert_eq!(
+            got["rules"],
+            json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"]}])
+        );
+        assert_eq!(got["metadata"], json!({"name": "r"}));
     }
 
     #[test]

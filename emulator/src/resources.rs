@@ -144,6 +144,20 @@ impl ResourceType {
         matches!(self.origin, Origin::Crd(_))
     }
 
+    /// Whether a PUT without `metadata.resourceVersion` overwrites the object (the
+    /// strategy's `AllowUnconditionalUpdate`): true for most built-in kinds, false for
+    /// custom resources, CRDs, Leases and ValidatingAdmissionPolicies and their bindings
+    /// (as kube-apiserver v1.33 answers).
+    pub fn allows_unconditional_update(&self) -> bool {
+        !self.is_crd()
+            && !matches!(
+                (self.group.as_str(), self.plural.as_str()),
+                ("apiextensions.k8s.io", "customresourcedefinitions")
+                    | ("coordination.k8s.io", "leases")
+                    | ("admissionregistration.k8s.io", _)
+            )
+    }
+
     /// What patches and server-side apply need to know about the kind at `version`:
     /// built-in, or custom with its CRD version's `openAPIV3Schema`.
     pub fn patch_kind(&self, version: &str) -> ResourceKind<'_> {
@@ -437,6 +451,24 @@ pub fn builtin_types() -> Vec<ResourceType> {
                 "v1",
                 "selfsubjectaccessreviews",
                 "SelfSubjectAccessReview",
+            )
+            .cluster(),
+        ),
+        create_only(
+            Builtin::new(
+                "authorization.k8s.io",
+                "v1",
+                "subjectaccessreviews",
+                "SubjectAccessReview",
+            )
+            .cluster(),
+        ),
+        create_only(
+            Builtin::new(
+                "authentication.k8s.io",
+                "v1",
+                "selfsubjectreviews",
+                "SelfSubjectReview",
             )
             .cluster(),
         ),

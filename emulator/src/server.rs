@@ -28,11 +28,13 @@ use crate::cluster::{
 };
 use crate::decode;
 use crate::discovery;
-use crate::error::{ApiError, ApiResult, FieldCause};
+use crate::error::{ApiError, ApiResult, FieldCause, GroupResource};
 use crate::faults::{FaultAction, FaultHit, Faults};
 use crate::meta;
 use crate::metrics::RequestCounter;
+use crate::negotiation::{self, Conversion, Encoding, Negotiated};
 use crate::openapi;
+use crate::options;
 use crate::patch::{PatchError, PatchType, apply_patch};
 use crate::rbac::{self, RequestAttributes};
 use crate::resources::ResourceType;
@@ -59,6 +61,8 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
     pub address: String,
     pub bookmark_interval: Duration,
+    /// The WatchList feature gate: watches may ask for `sendInitialEvents`.
+    pub watch_list: bool,
 }
 
 impl Shared {
@@ -137,7 +141,18 @@ pub fn json_response(
     content_type: &str,
     warnings: &[String],
 ) -> Response<Body> {
-    let mut r = Response::new(full(serde_json::to_vec(body).unwrap_or_default()));
+    encoded_response(code, body, Encoding::Json, content_type, warnings)
+}
+
+/// A reply in `encoding` (served as `content_type`) with optional warnings.
+fn encoded_response(
+    code: u16,
+    body: &Value,
+    encoding: Encoding,
+    content_type: &str,
+    warnings: &[String],
+) -> Response<Body> {
+    let mut r = Response::new(full(encoding.encode(body)));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(v) = HeaderValue::from_str(content_type) {
         r.headers_mut().insert(CONTENT_TYPE, v);
@@ -174,6 +189,18 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     ok_json(e.code, &e.to_status())
 }
 
+/// An error in the encoding the client's `Accept` asks for (errors are never converted).
+pub fn negotiated_error(accept: &str, e: &ApiError) -> Response<Body> {
+    let encoding = negotiation::error_encoding(accept);
+    encoded_response(
+        e.code,
+        &e.to_status(),
+        encoding,
+        encoding.content_type(),
+        &[],
+    )
+}
+
 /// A parsed resource path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourcePath {
@@ -197,6 +224,9 @@ enum Route {
     OpenApiV3Index,
     OpenApiV3(String, String),
     Resource(ResourcePath),
+    /// `/emulator/compact`: not Kubernetes; forgets the change history (410 for older
+    /// resourceVersions), so any client can provoke a relist.
+    Compact,
     NotFound,
 }
 
@@ -215,6 +245,7 @@ fn route(path: &str) -> Route {
         ["apis", g] => Route::Group(g.to_string()),
         ["apis", g, v] => Route::GroupVersion(g.to_string(), v.to_string()),
         ["openapi", "v2"] => Route::OpenApiV2,
+        ["emulator", "compact"] => Route::Compact,
         ["openapi", "v3"] => Route::OpenApiV3Index,
         ["openapi", "v3", "api", v] => Route::OpenApiV3(String::new(), v.to_string()),
         ["openapi", "v3", "apis", g, v] => Route::OpenApiV3(g.to_string(), v.to_string()),
@@ -268,6 +299,9 @@ pub fn verb(method: &Method, path: &ResourcePath, query: &HashMap<String, String
         ("GET" | "HEAD", false) if watch => "watch",
         ("GET" | "HEAD", false) => "list",
         ("POST", _) => "create",
+        // No route updates or patches a collection (405; the custom resource handler
+        // answers a PATCH without a name itself, below).
+        ("PUT" | "PATCH", false) => "collection-write",
         ("PUT", _) => "update",
         ("PATCH", _) => "patch",
         ("DELETE", true) => "delete",
@@ -287,10 +321,6 @@ fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> &str {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-}
-
-fn wants_table(accept: &str) -> bool {
-    accept.split(',').any(|p| p.contains("as=Table"))
 }
 
 /// Who makes a request, and what the authorizer saw (RBAC mode only).
@@ -323,6 +353,7 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Box<Res
             uid: String::new(),
             groups: vec![rbac::PRIVILEGED_GROUP.to_string()],
         });
+        let user = impersonated(req, &user, None)?.unwrap_or(user);
         return Ok(Caller {
             user,
             attributes: None,
@@ -335,8 +366,9 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Box<Res
     };
     let info = rbac::parse_request(req.method().as_str(), req.uri().path(), req.uri().query())
         .map_err(|e| Box::new(error_response(&ApiError::bad_request(e.to_string()))))?;
-    let attributes = RequestAttributes::from_request(user.clone(), &info);
     let snapshot = shared.lock().rbac_snapshot();
+    let user = impersonated(req, &user, Some(&snapshot))?.unwrap_or(user);
+    let attributes = RequestAttributes::from_request(user.clone(), &info);
     let decision = rbac::authorize(&attributes, &snapshot);
     if !decision.is_allowed() {
         return Err(Box::new(ok_json(
@@ -350,7 +382,50 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Caller, Box<Res
     })
 }
 
+/// The user a request impersonates, if any, or the filter's refusal (500 in plain text for
+/// groups without a user, 403 for what the caller may not impersonate).
+fn impersonated(
+    req: &Request<Incoming>,
+    caller: &UserInfo,
+    rbac: Option<&rbac::RbacSnapshot>,
+) -> Result<Option<UserInfo>, Box<Response<Body>>> {
+    match crate::impersonation::impersonate(req.headers(), caller, rbac) {
+        Ok(user) => Ok(user),
+        Err(crate::impersonation::Refused::Forbidden(attrs, reason)) => Err(Box::new(ok_json(
+            403,
+            &rbac::forbidden_status(&attrs, &reason),
+        ))),
+        Err(crate::impersonation::Refused::WithoutUser(message)) => {
+            let uri = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let mut r = Response::new(full(format!("Internal Server Error: {uri:?}: {message}\n")));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                "X-Content-Type-Options",
+                HeaderValue::from_static("nosniff"),
+            );
+            Err(Box::new(r))
+        }
+    }
+}
+
+/// Every answer carries an `Audit-Id`, as kube-apiserver's (a fresh UUID per request).
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let mut response = handle_request(shared, req).await;
+    if let Ok(id) = HeaderValue::from_str(&meta::new_uid()) {
+        response.headers_mut().insert("Audit-Id", id);
+    }
+    response
+}
+
+async fn handle_request(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let caller = match authorize(&shared, &req) {
         Ok(c) => c,
         Err(r) => return *r,
@@ -403,6 +478,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             None => error_response(&ApiError::path_not_found()),
         },
         Route::NotFound => error_response(&ApiError::path_not_found()),
+        Route::Compact if req.method() == Method::POST => {
+            let mut c = shared.lock();
+            c.store.compact();
+            let rv = c.store.current_rv();
+            drop(c);
+            ok_json(
+                200,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                        "message": format!("history compacted at resourceVersion {rv}")}),
+            )
+        }
+        Route::Compact => error_response(&ApiError::method_not_allowed()),
         Route::Resource(path) => resource_request(shared, req, path, query, accept, caller).await,
     }
 }
@@ -461,9 +548,21 @@ async fn resource_request(
     {
         return error_response(&ApiError::path_not_found());
     }
+    if verb == "collection-write" && req.method() == Method::PATCH && rt.is_crd() {
+        return error_response(&ApiError::bad_request("name must be provided"));
+    }
     if !rt.has_verb(verb) {
         return error_response(&ApiError::method_not_allowed());
     }
+    let collection_get = if path.name.is_none() && matches!(verb, "list" | "watch") {
+        negotiation::Request::CollectionGet
+    } else {
+        negotiation::Request::Other
+    };
+    let media = match negotiation::negotiate(&rt, &accept, collection_get, verb == "watch") {
+        Ok(m) => m,
+        Err(e) => return negotiated_error(&accept, &e),
+    };
     let content_type = header(&req, CONTENT_TYPE).to_string();
     let user_agent = header(&req, USER_AGENT).to_string();
     let body = if matches!(
@@ -484,11 +583,13 @@ async fn resource_request(
         Bytes::new()
     };
     let ctx = RequestContext {
+        verb,
         shared: shared.clone(),
         rt,
         path,
         query,
         accept,
+        media,
         content_type,
         user_agent,
         caller,
@@ -506,8 +607,15 @@ async fn resource_request(
     };
     match result {
         Ok(r) => r,
-        Err(e) => error_response(&e),
+        Err(e) => ctx.error(&e),
     }
+}
+
+fn policy_bindings_gr() -> GroupResource {
+    GroupResource::new(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+    )
 }
 
 /// The `Status` of a refused patch.
@@ -517,11 +625,14 @@ fn patch_error(e: &PatchError) -> ApiError {
 
 /// Everything a resource handler needs.
 pub struct RequestContext {
+    pub verb: &'static str,
     pub shared: Arc<Shared>,
     pub rt: Arc<ResourceType>,
     pub path: ResourcePath,
     pub query: HashMap<String, String>,
     pub accept: String,
+    /// What the `Accept` asked for: the encoding and conversion of responses.
+    pub media: Negotiated,
     pub content_type: String,
     /// The `User-Agent` header: the default field manager of writes.
     pub user_agent: String,
@@ -545,21 +656,28 @@ impl RequestContext {
         self.query.get(k).map(String::as_str)
     }
 
-    fn dry_run(&self) -> ApiResult<bool> {
-        match self.q("dryRun") {
-            None | Some("") => Ok(false),
-            Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "Invalid dry run value: {other}"
-            ))),
+    /// The options kind of a write (`CreateOptions`...), which names its invalid options.
+    fn options_kind(&self) -> &'static str {
+        match self.verb {
+            "create" => "CreateOptions",
+            "update" => "UpdateOptions",
+            "patch" => "PatchOptions",
+            _ => "DeleteOptions",
         }
+    }
+
+    fn dry_run(&self) -> ApiResult<bool> {
+        options::dry_run(self.options_kind(), self.q("dryRun"))
     }
 
     fn write_options(&self) -> ApiResult<WriteOptions> {
         Ok(WriteOptions {
             dry_run: self.dry_run()?,
             subresource: self.path.subresource.clone(),
-            field_validation: FieldValidation::parse(self.q("fieldValidation"))?,
+            field_validation: FieldValidation::parse(
+                self.options_kind(),
+                self.q("fieldValidation"),
+            )?,
             field_manager: Some(manager_or_user_agent(
                 self.q("fieldManager"),
                 &self.user_agent,
@@ -567,18 +685,23 @@ impl RequestContext {
         })
     }
 
+    /// The list options of a list, watch or deletecollection, validated as the real
+    /// server validates them (see [`options`]).
     pub fn list_options(&self) -> ApiResult<ListOptions> {
-        let exact_rv =
-            match (self.q("resourceVersionMatch"), self.q("resourceVersion")) {
-                (Some("Exact"), Some(rv)) => Some(rv.parse().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version: {rv}"))
-                })?),
-                _ => None,
-            };
+        let watch = self.verb == "watch";
+        options::check_list(&self.query, watch, self.shared.watch_list)?;
+        let limit = options::int(&self.query, "limit")?;
+        options::int(&self.query, "timeoutSeconds")?;
+        let rv = options::resource_version(self.q("resourceVersion").unwrap_or(""), watch)?;
+        let (exact_rv, min_rv) = match self.q("resourceVersionMatch") {
+            Some("Exact") => (rv, None),
+            _ => (None, rv),
+        };
         Ok(ListOptions {
             labels: LabelSelector::parse(self.q("labelSelector").unwrap_or(""))?,
             fields: FieldSelector::parse(self.q("fieldSelector").unwrap_or(""), &self.rt.kind)?,
-            limit: self.q("limit").and_then(|l| l.parse().ok()),
+            limit: limit.filter(|l| *l > 0).map(|l| l as usize),
+            min_rv,
             continue_token: self
                 .q("continue")
                 .filter(|c| !c.is_empty())
@@ -587,30 +710,81 @@ impl RequestContext {
         })
     }
 
-    pub fn wants_table(&self) -> bool {
-        wants_table(&self.accept)
-    }
-
     pub fn include_object(&self) -> IncludeObject {
         IncludeObject::parse(self.q("includeObject"))
     }
 
-    fn reply(&self, code: u16, obj: &Value, warnings: &[String]) -> Response<Body> {
-        if self.wants_table()
-            && obj.get("kind").and_then(Value::as_str) == Some(self.rt.kind.as_str())
-        {
-            let rv = meta::resource_version(obj).to_string();
-            let t = table::table(
+    /// An error in the encoding the request negotiated.
+    pub fn error(&self, e: &ApiError) -> Response<Body> {
+        negotiated_error(&self.accept, e)
+    }
+
+    /// `obj` converted as the `Accept` asked (`transformObject`): a `Status` as it is,
+    /// otherwise PartialObjectMetadata(List) or a Table.
+    pub fn convert(&self, obj: Value) -> ApiResult<Value> {
+        if obj.get("kind").and_then(Value::as_str) == Some("Status") {
+            return Ok(obj);
+        }
+        match &self.media.conversion {
+            Conversion::None => Ok(obj),
+            Conversion::Metadata(v) => negotiation::as_partial(&self.rt, &obj, v),
+            Conversion::MetadataList(v) => negotiation::as_partial_list(&self.rt, &obj, v),
+            Conversion::Table(_) if negotiation::is_list(&obj) => {
+                let items = obj["items"].as_array().cloned().unwrap_or_default();
+                Ok(table::table(
+                    &self.rt,
+                    self.version(),
+                    &items,
+                    obj.pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
+                    obj.pointer("/metadata/continue").and_then(Value::as_str),
+                    self.include_object(),
+                ))
+            }
+            Conversion::Table(_) => Ok(table::table(
                 &self.rt,
                 self.version(),
-                std::slice::from_ref(obj),
-                &rv,
+                std::slice::from_ref(&obj),
+                meta::resource_version(&obj),
                 None,
                 self.include_object(),
-            );
-            return json_response(code, &t, "application/json", warnings);
+            )),
         }
-        json_response(code, obj, "application/json", warnings)
+    }
+
+    /// The items of a list response: those of built-in lists carry no `kind` or
+    /// `apiVersion` (typed lists are encoded without their items' TypeMeta), custom
+    /// resources' do. Conversions (Tables of whole objects) keep them.
+    fn list_items(&self, mut items: Vec<Value>) -> Vec<Value> {
+        if self.rt.is_crd() || self.media.conversion != Conversion::None {
+            return items;
+        }
+        for item in &mut items {
+            if let Some(o) = item.as_object_mut() {
+                o.remove("kind");
+                o.remove("apiVersion");
+            }
+        }
+        items
+    }
+
+    fn reply(&self, code: u16, obj: &Value, warnings: &[String]) -> Response<Body> {
+        self.reply_owned(code, obj.clone(), warnings)
+    }
+
+    /// `obj`, converted and encoded as negotiated (an error if it cannot be converted).
+    fn reply_owned(&self, code: u16, obj: Value, warnings: &[String]) -> Response<Body> {
+        match self.convert(obj) {
+            Ok(v) => encoded_response(
+                code,
+                &v,
+                self.media.encoding,
+                self.media.encoding.content_type(),
+                warnings,
+            ),
+            Err(e) => self.error(&e),
+        }
     }
 
     fn get(&self) -> ApiResult<Response<Body>> {
@@ -628,17 +802,6 @@ impl RequestContext {
             .shared
             .lock()
             .list(&self.rt, self.version(), ns, &opts)?;
-        if self.wants_table() {
-            let t = table::table(
-                &self.rt,
-                self.version(),
-                &page.items,
-                &page.resource_version,
-                page.continue_token.as_deref(),
-                self.include_object(),
-            );
-            return Ok(ok_json(200, &t));
-        }
         let mut metadata = json!({ "resourceVersion": page.resource_version });
         if let Some(c) = &page.continue_token {
             metadata["continue"] = json!(c);
@@ -646,14 +809,15 @@ impl RequestContext {
         if let Some(r) = page.remaining {
             metadata["remainingItemCount"] = json!(r);
         }
-        Ok(ok_json(
+        Ok(self.reply_owned(
             200,
-            &json!({
+            json!({
                 "kind": self.rt.list_kind,
                 "apiVersion": self.rt.api_version(self.version()),
                 "metadata": metadata,
-                "items": page.items,
+                "items": self.list_items(page.items),
             }),
+            &[],
         ))
     }
 
@@ -675,6 +839,19 @@ impl RequestContext {
         body: &[u8],
     ) -> ApiResult<(Value, Vec<String>)> {
         let want_av = self.rt.api_version(self.version());
+        let mut obj = obj;
+        // A built-in kind's decoder defaults the group, version and kind a body leaves out
+        // from the URL (the real server's `DecoderToVersion` with the endpoint's GVK);
+        // custom resources must name theirs.
+        if !self.rt.is_crd()
+            && let Some(m) = obj.as_object_mut()
+        {
+            for (key, value) in [("kind", &self.rt.kind), ("apiVersion", &want_av)] {
+                if m.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    m.insert(key.to_string(), json!(value));
+                }
+            }
+        }
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         if kind.is_empty() {
@@ -718,15 +895,119 @@ impl RequestContext {
     fn create(&self, body: &[u8]) -> ApiResult<Response<Body>> {
         let opts = self.write_options()?;
         let (obj, mut warnings) = self.decode_object(body, &opts)?;
-        if self.rt.group == "authorization.k8s.io" {
+        if matches!(
+            self.rt.group.as_str(),
+            "authorization.k8s.io" | "authentication.k8s.io"
+        ) {
             return Ok(self.reply(201, &self.review(obj)?, &warnings));
         }
         let mut c = self.shared.lock();
         self.check_rbac_write(&mut c, &obj, None)?;
-        let written = c.create(&self.rt, self.version(), self.ns(), obj, &opts)?;
+        let written = self.write(&mut c, obj, None, &opts)?;
         drop(c);
         warnings.extend(written.warnings);
         Ok(self.reply(201, &written.object, &warnings))
+    }
+
+    /// Whether any ValidatingAdmissionPolicyBinding exists (only then are policies run).
+    fn has_bindings(c: &Cluster) -> bool {
+        c.store.list(&policy_bindings_gr(), None).next().is_some()
+    }
+
+    /// Runs the ValidatingAdmissionPolicies on this request: its warnings, or the denial.
+    fn admit_policies(
+        &self,
+        c: &Cluster,
+        operation: &str,
+        object: Option<&Value>,
+        old: Option<&Value>,
+        dry_run: bool,
+    ) -> ApiResult<Vec<String>> {
+        let bindings: Vec<Value> = c
+            .store
+            .list(&policy_bindings_gr(), None)
+            .map(|o| (**o).clone())
+            .collect();
+        let policies: Vec<Value> = c
+            .store
+            .list(
+                &GroupResource::new(
+                    "admissionregistration.k8s.io",
+                    "validatingadmissionpolicies",
+                ),
+                None,
+            )
+            .map(|o| (**o).clone())
+            .collect();
+        let namespace_object = if self.rt.namespaced {
+            c.store
+                .get(&crate::cluster::namespaces_gr(), "", self.ns())
+                .map(|n| (**n).clone())
+        } else {
+            None
+        };
+        let name = object
+            .or(old)
+            .map(meta::name)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(self.name());
+        crate::policy::admit(
+            &policies,
+            &bindings,
+            &crate::policy::Attributes {
+                operation,
+                rt: &self.rt,
+                version: self.version(),
+                subresource: self.path.subresource.as_deref(),
+                namespace: self.ns(),
+                name,
+                object,
+                old_object: old,
+                user: &self.caller.user,
+                dry_run,
+                namespace_object: namespace_object.as_ref(),
+            },
+        )
+    }
+
+    /// Creates (`live` none) or updates `obj`, after the ValidatingAdmissionPolicies have
+    /// admitted the object the write would store (validating admission runs after the
+    /// object's own validation, so they see it defaulted and validated: a dry run first).
+    fn write(
+        &self,
+        c: &mut Cluster,
+        obj: Value,
+        live: Option<&Value>,
+        opts: &WriteOptions,
+    ) -> ApiResult<crate::cluster::Written> {
+        let (rt, version, ns, name) = (&self.rt, self.version(), self.ns(), self.name());
+        let policy_warnings = if Self::has_bindings(c) {
+            let dry = WriteOptions {
+                dry_run: true,
+                ..opts.clone()
+            };
+            let would = match live {
+                None => c.create(rt, version, ns, obj.clone(), &dry)?,
+                Some(_) => c.update(rt, version, ns, name, obj.clone(), &dry)?,
+            };
+            let old = live.map(|o| to_view(rt, version, o));
+            let operation = if live.is_some() { "UPDATE" } else { "CREATE" };
+            self.admit_policies(
+                c,
+                operation,
+                Some(&would.object),
+                old.as_ref(),
+                opts.dry_run,
+            )?
+        } else {
+            Vec::new()
+        };
+        let mut written = match live {
+            None => c.create(rt, version, ns, obj, opts)?,
+            Some(_) => c.update(rt, version, ns, name, obj, opts)?,
+        };
+        written.warnings.extend(policy_warnings);
+        Ok(written)
     }
 
     fn update(&self, body: &[u8]) -> ApiResult<Response<Body>> {
@@ -734,8 +1015,21 @@ impl RequestContext {
         let (obj, mut warnings) = self.decode_object(body, &opts)?;
         let mut c = self.shared.lock();
         let old = c.get(&self.rt, self.ns(), self.name())?;
+        // The generic registry's `Update` (k8s.io/apiserver/pkg/registry/generic/registry/
+        // store.go): without a resourceVersion, an update is unconditional only where the
+        // strategy allows it; otherwise 422, with the resource as the "kind".
+        if meta::resource_version(&obj).is_empty() && !self.rt.allows_unconditional_update() {
+            return Err(ApiError::invalid(
+                &self.rt.plural,
+                &self.rt.group,
+                self.name(),
+                &[FieldCause::worded(
+                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+                )],
+            ));
+        }
         self.check_rbac_write(&mut c, &obj, Some(&old))?;
-        let written = c.update(&self.rt, self.version(), self.ns(), self.name(), obj, &opts)?;
+        let written = self.write(&mut c, obj, Some(&old), &opts)?;
         drop(c);
         warnings.extend(written.warnings);
         Ok(self.reply(200, &written.object, &warnings))
@@ -783,17 +1077,13 @@ impl RequestContext {
             self.check_rbac_write(&mut c, &obj, live.as_ref())?;
             let (code, written) = match &live {
                 // Apply creates (`forceAllowCreate`), but not through a subresource.
-                None if self.path.subresource.is_none() => (
-                    201,
-                    c.create(&self.rt, self.version(), self.ns(), obj, &opts)?,
-                ),
+                None if self.path.subresource.is_none() => {
+                    (201, self.write(&mut c, obj, None, &opts)?)
+                }
                 None => {
                     return Err(ApiError::not_found(&self.rt.group_resource(), self.name()));
                 }
-                Some(_) => (
-                    200,
-                    c.update(&self.rt, self.version(), self.ns(), self.name(), obj, &opts)?,
-                ),
+                Some(l) => (200, self.write(&mut c, obj, Some(l), &opts)?),
             };
             drop(c);
             warnings.extend(written.warnings);
@@ -811,7 +1101,7 @@ impl RequestContext {
         };
         let (obj, mut warnings) = self.admit_object(patched, &duplicates, &opts, body)?;
         self.check_rbac_write(&mut c, &obj, Some(&live))?;
-        let written = c.update(&self.rt, self.version(), self.ns(), self.name(), obj, &opts)?;
+        let written = self.write(&mut c, obj, Some(&live), &opts)?;
         drop(c);
         warnings.extend(written.warnings);
         Ok(self.reply(200, &written.object, &warnings))
@@ -861,15 +1151,27 @@ impl RequestContext {
         Ok(config)
     }
 
-    /// SelfSubjectAccessReview / SelfSubjectRulesReview: answered for the caller, never stored.
+    /// SelfSubjectAccessReview / SelfSubjectRulesReview / SubjectAccessReview /
+    /// SelfSubjectReview: answered (for the caller, or the user a SubjectAccessReview
+    /// names), never stored.
     fn review(&self, obj: Value) -> ApiResult<Value> {
+        let user = &self.caller.user;
+        if self.rt.kind == "SelfSubjectReview" {
+            return Ok(crate::reviews::self_subject_review(user));
+        }
         if !self.shared.rbac {
+            if self.rt.kind == "SubjectAccessReview" {
+                // Validated as with RBAC, then allowed (AlwaysAllow).
+                let snapshot = self.shared.lock().rbac_snapshot();
+                rbac::subject_access_review(&obj, &snapshot)
+                    .map_err(|e| ApiError::from_status(&e.status()))?;
+            }
             return Ok(crate::reviews::review(&self.rt, obj));
         }
         let snapshot = self.shared.lock().rbac_snapshot();
-        let user = &self.caller.user;
         let answer = match self.rt.kind.as_str() {
             "SelfSubjectAccessReview" => rbac::self_subject_access_review(user, &obj, &snapshot),
+            "SubjectAccessReview" => rbac::subject_access_review(&obj, &snapshot),
             _ => rbac::self_subject_rules_review(user, &obj, &snapshot),
         };
         answer.map_err(|e| ApiError::from_status(&e.status()))
@@ -896,20 +1198,30 @@ impl RequestContext {
         } else {
             decode::body(body, &self.content_type)?.value
         };
-        let policy = b
+        options::int(&self.query, "gracePeriodSeconds")?;
+        let policy_text = b
             .get("propagationPolicy")
             .and_then(Value::as_str)
-            .or(self.q("propagationPolicy"))
-            .map(Propagation::parse)
-            .transpose()?;
+            .or(self.q("propagationPolicy"));
+        let policy = policy_text.map(Propagation::parse).transpose()?;
         let dry_run = self.dry_run()?
             || meta::string_list(b.get("dryRun"))
                 .iter()
                 .any(|d| d == "All");
-        let orphan = b
-            .get("orphanDependents")
-            .and_then(Value::as_bool)
-            .or(self.q("orphanDependents").map(|o| o == "true"));
+        let orphan = b.get("orphanDependents").and_then(Value::as_bool).or(self
+            .q("orphanDependents")
+            .and_then(|o| o.parse::<bool>().ok()));
+        // ValidateDeleteOptions: the two ways of choosing a policy exclude each other.
+        if let (Some(_), Some(p)) = (orphan, policy_text) {
+            return Err(options::invalid(
+                "DeleteOptions",
+                &[FieldCause::invalid(
+                    "propagationPolicy",
+                    json!(p),
+                    "orphanDependents and deletionPropagation cannot be both set",
+                )],
+            ));
+        }
         let pre = |k: &str| {
             b.pointer(&format!("/preconditions/{k}"))
                 .and_then(Value::as_str)
@@ -926,11 +1238,18 @@ impl RequestContext {
 
     fn delete(&self, body: &[u8]) -> ApiResult<Response<Body>> {
         let opts = self.delete_options(body)?;
-        let d =
-            self.shared
-                .lock()
-                .delete(&self.rt, self.version(), self.ns(), self.name(), &opts)?;
+        let mut c = self.shared.lock();
         let mut warnings = Vec::new();
+        if Self::has_bindings(&c) {
+            let old = to_view(
+                &self.rt,
+                self.version(),
+                &*c.get(&self.rt, self.ns(), self.name())?,
+            );
+            warnings = self.admit_policies(&c, "DELETE", None, Some(&old), opts.dry_run)?;
+        }
+        let d = c.delete(&self.rt, self.version(), self.ns(), self.name(), &opts)?;
+        drop(c);
         if self.rt.group == "batch"
             && self.rt.kind == "Job"
             && opts.propagation.is_none()
@@ -944,28 +1263,22 @@ impl RequestContext {
             } else {
                 200
             };
-            return Ok(json_response(
-                code,
-                &d.object,
-                "application/json",
-                &warnings,
-            ));
+            return Ok(self.reply_owned(code, d.object, &warnings));
         }
         if self.rt.returns_deleted_object {
-            return Ok(json_response(200, &d.object, "application/json", &warnings));
+            return Ok(self.reply_owned(200, d.object, &warnings));
         }
         let mut details =
             json!({"name": self.name(), "kind": self.rt.plural, "uid": meta::uid(&d.object)});
         if !self.rt.group.is_empty() {
             details["group"] = json!(self.rt.group);
         }
-        Ok(json_response(
+        Ok(self.reply_owned(
             200,
-            &json!({
+            json!({
                 "kind": "Status", "apiVersion": "v1", "metadata": {},
                 "status": "Success", "details": details,
             }),
-            "application/json",
             &warnings,
         ))
     }
@@ -978,14 +1291,15 @@ impl RequestContext {
         let items = c.delete_collection(&self.rt, self.version(), ns, &list, &opts)?;
         let rv = c.store.current_rv().to_string();
         drop(c);
-        Ok(ok_json(
+        Ok(self.reply_owned(
             200,
-            &json!({
+            json!({
                 "kind": self.rt.list_kind,
                 "apiVersion": self.rt.api_version(self.version()),
                 "metadata": {"resourceVersion": rv},
-                "items": items,
+                "items": self.list_items(items),
             }),
+            &[],
         ))
     }
 }

@@ -20,8 +20,9 @@ use tokio::sync::{broadcast, mpsc};
 use crate::cluster::{ListOptions, to_view};
 use crate::error::ApiError;
 use crate::meta;
+use crate::negotiation::{self, Conversion};
 use crate::resources::ResourceType;
-use crate::server::{Body, RequestContext, error_response};
+use crate::server::{Body, RequestContext};
 use crate::store::{Change, EventType};
 use crate::table;
 
@@ -77,16 +78,27 @@ fn gone_line(e: &ApiError) -> Bytes {
     line("ERROR", &e.to_status())
 }
 
+/// How event objects are converted (the `Fixup` of kube-apiserver's `WatchServer`).
+enum Convert {
+    None,
+    Table(Arc<ResourceType>, String, table::IncludeObject),
+    Metadata(String),
+    /// A single object cannot become a list: the real server fails to encode the first
+    /// event and ends the watch.
+    MetadataList,
+}
+
 struct Output {
     tx: mpsc::Sender<Bytes>,
-    table: Option<(Arc<ResourceType>, String, table::IncludeObject)>,
+    convert: Convert,
     headers_sent: bool,
 }
 
 impl Output {
+    /// Sends an event; false when the watch is over.
     async fn event(&mut self, kind: EventType, obj: &Value) -> bool {
-        let obj = match &self.table {
-            Some((rt, version, include)) => {
+        let obj = match &self.convert {
+            Convert::Table(rt, version, include) => {
                 let mut t = table::table(
                     rt,
                     version,
@@ -101,9 +113,27 @@ impl Output {
                 self.headers_sent = true;
                 t
             }
-            None => obj.clone(),
+            Convert::Metadata(version) => negotiation::partial(obj, version),
+            Convert::MetadataList => return false,
+            Convert::None => obj.clone(),
         };
         self.tx.send(line(kind.as_str(), &obj)).await.is_ok()
+    }
+
+    /// Sends a bookmark, converted like the other events (except into Tables).
+    async fn bookmark(&mut self, b: Value) -> bool {
+        match &self.convert {
+            Convert::Metadata(version) => {
+                // PartialObjectMetadata is a Go struct: a zero creationTimestamp is null.
+                let mut obj = negotiation::partial(&b, version);
+                if let Some(m) = obj["metadata"].as_object_mut() {
+                    m.entry("creationTimestamp").or_insert(Value::Null);
+                }
+                self.tx.send(line("BOOKMARK", &obj)).await.is_ok()
+            }
+            Convert::MetadataList => false,
+            Convert::None | Convert::Table(..) => self.tx.send(line("BOOKMARK", &b)).await.is_ok(),
+        }
     }
 
     async fn raw(&self, b: Bytes) -> bool {
@@ -111,29 +141,35 @@ impl Output {
     }
 }
 
-fn bookmark(rt: &ResourceType, version: &str, rv: u64, initial_end: bool) -> Bytes {
+/// A bookmark: an object of the kind with only its resourceVersion (and the
+/// initial-events-end annotation). A built-in kind's empty Go object also shows
+/// `creationTimestamp: null`; a custom resource's unstructured one does not.
+fn bookmark(rt: &ResourceType, version: &str, rv: u64, initial_end: bool) -> Value {
     let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if !rt.is_crd() {
+        metadata["creationTimestamp"] = Value::Null;
+    }
     if initial_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line(
-        "BOOKMARK",
-        &json!({"kind": rt.kind, "apiVersion": rt.api_version(version), "metadata": metadata}),
-    )
+    json!({"kind": rt.kind, "apiVersion": rt.api_version(version), "metadata": metadata})
 }
 
 /// Serves a watch request.
 pub async fn watch(ctx: RequestContext) -> Response<Body> {
     let opts = match ctx.list_options() {
         Ok(o) => o,
-        Err(e) => return error_response(&e),
+        Err(e) => return ctx.error(&e),
     };
     let q = |k: &str| ctx.query.get(k).map(String::as_str);
     let bookmarks = q("allowWatchBookmarks") == Some("true");
     let send_initial = q("sendInitialEvents") == Some("true");
-    let timeout = q("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .filter(|t| *t > 0);
+    // `timeoutSeconds` (checked by `list_options`): a negative one ends the watch at once.
+    let timeout = match crate::options::int(&ctx.query, "timeoutSeconds") {
+        Ok(Some(t)) if t < 0 => Some(0),
+        Ok(Some(t)) if t > 0 => Some(t as u64),
+        _ => None,
+    };
     let rv_param = q("resourceVersion").unwrap_or("").to_string();
     let filter = Filter {
         rt: ctx.rt.clone(),
@@ -141,16 +177,12 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
         namespace: ctx.path.namespace.clone(),
         opts,
     };
-    let requested_rv = if rv_param.is_empty() || rv_param == "0" || send_initial {
+    let requested_rv = if send_initial {
         None
     } else {
-        match rv_param.parse::<u64>() {
-            Ok(rv) => Some(rv),
-            Err(_) => {
-                return error_response(&ApiError::bad_request(format!(
-                    "invalid resource version: {rv_param}"
-                )));
-            }
+        match crate::options::resource_version(&rv_param, true) {
+            Ok(rv) => rv,
+            Err(e) => return ctx.error(&e),
         }
     };
 
@@ -175,7 +207,9 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
                         .iter()
                         .filter_map(|ch| filter.translate(ch))
                         .collect();
-                    (rx, initial, current, None)
+                    // A watch from a resourceVersion not reached yet sees only what
+                    // comes after it.
+                    (rx, initial, current.max(rv), None)
                 }
                 Err(too_old) => (
                     rx,
@@ -188,16 +222,19 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
     };
 
     let (tx, body_rx) = mpsc::channel::<Bytes>(256);
-    let table = ctx.wants_table().then(|| {
-        (
+    let convert = match &ctx.media.conversion {
+        Conversion::None => Convert::None,
+        Conversion::Table(_) => Convert::Table(
             ctx.rt.clone(),
             ctx.version().to_string(),
             ctx.include_object(),
-        )
-    });
+        ),
+        Conversion::Metadata(v) => Convert::Metadata(v.clone()),
+        Conversion::MetadataList(_) => Convert::MetadataList,
+    };
     let mut out = Output {
         tx,
-        table,
+        convert,
         headers_sent: false,
     };
     let mut drop_rx = ctx.shared.drop_watches.subscribe();
@@ -216,14 +253,26 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
         if send_initial
             && bookmarks
             && !out
-                .raw(bookmark(&filter.rt, &filter.version, start_rv, true))
+                .bookmark(bookmark(&filter.rt, &filter.version, start_rv, true))
                 .await
         {
             return;
         }
+        // The resourceVersion of the last change of this resource: what bookmarks carry.
+        // As the watch cache (`cacheWatcher.nextBookmarkTime`, k8s.io/apiserver/pkg/storage/
+        // cacher), bookmarks come every `bookmark_every` (a minute by default) and once
+        // 2 s before the timeout, and only when the resource has changed since the watch
+        // began (a bookmark at the starting resourceVersion is never sent).
         let mut last_rv = start_rv;
-        let deadline = tokio::time::sleep(Duration::from_secs(timeout.unwrap_or(u64::MAX / 4)));
+        let lasts = Duration::from_secs(timeout.unwrap_or(u64::MAX / 4));
+        let deadline = tokio::time::sleep(lasts);
         tokio::pin!(deadline);
+        let pre_timeout = tokio::time::sleep(match timeout {
+            Some(t) if t > 2 => Duration::from_secs(t - 2),
+            _ => Duration::from_secs(u64::MAX / 4),
+        });
+        tokio::pin!(pre_timeout);
+        let mut pre_timeout_sent = false;
         let mut ticker = tokio::time::interval(bookmark_every);
         ticker.tick().await;
         loop {
@@ -233,7 +282,9 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
                         if change.rv <= start_rv {
                             continue;
                         }
-                        last_rv = change.rv;
+                        if change.storage == filter.rt.storage {
+                            last_rv = change.rv;
+                        }
                         if let Some((kind, obj)) = filter.translate(&change)
                             && !out.event(kind, &obj).await
                         {
@@ -248,7 +299,17 @@ pub async fn watch(ctx: RequestContext) -> Response<Body> {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = ticker.tick(), if bookmarks => {
-                    if !out.raw(bookmark(&filter.rt, &filter.version, last_rv, false)).await {
+                    if last_rv > start_rv
+                        && !out.bookmark(bookmark(&filter.rt, &filter.version, last_rv, false)).await
+                    {
+                        return;
+                    }
+                }
+                _ = &mut pre_timeout, if bookmarks && !pre_timeout_sent => {
+                    pre_timeout_sent = true;
+                    if last_rv > start_rv
+                        && !out.bookmark(bookmark(&filter.rt, &filter.version, last_rv, false)).await
+                    {
                         return;
                     }
                 }

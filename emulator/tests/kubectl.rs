@@ -435,6 +435,77 @@ async fn kubectl_create_namespace_and_configmap_send_protobuf() -> TestResult {
     Ok(())
 }
 
+// `kubectl create role` sends a Role in protobuf; a rule on core resources has the API
+// group "" (https://kubernetes.io/docs/reference/access-authn-authz/rbac/#role-example),
+// which protobuf encodes as an empty element of the repeated `apiGroups`. The real server
+// keeps it; so must the emulator (issue 13 item 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_role_on_core_resources() -> TestResult {
+    let k = Kubectl::start("create-role").await?;
+    let out = k
+        .run(
+            &[
+                "create",
+                "role",
+                "r",
+                "--verb=get",
+                "--verb=list",
+                "--resource=configmaps,jobs.batch",
+            ],
+            "",
+        )
+        .await?;
+    assert!(
+        out.contains("role.rbac.authorization.k8s.io/r created"),
+        "{out}"
+    );
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::default_namespaced(k.client()?);
+    let rules = roles.get("r").await?.rules.unwrap_or_default();
+    let got: Vec<(Vec<String>, Vec<String>, Vec<String>)> = rules
+        .into_iter()
+        .map(|r| {
+            (
+                r.api_groups.unwrap_or_default(),
+                r.resources.unwrap_or_default(),
+                r.verbs,
+            )
+        })
+        .collect();
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            (
+                strings(&[""]),
+                strings(&["configmaps"]),
+                strings(&["get", "list"])
+            ),
+            (
+                strings(&["batch"]),
+                strings(&["jobs"]),
+                strings(&["get", "list"])
+            ),
+        ]
+    );
+    let out = k
+        .run(
+            &[
+                "create",
+                "clusterrole",
+                "cr",
+                "--verb=get",
+                "--resource=namespaces",
+            ],
+            "",
+        )
+        .await?;
+    assert!(
+        out.contains("clusterrole.rbac.authorization.k8s.io/cr created"),
+        "{out}"
+    );
+    Ok(())
+}
+
 // `kubectl auth can-i` sends a SelfSubjectAccessReview in protobuf
 // (https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access);
 // without a token file every request is allowed, so the answer is "yes". (RBAC answers:

@@ -14,12 +14,11 @@ const API_VERSION: &str = "authorization.k8s.io/v1";
 /// A review request the API server refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReviewError {
-    /// 422 with field causes, as API validation answers.
-    #[error("{kind}.authorization.k8s.io \"\" is invalid: {}", describe(.causes))]
-    Invalid {
-        kind: &'static str,
-        causes: Vec<InvalidField>,
-    },
+    /// 422 with field causes, as API validation answers; the review's kind is empty there
+    /// (the REST handler names the internal object's cleared TypeMeta), as in
+    /// `.authorization.k8s.io "" is invalid: ...` from kube-apiserver v1.33.
+    #[error(".authorization.k8s.io \"\" is invalid: {}", describe(.causes))]
+    Invalid { causes: Vec<InvalidField> },
     /// 400.
     #[error("{0}")]
     BadRequest(String),
@@ -55,7 +54,7 @@ impl ReviewError {
     /// The `Status` JSON object to answer with.
     pub fn status(&self) -> Value {
         match self {
-            Self::Invalid { kind, causes } => {
+            Self::Invalid { causes } => {
                 let causes: Vec<Value> = causes
                     .iter()
                     .map(|c| json!({"reason": "FieldValueInvalid", "message": c.message(), "field": c.field}))
@@ -67,7 +66,7 @@ impl ReviewError {
                     "status": "Failure",
                     "message": self.to_string(),
                     "reason": "Invalid",
-                    "details": { "group": GROUP, "kind": kind, "causes": causes },
+                    "details": { "group": GROUP, "causes": causes },
                     "code": 422
                 })
             }
@@ -91,7 +90,7 @@ pub fn self_subject_access_review(
     review: &Value,
     rbac: &RbacSnapshot,
 ) -> Result<Value, ReviewError> {
-    let attrs = attributes("SelfSubjectAccessReview", user.clone(), review, Vec::new())?;
+    let attrs = attributes(user.clone(), review, Vec::new())?;
     Ok(answer("SelfSubjectAccessReview", review, &attrs, rbac))
 }
 
@@ -120,7 +119,7 @@ pub fn subject_access_review(review: &Value, rbac: &RbacSnapshot) -> Result<Valu
         uid: spec["uid"].as_str().unwrap_or("").to_owned(),
         groups,
     };
-    let attrs = attributes("SubjectAccessReview", user, review, extra_errors)?;
+    let attrs = attributes(user, review, extra_errors)?;
     Ok(answer("SubjectAccessReview", review, &attrs, rbac))
 }
 
@@ -179,7 +178,6 @@ pub fn self_subject_rules_review(
 
 /// Validates the spec of an access review and turns it into request attributes.
 fn attributes(
-    kind: &'static str,
     user: UserInfo,
     review: &Value,
     mut errors: Vec<InvalidField>,
@@ -207,10 +205,7 @@ fn attributes(
         _ => {}
     }
     if !errors.is_empty() {
-        return Err(ReviewError::Invalid {
-            kind,
-            causes: errors,
-        });
+        return Err(ReviewError::Invalid { causes: errors });
     }
     let text = |value: &Value, key: &str| value[key].as_str().unwrap_or("").to_owned();
     let optional = |value: &Value, key: &str| {
@@ -342,7 +337,7 @@ mod tests {
         assert_eq!(status["reason"], "Invalid");
         assert_eq!(
             status["message"],
-            "SelfSubjectAccessReview.authorization.k8s.io \"\" is invalid: spec.resourceAttributes: Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified"
+            ".authorization.k8s.io \"\" is invalid: spec.resourceAttributes: Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified"
         );
         assert_eq!(
             status["details"]["causes"][0]["field"],
@@ -394,7 +389,7 @@ mod tests {
         .expect_err("no user");
         assert_eq!(
             err.to_string(),
-            "SubjectAccessReview.authorization.k8s.io \"\" is invalid: spec.user: Invalid value: \"\": at least one of user or group must be specified"
+            ".authorization.k8s.io \"\" is invalid: spec.user: Invalid value: \"\": at least one of user or group must be specified"
         );
     }
 

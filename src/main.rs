@@ -85,6 +85,9 @@ struct RunArgs {
     /// the order they were created. At most one backup per tenant runs at a time.
     #[arg(long, env = "LANDLORD_BACKUP_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     backup_concurrency: u16,
+    /// How many restore drills (`spec.backup.verify`) run at once on one database server.
+    #[arg(long, env = "LANDLORD_DRILL_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    drill_concurrency: u16,
     /// The pg_dump binary backups run; by default the newest
     /// /usr/lib/postgresql/<major>/bin/pg_dump, else `pg_dump` on PATH. It must be at
     /// least as new as the servers it dumps.
@@ -191,6 +194,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         pod_labels: args.pod_labels,
         backup: landlord::controller::BackupConfig {
             concurrency: usize::from(args.backup_concurrency),
+            drill_concurrency: usize::from(args.drill_concurrency),
             pg_dump: args.pg_dump,
             ..landlord::controller::BackupConfig::default()
         },

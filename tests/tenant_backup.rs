@@ -1025,3 +1025,116 @@ async fn a_tenant_restore_brings_back_the_backups_rows_into_a_new_database_or_in
     let (reason, message) = restore_reason(&status);
     assert_eq!(reason, "KeyDestroyed", "{message}");
 }
+
+#[tokio::test]
+async fn restore_drills_pass_on_a_good_backup_and_warn_on_a_corrupted_one() {
+    let (h, s3) = setup("drills").await;
+    tenant_with_rows(
+        &h,
+        "bkdrill",
+        json!({"storageRef": "s3", "schedule": "@yearly", "verify": {"afterEveryBackups": 1}}),
+        120,
+    )
+    .await;
+    create_backup(&h.client, "bkdrill-1", "bkdrill").await;
+    let verified = wait_for("the drill of bkdrill-1 passes", || async {
+        let b = backups(&h.client).get("bkdrill-1").await.ok()?;
+        let v = b.status.as_ref()?.verification.clone()?;
+        v.passed.then_some(b)
+    })
+    .await;
+    let status = verified.status.expect("status");
+    let v = status.verification.expect("verification");
+    assert_eq!(
+        (v.tables, v.rows),
+        (1, 120),
+        "the dump's table and its rows were found"
+    );
+    let c = find_condition(&status.conditions, "Verified").expect("Verified");
+    assert_eq!(
+        (format!("{:?}", c.status), c.reason.as_str()),
+        ("True".to_owned(), "Restored"),
+        "{}",
+        c.message
+    );
+    let last = wait_for("Tenant status.lastVerifiedBackup", || async {
+        h.tenants()
+            .get("bkdrill")
+            .await
+            .ok()?
+            .status?
+            .last_verified_backup
+    })
+    .await;
+    assert_eq!((last.name.as_str(), last.passed), ("bkdrill-1", true));
+    let scratch: i64 = shared()
+        .superuser("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'landlord_drill_%'",
+            &[],
+        )
+        .await
+        .expect("counted")
+        .get(0);
+    assert_eq!(scratch, 0, "the scratch database is dropped");
+    assert_eq!(
+        tenant_rows(&h, "bkdrill", "tenant_bkdrill").await,
+        Some(120),
+        "the live database untouched"
+    );
+
+    // Corrupt the object, then ask for a drill again.
+    let key = status.object_key.expect("objectKey");
+    let mut bytes = download(&s3, "drills", &key).await;
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x01;
+    s3.client()
+        .put_object()
+        .bucket("drills")
+        .key(&key)
+        .body(bytes.into())
+        .send()
+        .await
+        .expect("corrupted");
+    let again = json!({"metadata": {"annotations": {"landlord.dev/verify-requested": "again"}}});
+    backups(&h.client)
+        .patch("bkdrill-1", &PatchParams::default(), &Patch::Merge(&again))
+        .await
+        .expect("requested");
+    let failed = wait_for("the drill fails", || async {
+        let b = backups(&h.client).get("bkdrill-1").await.ok()?;
+        let v = b.status.as_ref()?.verification.clone()?;
+        (v.requested == "again").then_some(b)
+    })
+    .await;
+    let status = failed.status.expect("status");
+    assert!(!status.verification.expect("verification").passed);
+    let c = find_condition(&status.conditions, "Verified").expect("Verified");
+    assert_eq!(format!("{:?}", c.status), "False");
+    assert_eq!(c.reason, "ChecksumMismatch", "{}", c.message);
+    let events = events_about(&h.client, "bkdrill-1").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r)| t == "Warning" && r == "ChecksumMismatch"),
+        "{events:?}"
+    );
+    let last = wait_for("lastVerifiedBackup says it failed", || async {
+        let l = h
+            .tenants()
+            .get("bkdrill")
+            .await
+            .ok()?
+            .status?
+            .last_verified_backup?;
+        (!l.passed).then_some(l)
+    })
+    .await;
+    assert_eq!(last.name, "bkdrill-1");
+    let metrics = h.metrics().await;
+    assert!(
+        metrics.contains("landlord_restore_drills_total{result=\"failed\"}"),
+        "{metrics}"
+    );
+}

@@ -389,6 +389,27 @@ pub struct TenantBackupPolicy {
     /// own compression; restore with `age -d | pg_restore`. `None`: uncompressed.
     #[serde(default)]
     pub compression: BackupCompression,
+    /// Restore drills: the newest backup restored into a scratch database on the same
+    /// server and checked (pg_restore succeeds, every table of the dump exists, rows
+    /// counted), then dropped. The result is the TenantBackup's `Verified` condition and
+    /// the Tenant's `status.lastVerifiedBackup`; a failure is a Warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyPolicy>,
+}
+
+/// When restore drills run: after every N completed backups, or on a schedule.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.afterEveryBackups) != has(self.schedule)").message("set exactly one of afterEveryBackups or schedule"))]
+pub struct VerifyPolicy {
+    /// Verify the newest backup after every N completed backups (1: every backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub after_every_backups: Option<i32>,
+    /// Verify the newest backup on this cron schedule, in `spec.backup.timeZone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = CRON))]
+    pub schedule: Option<String>,
 }
 
 /// How a backup is compressed (recorded in its manifest).
@@ -517,6 +538,9 @@ pub struct TenantStatus {
     /// The most recent successful backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<LastBackup>,
+    /// The most recent restore drill: which backup, when, and whether it passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified_backup: Option<LastVerified>,
     /// Progress of the deletion workflow, one entry per step, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deletion: Vec<DeletionStep>,
@@ -571,6 +595,19 @@ pub struct LastBackup {
     /// Size of the encrypted object in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<i64>,
+}
+
+/// The most recent restore drill of a tenant.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastVerified {
+    /// Name of the TenantBackup restored.
+    pub name: String,
+    /// When the drill finished.
+    #[schemars(schema_with = "schema::timestamp")]
+    pub time: Time,
+    /// Whether the backup restored and checked out.
+    pub passed: bool,
 }
 
 /// One step of the deletion workflow.

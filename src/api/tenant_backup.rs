@@ -116,6 +116,9 @@ pub struct TenantBackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::timestamp")]
     pub retain_until: Option<Time>,
+    /// The latest restore drill of this backup (`spec.backup.verify` of its Tenant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
     /// When the dump started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::timestamp")]
@@ -124,6 +127,25 @@ pub struct TenantBackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::timestamp")]
     pub completion_time: Option<Time>,
+}
+
+/// A restore drill of a backup: restored into a scratch database, checked, dropped.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// The request it answers (the `landlord.dev/verify-requested` annotation's value).
+    pub requested: String,
+    /// When it finished.
+    #[schemars(schema_with = "schema::timestamp")]
+    pub time: Time,
+    /// Whether the backup restored and every table of its dump was there.
+    pub passed: bool,
+    /// Tables of the dump found in the restored database.
+    #[serde(default)]
+    pub tables: i32,
+    /// Rows counted in them.
+    #[serde(default)]
+    pub rows: i64,
 }
 
 /// Phase of a backup.

@@ -314,6 +314,102 @@ pub fn restore_file(
     }
 }
 
+/// The tables in the dump's table of contents (`pg_restore --list`), as (schema, name):
+/// what a restore drill expects to find in the restored database. Blocking.
+pub fn list_tables(
+    downloaded: &Downloaded,
+    identity: &age::x25519::Identity,
+    compression: Compression,
+    pg_restore: &Path,
+) -> Result<Vec<(String, String)>, RestoreError> {
+    let file = std::fs::File::open(downloaded.path()).map_err(RestoreError::Download)?;
+    let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(file))
+        .map_err(|e| RestoreError::Decrypt(e.to_string()))?;
+    let plaintext = decryptor
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .map_err(|e| RestoreError::Decrypt(e.to_string()))?;
+    let mut input: Box<dyn Read> = match compression {
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(plaintext).map_err(
+            |source| RestoreError::Stream {
+                stage: "decompressing",
+                source,
+            },
+        )?),
+        Compression::PgDump | Compression::None => Box::new(plaintext),
+    };
+    let mut child = Command::new(pg_restore)
+        .arg("--list")
+        .env_clear()
+        .env("LC_ALL", "C")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| RestoreError::Spawn {
+            binary: pg_restore.display().to_string(),
+            source,
+        })?;
+    let mut stdout = child.stdout.take().ok_or_else(|| RestoreError::Stream {
+        stage: "starting pg_restore --list",
+        source: std::io::Error::other("no stdout"),
+    })?;
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stdout.read_to_string(&mut all);
+        all
+    });
+    let stderr = child.stderr.take().map(|mut err| {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = err.read_to_end(&mut all);
+            let start = all.len().saturating_sub(STDERR_TAIL);
+            String::from_utf8_lossy(&all[start..]).trim().to_owned()
+        })
+    });
+    let fed = child
+        .stdin
+        .take()
+        .ok_or_else(|| RestoreError::Stream {
+            stage: "starting pg_restore --list",
+            source: std::io::Error::other("no stdin"),
+        })
+        .and_then(|mut stdin| copy(&mut input, &mut stdin));
+    let status = child.wait().map_err(|source| RestoreError::Stream {
+        stage: "waiting for pg_restore --list",
+        source,
+    })?;
+    let listing = reader.join().unwrap_or_default();
+    let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    if !status.success() {
+        return Err(RestoreError::Failed {
+            status: status.to_string(),
+            stderr,
+        });
+    }
+    fed?;
+    Ok(parse_table_list(&listing))
+}
+
+/// The `TABLE` entries of a `pg_restore --list` listing: `id; oid oid TABLE schema name owner`.
+pub fn parse_table_list(listing: &str) -> Vec<(String, String)> {
+    listing
+        .lines()
+        .filter(|l| !l.trim_start().starts_with(';'))
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "TABLE")?;
+            // "TABLE DATA" entries are the rows of a table listed already.
+            if words.get(at + 1) == Some(&"DATA") {
+                return None;
+            }
+            Some((
+                words.get(at + 1)?.to_string(),
+                words.get(at + 2)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
 fn copy(input: &mut dyn Read, output: &mut dyn Write) -> Result<u64, RestoreError> {
     let mut buffer = vec![0u8; 256 << 10];
     let mut total = 0u64;
@@ -336,5 +432,26 @@ fn copy(input: &mut dyn Read, output: &mut dyn Write) -> Result<u64, RestoreErro
                 source,
             })?;
         total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_read_from_the_listing() {
+        let listing = ";\n; Archive created at 2026-12-01 18:00:00 UTC\n;\n\
+            215; 1259 16386 TABLE public customers tenant_acme\n\
+            216; 1259 16390 TABLE billing invoices tenant_acme\n\
+            3310; 0 16386 TABLE DATA public customers tenant_acme\n\
+            3162; 2606 16393 CONSTRAINT public customers customers_pkey tenant_acme\n";
+        assert_eq!(
+            parse_table_list(listing),
+            [
+                ("public".to_owned(), "customers".to_owned()),
+                ("billing".to_owned(), "invoices".to_owned())
+            ]
+        );
     }
 }

@@ -53,6 +53,8 @@ pub struct Report {
     pub last_backup: Option<LastBackup>,
     /// When to look again (the next slot).
     pub wake_in: Option<Duration>,
+    /// The newest restore drill.
+    pub last_verified: Option<crate::api::LastVerified>,
 }
 
 /// The TenantBackups of `tenant`: named for it and recording its UID.
@@ -169,6 +171,7 @@ pub async fn reconcile(tenant: &Tenant, ctx: &Context) -> Result<Report, Error> 
             condition: None,
             last_backup,
             wake_in: None,
+            last_verified: super::drill::last_verified(&backups),
         });
     };
     let invalid = |e: schedule::ScheduleError| Report {
@@ -239,7 +242,13 @@ pub async fn reconcile(tenant: &Tenant, ctx: &Context) -> Result<Report, Error> 
             )),
             last_backup,
             wake_in: None,
+            last_verified: super::drill::last_verified(&backups),
         });
+    }
+
+    // restore drills of the newest completed backup, as spec.backup.verify asks
+    if let Some(backup) = super::drill::due(tenant, &backups, &tz, now) {
+        super::drill::request(ctx, backup).await?;
     }
 
     let created = tenant
@@ -312,6 +321,7 @@ pub async fn reconcile(tenant: &Tenant, ctx: &Context) -> Result<Report, Error> 
         condition: Some(condition),
         last_backup,
         wake_in,
+        last_verified: super::drill::last_verified(&backups),
     })
 }
 

@@ -9,6 +9,7 @@ pub mod apply;
 mod backup_schedule;
 pub mod backup_storage;
 pub mod database_server;
+mod drill;
 mod error;
 mod finalizers;
 mod index;
@@ -151,6 +152,8 @@ pub struct Context {
     pub backups: Arc<tenant_backup::Runner>,
     /// Asks the TenantBackup controller to look at a backup now.
     pub backup_triggers: futures::channel::mpsc::UnboundedSender<ObjectRef<TenantBackup>>,
+    /// The restore drills this replica runs.
+    pub drills: Arc<drill::Drills>,
 }
 
 /// Runs one reconcile of `controller` for the object `name` once every cache is filled,
@@ -425,6 +428,7 @@ pub async fn run(
         tenant_triggers: trigger_tx,
         backups: Arc::new(tenant_backup::Runner::new(config.backup.concurrency)),
         backup_triggers: backup_trigger_tx,
+        drills: Arc::new(drill::Drills::new(config.backup.drill_concurrency)),
     });
 
     info!(

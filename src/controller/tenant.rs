@@ -605,6 +605,7 @@ fn provisioned_status(
             .retain(|c| c.type_ != backup_schedule::BACKUP_SCHEDULED),
     }
     status.last_backup = backups.last_backup;
+    status.last_verified_backup = backups.last_verified;
 
     summarize(tenant, &mut status);
     (status, retry)

@@ -110,6 +110,8 @@ impl Conditions for TenantBackupStatus {
 pub struct BackupConfig {
     /// How many backups run at once, over all tenants.
     pub concurrency: usize,
+    /// How many restore drills run at once on one database server.
+    pub drill_concurrency: usize,
     /// The pg_dump binary; the newest one found when unset.
     pub pg_dump: Option<PathBuf>,
     /// Bytes per streamed chunk (one multipart part).
@@ -120,6 +122,7 @@ impl Default for BackupConfig {
     fn default() -> Self {
         BackupConfig {
             concurrency: 2,
+            drill_concurrency: 1,
             pg_dump: None,
             chunk: crate::backup::pipeline::DEFAULT_CHUNK,
         }
@@ -222,7 +225,13 @@ pub async fn reconcile(backup: Arc<TenantBackup>, ctx: Arc<Context>) -> Result<A
             return Ok(Action::await_change());
         }
         match backup.status.as_ref().and_then(|s| s.phase) {
-            Some(BackupPhase::Completed | BackupPhase::Failed) => Ok(Action::await_change()),
+            Some(BackupPhase::Completed) => {
+                if let Some(requested) = super::drill::pending_request(&backup) {
+                    super::drill::start(backup.clone(), ctx.clone(), requested);
+                }
+                Ok(Action::await_change())
+            }
+            Some(BackupPhase::Failed) => Ok(Action::await_change()),
             Some(BackupPhase::Running) if ctx.backups.runs(&uid(&backup)) => {
                 Ok(Action::await_change())
             }

@@ -586,7 +586,7 @@ async fn run(restore: &TenantRestore, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// `pg_restore` beside the configured `pg_dump`, else the newest installed.
-fn pg_restore_binary(ctx: &Context) -> std::path::PathBuf {
+pub(super) fn pg_restore_binary(ctx: &Context) -> std::path::PathBuf {
     let pg_dump = ctx
         .config
         .backup

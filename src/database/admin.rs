@@ -394,6 +394,14 @@ pub trait DatabaseAdmin: Send + Sync {
         tenant: &TenantIdentifiers,
     ) -> Result<u64, DatabaseError>;
 
+    /// Counts the rows of each of `tables` (schema, name) in `database`; `None` for a
+    /// table that does not exist there. For restore drills, on a scratch database.
+    async fn count_rows(
+        &self,
+        database: &str,
+        tables: &[(String, String)],
+    ) -> Result<Vec<Option<i64>>, DatabaseError>;
+
     /// Connection and statement counters since this value was created.
     fn stats(&self) -> AdminStats;
 }
@@ -1180,6 +1188,39 @@ impl DatabaseAdmin for PostgresAdmin {
         }
         .await;
         Self::unlock(conn, tenant, result).await
+    }
+
+    async fn count_rows(
+        &self,
+        database: &str,
+        tables: &[(String, String)],
+    ) -> Result<Vec<Option<i64>>, DatabaseError> {
+        let conn = self.pool.connect_to(database).await?;
+        let mut counts = Vec::with_capacity(tables.len());
+        for (schema, table) in tables {
+            let exists = conn
+                .query_one(
+                    "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
+                    &[schema, table],
+                )
+                .await?;
+            if !conn.column::<bool>(&exists, 0)? {
+                counts.push(None);
+                continue;
+            }
+            let row = conn
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {}.{}",
+                        quote_ident(schema),
+                        quote_ident(table)
+                    ),
+                    &[],
+                )
+                .await?;
+            counts.push(Some(conn.column::<i64>(&row, 0)?));
+        }
+        Ok(counts)
     }
 
     async fn terminate_tenant_sessions(

@@ -46,6 +46,7 @@ pub struct Metrics {
     backup_duration: Histogram,
     backups_running: Gauge,
     last_backup: Family<TenantLabels, Gauge>,
+    drills: Family<BackupLabels, Counter>,
 }
 
 impl Metrics {
@@ -114,8 +115,15 @@ impl Metrics {
             "Unix time of each tenant's newest completed backup, for alerts such as time() - x > 26h",
             last_backup.clone(),
         );
+        let drills = Family::<BackupLabels, Counter>::default();
+        registry.register(
+            "restore_drills",
+            "Restore drills by result (passed, failed)",
+            drills.clone(),
+        );
         Metrics {
             registry,
+            drills,
             reconciles,
             backups,
             backup_bytes,
@@ -160,6 +168,15 @@ impl Metrics {
             self.backup_bytes.inc_by(bytes);
             self.backup_duration.observe(seconds);
         }
+    }
+
+    /// Records one restore drill.
+    pub fn record_drill(&self, passed: bool) {
+        self.drills
+            .get_or_create(&BackupLabels {
+                result: if passed { "passed" } else { "failed" }.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a backup in or out of the running ones.

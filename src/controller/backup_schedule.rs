@@ -183,6 +183,7 @@ pub async fn reconcile(tenant: &Tenant, ctx: &Context) -> Result<Report, Error> 
         )),
         last_backup: last_backup.clone(),
         wake_in: None,
+        last_verified: super::drill::last_verified(&backups),
     };
     let tz = match schedule::time_zone(policy.time_zone.as_deref()) {
         Ok(tz) => tz,

@@ -17,10 +17,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
@@ -217,6 +217,10 @@ async fn run(backup: &TenantBackup, ctx: &Context, requested: &str) -> Result<()
 
 async fn drill(backup: &TenantBackup, ctx: &Context) -> Result<Check<Found>, Error> {
     let status = backup.status.clone().unwrap_or_default();
+    #[allow(
+        clippy::result_large_err,
+        reason = "the controllers' Error is what every step returns"
+    )]
     let fail = |reason: &'static str, message: String| Ok(Check::Fail { reason, message });
     let Some(tenant) = ctx
         .stores

@@ -584,11 +584,13 @@ async fn a_backup_interrupted_mid_upload_is_aborted_and_tried_again() {
         incomplete_uploads(&s3, "crash").await.is_empty(),
         "no orphaned multipart upload"
     );
-    let events = events_about(&h.client, "bkcrash-1").await;
-    assert!(
-        events.iter().any(|(_, reason)| reason == "Completed"),
-        "{events:?}"
-    );
+    eventually("a Completed event", || async {
+        events_about(&h.client, "bkcrash-1")
+            .await
+            .iter()
+            .any(|(_, reason)| reason == "Completed")
+    })
+    .await;
 }
 
 async fn events_about(client: &Client, name: &str) -> Vec<(String, String)> {
@@ -998,13 +1000,13 @@ async fn a_tenant_restore_brings_back_the_backups_rows_into_a_new_database_or_in
         .expect("counted")
         .get(0);
     assert_eq!(left, 0, "no half-restored database left behind");
-    let events = events_about(&h.client, "bkrs-tampered").await;
-    assert!(
-        events
+    eventually("a Warning event says ChecksumMismatch", || async {
+        events_about(&h.client, "bkrs-tampered")
+            .await
             .iter()
-            .any(|(t, r)| t == "Warning" && r == "ChecksumMismatch"),
-        "{events:?}"
-    );
+            .any(|(t, r)| t == "Warning" && r == "ChecksumMismatch")
+    })
+    .await;
 
     // The key destroyed: the restore says so, not a decryption error.
     let tenant = h.tenants().get("bkrs").await.expect("tenant");
@@ -1113,13 +1115,13 @@ async fn restore_drills_pass_on_a_good_backup_and_warn_on_a_corrupted_one() {
     let c = find_condition(&status.conditions, "Verified").expect("Verified");
     assert_eq!(format!("{:?}", c.status), "False");
     assert_eq!(c.reason, "ChecksumMismatch", "{}", c.message);
-    let events = events_about(&h.client, "bkdrill-1").await;
-    assert!(
-        events
+    eventually("a Warning event says ChecksumMismatch", || async {
+        events_about(&h.client, "bkdrill-1")
+            .await
             .iter()
-            .any(|(t, r)| t == "Warning" && r == "ChecksumMismatch"),
-        "{events:?}"
-    );
+            .any(|(t, r)| t == "Warning" && r == "ChecksumMismatch")
+    })
+    .await;
     let last = wait_for("lastVerifiedBackup says it failed", || async {
         let l = h
             .tenants()

@@ -455,8 +455,18 @@ async fn resolve(backup: &TenantBackup, ctx: &Context) -> Result<Check<Resolved>
         ));
     };
     let tenant_status = tenant.status.clone().unwrap_or_default();
-    let database_ready = find_condition(&tenant_status.conditions, tenant_database::DATABASE_READY)
-        .is_some_and(Condition::is_true);
+    let database_condition =
+        find_condition(&tenant_status.conditions, tenant_database::DATABASE_READY);
+    if let Some(c) = database_condition.filter(|c| c.status == ConditionStatus::False) {
+        return Ok(wait(
+            "DatabaseUnavailable",
+            format!(
+                "the database of Tenant {} is not ready ({}: {})",
+                spec.tenant_ref, c.reason, c.message
+            ),
+        ));
+    }
+    let database_ready = database_condition.is_some_and(Condition::is_true);
     let Some(db) = tenant_status.database.clone().filter(|_| database_ready) else {
         return Ok(wait(
             "WaitingForDatabase",

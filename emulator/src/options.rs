@@ -16,6 +16,17 @@ pub fn invalid(kind: &str, causes: &[FieldCause]) -> ApiError {
     ApiError::invalid(kind, "meta.k8s.io", "", causes)
 }
 
+/// A boolean query parameter as Go's `strconv.ParseBool` reads it (what kube-apiserver's
+/// query conversion uses): `1`, `t`, `T`, `TRUE`, `true`, `True` and the matching false
+/// spellings; anything else is `None`. The official Python client sends `watch=True`.
+pub fn go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// An integer query parameter, or the 400 of Go's `strconv.ParseInt`.
 pub fn int(query: &HashMap<String, String>, key: &str) -> ApiResult<Option<i64>> {
     match query.get(key) {

@@ -293,7 +293,9 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
 
 /// The API verb of a request.
 pub fn verb(method: &Method, path: &ResourcePath, query: &HashMap<String, String>) -> &'static str {
-    let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let watch = query
+        .get("watch")
+        .is_some_and(|w| crate::options::go_bool(w) == Some(true));
     match (method.as_str(), path.name.is_some()) {
         ("GET" | "HEAD", true) => "get",
         ("GET" | "HEAD", false) if watch => "watch",
@@ -1065,7 +1067,9 @@ impl RequestContext {
                 subresource: self.path.subresource.as_deref(),
                 time: &time,
             };
-            let force = self.q("force").is_some_and(|f| f == "true");
+            let force = self
+                .q("force")
+                .is_some_and(|f| crate::options::go_bool(f) == Some(true));
             let applied = self
                 .rt
                 .field_manager(self.version())

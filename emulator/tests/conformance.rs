@@ -3226,3 +3226,41 @@ async fn post_with_warnings(
         .to_bytes();
     Ok((code, warnings, String::from_utf8_lossy(&bytes).into_owned()))
 }
+
+/// Query booleans are read as Go's `strconv.ParseBool` reads them (kube-apiserver's query
+/// conversion): `watch=True`, as the official Python client sends it, is a watch, not a
+/// list (k8s.io/apimachinery/pkg/conversion/queryparams, runtime.Convert_Slice_string_To_bool).
+#[tokio::test]
+async fn query_booleans_are_read_as_go_parses_them() -> TestResult {
+    let (e, c) = start().await?;
+    let api: Api<ConfigMap> = Api::default_namespaced(c);
+    api.create(&PostParams::default(), &cm("b", json!({})))
+        .await?;
+    for spelling in ["True", "true", "1", "t", "TRUE"] {
+        let (code, _, body) = raw(
+            &e,
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?watch={spelling}&timeoutSeconds=1"),
+            &[],
+            "",
+        )
+        .await?;
+        assert_eq!(code, 200, "{spelling}");
+        let first: serde_json::Value = serde_json::from_str(body.lines().next().unwrap_or("{}"))?;
+        assert_eq!(
+            first["type"], "ADDED",
+            "watch={spelling} is a watch: {body}"
+        );
+    }
+    let (_, _, body) = raw(
+        &e,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=False",
+        &[],
+        "",
+    )
+    .await?;
+    let list: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(list["kind"], "ConfigMapList", "watch=False is a list");
+    Ok(())
+}

@@ -960,13 +960,36 @@ async fn a_tenant_restore_brings_back_the_backups_rows_into_a_new_database_or_in
         "{events:?}"
     );
 
-    // One byte changed in the bucket: refused before anything is written, and the new
-    // database it made is dropped again.
+    // `landlord backup download` gets the object, checked, for the stock tools.
     let key = backup
         .status
         .as_ref()
         .and_then(|s| s.object_key.clone())
         .expect("objectKey");
+    let dir = scratch("download");
+    let args = |output: &str| landlord::backup::cli::DownloadArgs {
+        backup: "bkrs-1".to_owned(),
+        output: Some(dir.join(output)),
+        operator_namespace: OPERATOR_NAMESPACE.to_owned(),
+    };
+    let said = landlord::backup::cli::download(&h.client, &args("good.age"))
+        .await
+        .expect("downloaded");
+    assert!(said.contains("as recorded by the backup"), "{said}");
+    let downloaded = std::fs::read(dir.join("good.age")).expect("file");
+    assert_eq!(downloaded, download(&s3, "restores", &key).await);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(dir.join("good.age"))
+            .expect("file")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // One byte changed in the bucket: refused before anything is written, and the new
+    // database it made is dropped again.
     let mut bytes = download(&s3, "restores", &key).await;
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x80;
@@ -978,6 +1001,11 @@ async fn a_tenant_restore_brings_back_the_backups_rows_into_a_new_database_or_in
         .send()
         .await
         .expect("tampered");
+    let refused = landlord::backup::cli::download(&h.client, &args("bad.age"))
+        .await
+        .expect_err("a tampered object is not downloaded");
+    assert!(refused.contains("ChecksumMismatch"), "{refused}");
+    assert!(!dir.join("bad.age").exists(), "nothing written");
     create_restore(
         &h.client,
         "bkrs-tampered",

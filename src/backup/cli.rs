@@ -17,7 +17,7 @@
 //! and hosts, and pg_dump's own stderr (which libpq keeps free of passwords).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -46,6 +46,25 @@ pub enum BackupCommand {
     /// Run one backup: pg_dump → compression → age encryption to one recipient → the store,
     /// then the JSON manifest beside it (also printed on standard output).
     Run(Box<RunArgs>),
+    /// Download the encrypted object of a TenantBackup (from the cluster of the current
+    /// kubeconfig), checked against the SHA-256 and size the backup recorded before any
+    /// byte is written out. It stays encrypted: restore it with stock tools, `age -d -i
+    /// key.txt FILE | zstd -d | pg_restore ...` (without `zstd -d` for the pgdump and none
+    /// compressions). No key material is read or printed.
+    Download(DownloadArgs),
+}
+
+/// `landlord backup download`.
+#[derive(Args, Debug)]
+pub struct DownloadArgs {
+    /// The TenantBackup.
+    pub backup: String,
+    /// Write the object to this file (created, mode 0600) instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The operator's namespace: the only one the BackupStorage's Secrets are read from.
+    #[arg(long, env = "LANDLORD_NAMESPACE", default_value = "landlord")]
+    pub operator_namespace: String,
 }
 
 /// How the dump is compressed (`spec.backup.compression`).
@@ -166,6 +185,92 @@ pub struct RunArgs {
 pub async fn run(args: BackupArgs) -> Result<(), String> {
     match args.command {
         BackupCommand::Run(args) => run_backup(*args).await,
+        BackupCommand::Download(args) => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| format!("no Kubernetes configuration: {e}"))?;
+            let done = download(&client, &args).await?;
+            eprintln!("{done}");
+            Ok(())
+        }
+    }
+}
+
+/// Downloads the object of `args.backup`, checks it and writes it out; returns what it
+/// did, for the terminal.
+pub async fn download(client: &kube::Client, args: &DownloadArgs) -> Result<String, String> {
+    use kube::api::Api;
+    let backups: Api<crate::api::TenantBackup> = Api::all(client.clone());
+    let backup = backups
+        .get(&args.backup)
+        .await
+        .map_err(|e| format!("reading the TenantBackup {}: {e}", args.backup))?;
+    let status = backup.status.unwrap_or_default();
+    if status.phase != Some(crate::api::BackupPhase::Completed) {
+        return Err(format!(
+            "the TenantBackup {} is not Completed ({:?})",
+            args.backup, status.phase
+        ));
+    }
+    let (Some(key), Some(sha256), Some(size), Some(storage)) = (
+        status.object_key,
+        status.sha256,
+        status.size_bytes.and_then(|s| u64::try_from(s).ok()),
+        status.storage_ref,
+    ) else {
+        return Err(format!(
+            "the TenantBackup {} records no object, SHA-256, size or storage",
+            args.backup
+        ));
+    };
+    let storages: Api<crate::api::BackupStorage> = Api::all(client.clone());
+    let storage = storages
+        .get(&storage)
+        .await
+        .map_err(|e| format!("reading the BackupStorage {storage}: {e}"))?;
+    let store =
+        crate::controller::backup_storage::open(client, &args.operator_namespace, &storage.spec)
+            .await
+            .map_err(|e| {
+                format!(
+                    "opening the BackupStorage {}: {e}",
+                    storage.metadata.name.as_deref().unwrap_or_default()
+                )
+            })?;
+    let expected = super::restore::Expected {
+        sha256: sha256.clone(),
+        size,
+    };
+    let downloaded = super::restore::download_verified(&*store, &key, &expected)
+        .await
+        .map_err(|e| format!("downloading {key} ({}): {e}", e.reason()))?;
+    match &args.output {
+        Some(path) => {
+            let mut out = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let mut input = fs::File::open(downloaded.path())
+                .map_err(|e| format!("reading the download: {e}"))?;
+            std::io::copy(&mut input, &mut out)
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            Ok(format!(
+                "wrote {} ({size} bytes, SHA-256 {sha256}, as recorded by the backup)",
+                path.display()
+            ))
+        }
+        None => {
+            let mut input = fs::File::open(downloaded.path())
+                .map_err(|e| format!("reading the download: {e}"))?;
+            let mut stdout = std::io::stdout().lock();
+            std::io::copy(&mut input, &mut stdout)
+                .map_err(|e| format!("writing to standard output: {e}"))?;
+            Ok(format!(
+                "{size} bytes, SHA-256 {sha256}, as recorded by the backup"
+            ))
+        }
     }
 }
 

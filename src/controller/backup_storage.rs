@@ -195,18 +195,13 @@ fn check_namespace(
 
 /// The data of the Secret `namespace/name`, read now (never from a cache).
 async fn secret_data(
-    ctx: &Context,
+    access: &Access<'_>,
     name: &str,
     namespace: &str,
     what: &str,
 ) -> Result<std::collections::BTreeMap<String, Vec<u8>>, StorageError> {
-    check_namespace(
-        name,
-        namespace,
-        what,
-        &ctx.config.isolation.operator_namespace,
-    )?;
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    check_namespace(name, namespace, what, access.operator_namespace)?;
+    let api: Api<Secret> = Api::namespaced(access.client.clone(), namespace);
     match api.get_opt(name).await {
         Ok(Some(secret)) => Ok(secret
             .data
@@ -256,9 +251,33 @@ fn text(
     Ok(value)
 }
 
+/// Who reads a storage's Secrets: a client, allowed only the operator's namespace.
+struct Access<'a> {
+    client: &'a kube::Client,
+    operator_namespace: &'a str,
+}
+
+/// Opens the store of the BackupStorage `spec` outside the controller (`landlord backup
+/// download`), reading its Secrets with `client` from `operator_namespace` only, as the
+/// operator does. The store is not checked: the first request says whether it works.
+pub async fn open(
+    client: &kube::Client,
+    operator_namespace: &str,
+    spec: &BackupStorageSpec,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let access = Access {
+        client,
+        operator_namespace,
+    };
+    Ok(match resolve(spec, &access).await? {
+        Resolved::S3(settings) => Arc::new(S3Store::new(settings)?),
+        Resolved::Filesystem(path) => Arc::new(FilesystemStore::new(path)),
+    })
+}
+
 /// The storage's settings, with its Secrets read. Every Secret reference is checked before
 /// any is read.
-async fn resolve(spec: &BackupStorageSpec, ctx: &Context) -> Result<Resolved, StorageError> {
+async fn resolve(spec: &BackupStorageSpec, access: &Access<'_>) -> Result<Resolved, StorageError> {
     if let Some(filesystem) = &spec.filesystem {
         return Ok(Resolved::Filesystem(filesystem.path.clone()));
     }
@@ -267,7 +286,7 @@ async fn resolve(spec: &BackupStorageSpec, ctx: &Context) -> Result<Resolved, St
             "neither spec.s3 nor spec.filesystem is set".to_owned(),
         ));
     };
-    let operator_namespace = &ctx.config.isolation.operator_namespace;
+    let operator_namespace = access.operator_namespace;
     if let Some(credentials) = &s3.credentials {
         let secret = &credentials.secret;
         check_namespace(
@@ -288,7 +307,7 @@ async fn resolve(spec: &BackupStorageSpec, ctx: &Context) -> Result<Resolved, St
             let secret = &reference.secret;
             let shown = format!("{}/{}", secret.namespace, secret.name);
             let mut data =
-                secret_data(ctx, &secret.name, &secret.namespace, "S3 access key").await?;
+                secret_data(access, &secret.name, &secret.namespace, "S3 access key").await?;
             StaticCredentials {
                 access_key_id: text(
                     &mut data,
@@ -313,8 +332,13 @@ async fn resolve(spec: &BackupStorageSpec, ctx: &Context) -> Result<Resolved, St
     };
     let ca_pem = match &s3.ca_secret {
         Some(reference) => {
-            let mut data =
-                secret_data(ctx, &reference.name, &reference.namespace, "CA certificate").await?;
+            let mut data = secret_data(
+                access,
+                &reference.name,
+                &reference.namespace,
+                "CA certificate",
+            )
+            .await?;
             let shown = format!("{}/{}", reference.namespace, reference.name);
             let pem = data.remove(&reference.key).ok_or_else(|| {
                 StorageError::SecretMissing(format!(
@@ -345,7 +369,11 @@ async fn resolve(spec: &BackupStorageSpec, ctx: &Context) -> Result<Resolved, St
 
 /// Builds (or reuses) the storage's store and checks it.
 async fn probe(storage: &BackupStorage, ctx: &Context) -> Result<String, StorageError> {
-    let resolved = resolve(&storage.spec, ctx).await?;
+    let access = Access {
+        client: &ctx.client,
+        operator_namespace: &ctx.config.isolation.operator_namespace,
+    };
+    let resolved = resolve(&storage.spec, &access).await?;
     let store = ctx.storages.ensure(storage, resolved)?;
     let lock = storage.spec.object_lock.as_ref();
     store.check(lock.is_some()).await?;

@@ -151,7 +151,16 @@ struct Found {
 async fn run(backup: &TenantBackup, ctx: &Context, requested: &str) -> Result<(), Error> {
     let found = match drill(backup, ctx).await? {
         Check::Ready(found) => found,
-        Check::Wait { .. } => return Ok(()),
+        // Not yet (the database or storage not usable): look at this backup again later.
+        Check::Wait { after, .. } => {
+            let trigger = ctx.backup_triggers.clone();
+            let again = ObjectRef::from_obj(backup);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = trigger.unbounded_send(again);
+            });
+            return Ok(());
+        }
         Check::Fail { reason, message } => Found {
             passed: false,
             reason,

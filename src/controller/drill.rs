@@ -489,7 +489,10 @@ pub fn due<'a>(
         b.annotations().get(REQUEST_ANNOTATION)?.parse().ok()
     };
     if let Some(every) = verify.after_every_backups {
-        let last = completed.iter().rposition(|b| requested_at(b).is_some());
+        // Any request counts, also one made by hand with a value of its own.
+        let last = completed
+            .iter()
+            .rposition(|b| b.annotations().contains_key(REQUEST_ANNOTATION));
         let since = match last {
             Some(i) => completed.len() - 1 - i,
             None => completed.len(),
@@ -507,5 +510,119 @@ pub fn due<'a>(
     match crate::backup::schedule::due(&schedule, tz, last, created, now).ok()? {
         crate::backup::schedule::Decision::Run { .. } => Some(newest),
         crate::backup::schedule::Decision::Wait { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BackupPhase, TenantBackupSpec, TenantBackupStatus};
+    use kube::api::ObjectMeta;
+
+    fn tenant(verify: serde_json::Value) -> Tenant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "landlord.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "acme", "uid": "u1", "creationTimestamp": "2026-11-01T00:00:00Z"},
+            "spec": {"database": {"serverRef": "pg"},
+                     "backup": {"storageRef": "s3", "schedule": "@daily", "verify": verify}}
+        }))
+        .expect("tenant")
+    }
+
+    fn backup(name: &str, completed: &str, requested: Option<&str>) -> Arc<TenantBackup> {
+        Arc::new(TenantBackup {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                annotations: requested
+                    .map(|r| [(REQUEST_ANNOTATION.to_owned(), r.to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            spec: TenantBackupSpec {
+                tenant_ref: "acme".to_owned(),
+                storage_ref: None,
+            },
+            status: Some(TenantBackupStatus {
+                phase: Some(BackupPhase::Completed),
+                completion_time: Some(Time(completed.parse().expect("time"))),
+                ..TenantBackupStatus::default()
+            }),
+        })
+    }
+
+    fn name(found: Option<&Arc<TenantBackup>>) -> Option<String> {
+        found.map(|b| b.name_any())
+    }
+
+    #[test]
+    fn after_every_n_backups_the_newest_is_drilled_once() {
+        let t = tenant(serde_json::json!({"afterEveryBackups": 2}));
+        let tz = jiff::tz::TimeZone::UTC;
+        let now: jiff::Timestamp = "2026-12-01T12:00:00Z".parse().unwrap();
+        let one = [backup("b1", "2026-11-28T03:00:00Z", None)];
+        assert_eq!(
+            name(due(&t, &one, &tz, now)),
+            None,
+            "one backup is not yet two"
+        );
+        let two = [one[0].clone(), backup("b2", "2026-11-29T03:00:00Z", None)];
+        assert_eq!(name(due(&t, &two, &tz, now)).as_deref(), Some("b2"));
+        let asked = [
+            one[0].clone(),
+            backup("b2", "2026-11-29T03:00:00Z", Some("x")),
+        ];
+        assert_eq!(name(due(&t, &asked, &tz, now)), None, "asked already");
+        let three = [
+            asked[0].clone(),
+            asked[1].clone(),
+            backup("b3", "2026-11-30T03:00:00Z", None),
+        ];
+        assert_eq!(
+            name(due(&t, &three, &tz, now)),
+            None,
+            "one since the last drill"
+        );
+        let four = [
+            three[0].clone(),
+            three[1].clone(),
+            three[2].clone(),
+            backup("b4", "2026-12-01T03:00:00Z", None),
+        ];
+        assert_eq!(name(due(&t, &four, &tz, now)).as_deref(), Some("b4"));
+    }
+
+    #[test]
+    fn a_drill_schedule_asks_once_per_slot() {
+        let t = tenant(serde_json::json!({"schedule": "0 6 * * 0"}));
+        let tz = jiff::tz::TimeZone::UTC;
+        // Sunday 2026-11-29 06:00 is a slot; the last drill was asked before it.
+        let now: jiff::Timestamp = "2026-11-30T12:00:00Z".parse().unwrap();
+        let backups = [
+            backup("b1", "2026-11-20T03:00:00Z", Some("2026-11-22T06:00:00Z")),
+            backup("b2", "2026-11-28T03:00:00Z", None),
+        ];
+        assert_eq!(name(due(&t, &backups, &tz, now)).as_deref(), Some("b2"));
+        // Asked after that slot: nothing until the next one.
+        let asked = [
+            backups[0].clone(),
+            backup("b2", "2026-11-28T03:00:00Z", Some("2026-11-29T06:10:00Z")),
+            backup("b3", "2026-11-30T03:00:00Z", None),
+        ];
+        assert_eq!(name(due(&t, &asked, &tz, now)), None);
+        let next_week: jiff::Timestamp = "2026-12-06T07:00:00Z".parse().unwrap();
+        assert_eq!(name(due(&t, &asked, &tz, next_week)).as_deref(), Some("b3"));
+    }
+
+    #[test]
+    fn a_request_is_pending_until_a_drill_answers_it() {
+        let mut b = (*backup("b1", "2026-11-28T03:00:00Z", Some("r1"))).clone();
+        assert_eq!(pending_request(&b).as_deref(), Some("r1"));
+        b.status.as_mut().unwrap().verification = Some(Verification {
+            requested: "r1".to_owned(),
+            time: Time("2026-11-28T04:00:00Z".parse().unwrap()),
+            passed: true,
+            tables: 1,
+            rows: 1,
+        });
+        assert_eq!(pending_request(&b), None);
     }
 }

@@ -311,6 +311,8 @@ pub async fn run(
     let server_events_for_tenants = subscription::rewake(dbs_writer.subscribe().expect(subscribe));
     let (backup_storages, storage_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
     let storage_events = subscription::rewake(storage_writer.subscribe().expect(subscribe));
+    let storage_events_for_tenants =
+        subscription::rewake(storage_writer.subscribe().expect(subscribe));
     let (tenant_backups, backup_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
     let backup_events = subscription::rewake(backup_writer.subscribe().expect(subscribe));
     let backup_events_for_tenants =
@@ -447,6 +449,12 @@ pub async fn run(
         .watches_shared_stream(
             server_events_for_tenants,
             tenants_of_server(tenants.clone()),
+        )
+        // a BackupStorage appears, changes or becomes (un)usable: the Tenants backed up to
+        // it report that in BackupScheduled
+        .watches_shared_stream(
+            storage_events_for_tenants,
+            tenants_of_storage(tenants.clone()),
         )
         // a backup's phase changes: the Tenant records its newest backup and applies
         // retention, from the cache that now holds the change
@@ -607,6 +615,43 @@ async fn log_failure<K: Resource, Q>(
             controller::Error::ObjectNotFound(_) | controller::Error::ReconcilerFailed(..) => {}
             other => warn!(error = %other, "{kind} controller"),
         }
+    }
+}
+
+/// The Tenants to look at again when a BackupStorage changes: those backed up to it, when
+/// its spec or its `Available` status changed (not on every status write).
+fn tenants_of_storage(
+    tenants: Store<Tenant>,
+) -> impl Fn(Arc<BackupStorage>) -> Vec<ObjectRef<Tenant>> + Send + Sync {
+    type Dependency = (Option<i64>, Option<String>);
+    let seen: std::sync::Mutex<BTreeMap<String, Dependency>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    move |storage: Arc<BackupStorage>| {
+        let name = storage.meta().name.clone().unwrap_or_default();
+        let available = storage.status.as_ref().and_then(|s| {
+            crate::api::find_condition(&s.conditions, backup_storage::conditions::AVAILABLE)
+                .map(|c| format!("{:?}", c.status))
+        });
+        let state = (storage.meta().generation, available);
+        let changed = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.clone(), state.clone())
+            != Some(state);
+        if !changed {
+            return Vec::new();
+        }
+        tenants
+            .state()
+            .into_iter()
+            .filter(|t| {
+                t.spec
+                    .backup
+                    .as_ref()
+                    .is_some_and(|b| b.storage_ref == name)
+            })
+            .map(|t| ObjectRef::from_obj(&*t))
+            .collect()
     }
 }
 

@@ -593,11 +593,14 @@ async fn server_problems_are_conditions_with_reasons_and_recover() {
     )
     .await;
     wait_server(&h.client, "pg-untrusted", "False", "TLSFailed").await;
-    let events = events_about(&h.client, "pg-untrusted").await;
-    assert!(
-        events.iter().any(|(reason, _)| reason == "TLSFailed"),
-        "{events:?}"
-    );
+    // The Event follows the status write.
+    eventually("a TLSFailed event", || async {
+        events_about(&h.client, "pg-untrusted")
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "TLSFailed")
+    })
+    .await;
 
     h.tenants()
         .delete("wonka", &DeleteParams::default())

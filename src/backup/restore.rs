@@ -205,6 +205,30 @@ pub async fn download_verified(
     })
 }
 
+/// The dump in `downloaded`: decrypted with `identity` (its header read now, so a wrong
+/// key fails here), then decompressed when Landlord compressed it. Streaming.
+fn plaintext(
+    downloaded: &Downloaded,
+    identity: &age::x25519::Identity,
+    compression: Compression,
+) -> Result<Box<dyn Read>, RestoreError> {
+    let file = std::fs::File::open(downloaded.path()).map_err(RestoreError::Download)?;
+    let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(file))
+        .map_err(|e| RestoreError::Decrypt(e.to_string()))?;
+    let plaintext = decryptor
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .map_err(|e| RestoreError::Decrypt(e.to_string()))?;
+    Ok(match compression {
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(plaintext).map_err(
+            |source| RestoreError::Stream {
+                stage: "decompressing",
+                source,
+            },
+        )?),
+        Compression::PgDump | Compression::None => Box::new(plaintext),
+    })
+}
+
 /// What a restore did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Restored {
@@ -224,21 +248,7 @@ pub fn restore_file(
     mode: Mode,
 ) -> Result<Restored, RestoreError> {
     // Decrypting the header first: a wrong key is reported as such, before pg_restore.
-    let file = std::fs::File::open(downloaded.path()).map_err(RestoreError::Download)?;
-    let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(file))
-        .map_err(|e| RestoreError::Decrypt(e.to_string()))?;
-    let plaintext = decryptor
-        .decrypt(std::iter::once(identity as &dyn age::Identity))
-        .map_err(|e| RestoreError::Decrypt(e.to_string()))?;
-    let mut input: Box<dyn Read> = match compression {
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(plaintext).map_err(
-            |source| RestoreError::Stream {
-                stage: "decompressing",
-                source,
-            },
-        )?),
-        Compression::PgDump | Compression::None => Box::new(plaintext),
-    };
+    let mut input = plaintext(downloaded, identity, compression)?;
 
     let dir = PrivateDir::new().map_err(RestoreError::Download)?;
     let passfile = dir
@@ -270,14 +280,7 @@ pub fn restore_file(
             binary: pg_restore.display().to_string(),
             source,
         })?;
-    let stderr = child.stderr.take().map(|mut err| {
-        std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let _ = err.read_to_end(&mut all);
-            let start = all.len().saturating_sub(STDERR_TAIL);
-            String::from_utf8_lossy(&all[start..]).trim().to_owned()
-        })
-    });
+    let stderr = child.stderr.take().map(stderr_tail);
     let fed = child
         .stdin
         .take()
@@ -322,21 +325,7 @@ pub fn list_tables(
     compression: Compression,
     pg_restore: &Path,
 ) -> Result<Vec<(String, String)>, RestoreError> {
-    let file = std::fs::File::open(downloaded.path()).map_err(RestoreError::Download)?;
-    let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(file))
-        .map_err(|e| RestoreError::Decrypt(e.to_string()))?;
-    let plaintext = decryptor
-        .decrypt(std::iter::once(identity as &dyn age::Identity))
-        .map_err(|e| RestoreError::Decrypt(e.to_string()))?;
-    let mut input: Box<dyn Read> = match compression {
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(plaintext).map_err(
-            |source| RestoreError::Stream {
-                stage: "decompressing",
-                source,
-            },
-        )?),
-        Compression::PgDump | Compression::None => Box::new(plaintext),
-    };
+    let mut input = plaintext(downloaded, identity, compression)?;
     let mut child = Command::new(pg_restore)
         .arg("--list")
         .env_clear()
@@ -358,14 +347,7 @@ pub fn list_tables(
         let _ = stdout.read_to_string(&mut all);
         all
     });
-    let stderr = child.stderr.take().map(|mut err| {
-        std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let _ = err.read_to_end(&mut all);
-            let start = all.len().saturating_sub(STDERR_TAIL);
-            String::from_utf8_lossy(&all[start..]).trim().to_owned()
-        })
-    });
+    let stderr = child.stderr.take().map(stderr_tail);
     let fed = child
         .stdin
         .take()
@@ -408,6 +390,16 @@ pub fn parse_table_list(listing: &str) -> Vec<(String, String)> {
             ))
         })
         .collect()
+}
+
+/// Reads a child's stderr on a thread; its end is kept for the error message.
+fn stderr_tail(mut err: std::process::ChildStderr) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = err.read_to_end(&mut all);
+        let start = all.len().saturating_sub(STDERR_TAIL);
+        String::from_utf8_lossy(&all[start..]).trim().to_owned()
+    })
 }
 
 fn copy(input: &mut dyn Read, output: &mut dyn Write) -> Result<u64, RestoreError> {

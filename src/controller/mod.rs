@@ -623,36 +623,25 @@ async fn log_failure<K: Resource, Q>(
 fn tenants_of_storage(
     tenants: Store<Tenant>,
 ) -> impl Fn(Arc<BackupStorage>) -> Vec<ObjectRef<Tenant>> + Send + Sync {
-    type Dependency = (Option<i64>, Option<String>);
-    let seen: std::sync::Mutex<BTreeMap<String, Dependency>> =
-        std::sync::Mutex::new(BTreeMap::new());
-    move |storage: Arc<BackupStorage>| {
-        let name = storage.meta().name.clone().unwrap_or_default();
-        let available = storage.status.as_ref().and_then(|s| {
-            crate::api::find_condition(&s.conditions, backup_storage::conditions::AVAILABLE)
+    tenants_depending_on(
+        tenants,
+        |storage: &BackupStorage| {
+            storage
+                .status
+                .as_ref()
+                .and_then(|s| {
+                    crate::api::find_condition(&s.conditions, backup_storage::conditions::AVAILABLE)
+                })
                 .map(|c| format!("{:?}", c.status))
-        });
-        let state = (storage.meta().generation, available);
-        let changed = seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name.clone(), state.clone())
-            != Some(state);
-        if !changed {
-            return Vec::new();
-        }
-        tenants
-            .state()
-            .into_iter()
-            .filter(|t| {
-                t.spec
-                    .backup
-                    .as_ref()
-                    .is_some_and(|b| b.storage_ref == name)
-            })
-            .map(|t| ObjectRef::from_obj(&*t))
-            .collect()
-    }
+        },
+        |tenant, name| {
+            tenant
+                .spec
+                .backup
+                .as_ref()
+                .is_some_and(|b| b.storage_ref == name)
+        },
+    )
 }
 
 /// The Tenants to look at again when a DatabaseServer changes: those that use it, but
@@ -661,17 +650,41 @@ fn tenants_of_storage(
 fn tenants_of_server(
     tenants: Store<Tenant>,
 ) -> impl Fn(Arc<DatabaseServer>) -> Vec<ObjectRef<Tenant>> + Send + Sync {
-    /// What tenants depend on: the server's generation and its `Reachable` status.
+    tenants_depending_on(
+        tenants,
+        |server: &DatabaseServer| {
+            server
+                .status
+                .as_ref()
+                .and_then(|s| {
+                    crate::api::find_condition(
+                        &s.conditions,
+                        database_server::conditions::REACHABLE,
+                    )
+                })
+                .map(|c| format!("{:?}", c.status))
+        },
+        database_server::uses,
+    )
+}
+
+/// The Tenants that `uses` an object of kind `K`, when the object's generation or its
+/// `health` (a condition's status) changed since the last call for it.
+fn tenants_depending_on<K>(
+    tenants: Store<Tenant>,
+    health: impl Fn(&K) -> Option<String> + Send + Sync,
+    uses: impl Fn(&Tenant, &str) -> bool + Send + Sync,
+) -> impl Fn(Arc<K>) -> Vec<ObjectRef<Tenant>> + Send + Sync
+where
+    K: Resource,
+{
+    /// What tenants depend on: the object's generation and its health.
     type Dependency = (Option<i64>, Option<String>);
     let seen: std::sync::Mutex<BTreeMap<String, Dependency>> =
         std::sync::Mutex::new(BTreeMap::new());
-    move |server: Arc<DatabaseServer>| {
-        let name = server.meta().name.clone().unwrap_or_default();
-        let reachable = server.status.as_ref().and_then(|s| {
-            crate::api::find_condition(&s.conditions, database_server::conditions::REACHABLE)
-                .map(|c| format!("{:?}", c.status))
-        });
-        let state = (server.meta().generation, reachable);
+    move |object: Arc<K>| {
+        let name = object.meta().name.clone().unwrap_or_default();
+        let state = (object.meta().generation, health(&object));
         let changed = seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -683,7 +696,7 @@ fn tenants_of_server(
         tenants
             .state()
             .into_iter()
-            .filter(|t| database_server::uses(t, &name))
+            .filter(|t| uses(t, &name))
             .map(|t| ObjectRef::from_obj(&*t))
             .collect()
     }

@@ -42,17 +42,28 @@ use super::schema;
 pub struct ErasureReceiptSpec {
     /// The erased tenant.
     pub tenant: ErasedTenant,
+    /// The namespaces that were deleted (each verified NotFound).
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub namespaces: Vec<String>,
+    /// The database and role that were dropped, when the tenant had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<ErasedDatabase>,
+    /// The BackupStorage that held the tenant's backups, when it had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<ErasedStorage>,
     /// Fingerprint of the tenant key that was destroyed.
     #[schemars(length(min = 1, max = 128))]
     pub key_id: String,
     /// Key provider that held the key.
     #[schemars(length(min = 1, max = 64))]
     pub key_provider: String,
-    /// The workflow's steps, in order.
-    #[schemars(length(max = 64))]
+    /// The workflow's steps up to the receipt, in order, each completed.
+    #[schemars(length(max = 16))]
     pub steps: Vec<ReceiptStep>,
-    /// The verification checks and their results.
-    #[schemars(length(max = 256))]
+    /// The verification checks and their results, each re-derived from the world after
+    /// the key was destroyed.
+    #[schemars(length(max = 64))]
     pub evidence: Vec<Evidence>,
     /// Every backup object of the tenant, deleted or remaining.
     #[serde(default)]
@@ -64,10 +75,11 @@ pub struct ErasureReceiptSpec {
     /// When the receipt was issued.
     #[schemars(schema_with = "schema::timestamp")]
     pub issued_at: Time,
-    /// Where the locked copy of this receipt is stored.
+    /// Where the copy of this receipt is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_copy: Option<StoredCopy>,
-    /// Ed25519 signature over the canonical JSON of every other field of this spec.
+    /// Ed25519 signature over the RFC 8785 canonical JSON of every other field of this
+    /// spec.
     pub signature: Signature,
 }
 
@@ -81,12 +93,111 @@ pub struct ErasedTenant {
     pub uid: String,
 }
 
-/// One step of the erasure workflow.
+/// The tenant's database, as it was before the erasure dropped it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErasedDatabase {
+    /// The DatabaseServer it lived on.
+    pub server: String,
+    /// The database's name.
+    pub database: String,
+    /// The tenant role's name.
+    pub role: String,
+}
+
+/// Where the tenant's backups were stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErasedStorage {
+    /// The BackupStorage.
+    pub name: String,
+    /// Its location (`s3://bucket/prefix`, a path).
+    pub location: String,
+    /// The key prefix of the tenant's objects (`<prefix><tenant>/<uid>/`).
+    pub prefix: String,
+}
+
+/// The steps of the deletion workflow: a closed set. `Erase` runs every step but
+/// `ReleaseObjects`, in this order; `Retain` runs `ReleaseObjects` and `RemoveFinalizer`.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+pub enum ErasureStep {
+    /// No new backup, restore or drill starts; the running ones finish or are cancelled.
+    StopBackups,
+    /// The tenant's database and role are dropped (their sessions terminated first).
+    DropDatabase,
+    /// The tenant's namespaces are deleted, and gone.
+    DeleteNamespaces,
+    /// The tenant's backup objects are recorded and deleted where Object Lock allows.
+    DeleteBackups,
+    /// The tenant key is destroyed in its provider.
+    DestroyKey,
+    /// Every fact is checked again, from the world.
+    Verify,
+    /// The signed ErasureReceipt is written, as a resource and in the BackupStorage.
+    IssueReceipt,
+    /// `Retain` only: Landlord's owner references are taken off what it created.
+    ReleaseObjects,
+    /// The Tenant's finalizer is removed.
+    RemoveFinalizer,
+}
+
+impl ErasureStep {
+    /// The name as it appears in status and receipts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErasureStep::StopBackups => "StopBackups",
+            ErasureStep::DropDatabase => "DropDatabase",
+            ErasureStep::DeleteNamespaces => "DeleteNamespaces",
+            ErasureStep::DeleteBackups => "DeleteBackups",
+            ErasureStep::DestroyKey => "DestroyKey",
+            ErasureStep::Verify => "Verify",
+            ErasureStep::IssueReceipt => "IssueReceipt",
+            ErasureStep::ReleaseObjects => "ReleaseObjects",
+            ErasureStep::RemoveFinalizer => "RemoveFinalizer",
+        }
+    }
+
+    /// The steps of an erasure, in order.
+    pub const ERASE: [ErasureStep; 8] = [
+        ErasureStep::StopBackups,
+        ErasureStep::DropDatabase,
+        ErasureStep::DeleteNamespaces,
+        ErasureStep::DeleteBackups,
+        ErasureStep::DestroyKey,
+        ErasureStep::Verify,
+        ErasureStep::IssueReceipt,
+        ErasureStep::RemoveFinalizer,
+    ];
+
+    /// The steps a receipt records: every erasure step before the receipt itself.
+    pub const RECEIPTED: [ErasureStep; 6] = [
+        ErasureStep::StopBackups,
+        ErasureStep::DropDatabase,
+        ErasureStep::DeleteNamespaces,
+        ErasureStep::DeleteBackups,
+        ErasureStep::DestroyKey,
+        ErasureStep::Verify,
+    ];
+
+    /// The steps of `deletionPolicy: Retain`, in order.
+    pub const RETAIN: [ErasureStep; 2] =
+        [ErasureStep::ReleaseObjects, ErasureStep::RemoveFinalizer];
+}
+
+impl std::fmt::Display for ErasureStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One completed step of the erasure workflow.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiptStep {
-    /// Step name.
-    pub name: String,
+    /// The step.
+    pub name: ErasureStep,
     /// When it started.
     #[schemars(schema_with = "schema::timestamp")]
     pub started_at: Time,
@@ -97,17 +208,71 @@ pub struct ReceiptStep {
     pub outcome: String,
 }
 
+/// The verification checks: a closed set. Which ones a receipt must carry follows from
+/// what it says existed (a database, namespaces, remaining objects).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+pub enum EvidenceCheck {
+    /// Every namespace of the tenant answers 404 to a GET.
+    NamespacesNotFound,
+    /// No database of the tenant's name is in the server's catalog (`pg_database`).
+    DatabaseAbsent,
+    /// No role of the tenant's name is in the server's catalog (`pg_roles`).
+    RoleAbsent,
+    /// The key provider has no key for the tenant (for `kubernetes`: the key Secret
+    /// answers 404 to a GET).
+    KeyNotFound,
+    /// Every remaining backup object's age header (read with a ranged GET) has exactly
+    /// one X25519 stanza and nothing else but grease, and its manifest names the
+    /// destroyed key.
+    RemainingObjectsSealedToDestroyedKey,
+    /// The canary sealed to the key at onboarding opens with no age identity in any
+    /// Secret the operator can read.
+    CanaryUndecryptable,
+}
+
+impl EvidenceCheck {
+    /// The name as it appears in receipts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceCheck::NamespacesNotFound => "NamespacesNotFound",
+            EvidenceCheck::DatabaseAbsent => "DatabaseAbsent",
+            EvidenceCheck::RoleAbsent => "RoleAbsent",
+            EvidenceCheck::KeyNotFound => "KeyNotFound",
+            EvidenceCheck::RemainingObjectsSealedToDestroyedKey => {
+                "RemainingObjectsSealedToDestroyedKey"
+            }
+            EvidenceCheck::CanaryUndecryptable => "CanaryUndecryptable",
+        }
+    }
+}
+
+impl std::fmt::Display for EvidenceCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One verification check.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Evidence {
-    /// What was checked, e.g. `NamespaceNotFound`, `DatabaseAbsent`, `KeyDestroyed`,
-    /// `CanaryUndecryptable`, `BackupSingleRecipient`.
-    pub check: String,
+    /// What was checked.
+    pub check: EvidenceCheck,
     /// Whether the check passed.
     pub passed: bool,
-    /// The observation, e.g. the catalog query and its empty result.
-    pub detail: String,
+    /// What was observed, e.g. the catalog query and its empty result.
+    pub observation: String,
+}
+
+/// What became of a backup object.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ObjectDisposition {
+    /// Deleted, every version of it.
+    Deleted,
+    /// Kept by S3 Object Lock until `lockedUntil`; sealed to the destroyed key only.
+    Locked,
 }
 
 /// A backup object of the erased tenant.
@@ -120,12 +285,33 @@ pub struct ReceiptObject {
     pub sha256: String,
     /// Size in bytes.
     pub size_bytes: i64,
-    /// Whether the object was deleted; a remaining object is locked and encrypted to the
-    /// destroyed key only.
-    pub deleted: bool,
+    /// Deleted, or kept by Object Lock.
+    pub disposition: ObjectDisposition,
+    /// Until when Object Lock keeps a remaining object, when the store said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::timestamp")]
+    pub locked_until: Option<Time>,
+    /// For a remaining encrypted object: its age header, as read after the key was
+    /// destroyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<ObjectHeader>,
 }
 
-/// Location of the receipt's locked copy.
+/// The recipients of a remaining object, read from its age header.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectHeader {
+    /// Number of X25519 recipient stanzas (1 for a Landlord backup).
+    pub x25519_stanzas: u32,
+    /// Number of other stanzas that could wrap the file key (grease aside): 0.
+    pub other_stanzas: u32,
+    /// The key id its manifest names.
+    pub key_id: String,
+    /// Bytes read to learn this (the ranged GET).
+    pub bytes_read: i64,
+}
+
+/// Location of the receipt's stored copy.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredCopy {
@@ -133,6 +319,8 @@ pub struct StoredCopy {
     pub storage_ref: String,
     /// Its object key.
     pub key: String,
+    /// Whether it was written under Object Lock.
+    pub locked: bool,
 }
 
 /// A detached signature.
@@ -141,10 +329,10 @@ pub struct StoredCopy {
 pub struct Signature {
     /// Signature algorithm; always `Ed25519`.
     pub algorithm: SignatureAlgorithm,
-    /// The operator's public key, base64.
+    /// The operator's public key, base64 (32 bytes).
     #[schemars(length(min = 1, max = 128))]
     pub public_key: String,
-    /// The signature, base64.
+    /// The signature, base64 (64 bytes).
     #[schemars(length(min = 1, max = 256))]
     pub value: String,
 }

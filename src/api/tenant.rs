@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{self, CRON, DNS1123_LABEL, DNS1123_SUBDOMAIN};
 use super::{Condition, NamespacedName, Quantity};
+use super::{ErasedDatabase, ErasedStorage, ErasureStep, Evidence, ReceiptObject};
 
 /// The longest Tenant name: the default namespace `tenant-<name>` and the database
 /// identifier `tenant_<name>` must both fit in 63 characters.
@@ -544,6 +545,11 @@ pub struct TenantStatus {
     /// Progress of the deletion workflow, one entry per step, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deletion: Vec<DeletionStep>,
+    /// What the erasure has recorded so far, as structured data, for its receipt: what
+    /// existed, every backup object (recorded before it is deleted), the verification's
+    /// evidence, and the receipt once issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure: Option<ErasureProgress>,
     /// The UID of the earlier Tenant of the same name whose retained namespaces, database
     /// and credentials this Tenant took over, as its annotation
     /// `landlord.dev/adopt-retained-from` asked.
@@ -610,13 +616,37 @@ pub struct LastVerified {
     pub passed: bool,
 }
 
+/// What an erasure in progress has recorded (`status.erasure`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErasureProgress {
+    /// The tenant's namespaces, recorded when the erasure began.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// The tenant's database, recorded when the erasure began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<ErasedDatabase>,
+    /// The BackupStorage of the tenant's backups, recorded by `DeleteBackups`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<ErasedStorage>,
+    /// Every backup object, recorded by `DeleteBackups` before it deletes any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100000))]
+    pub objects: Vec<ReceiptObject>,
+    /// The checks of `Verify`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+    /// The ErasureReceipt, once issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
+}
+
 /// One step of the deletion workflow.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeletionStep {
-    /// Step name, e.g. `StopBackups`, `DropDatabase`, `DeleteNamespaces`, `DestroyKey`,
-    /// `Verify`, `WriteReceipt`.
-    pub name: String,
+    /// The step (a closed set, see ErasureStep).
+    pub name: ErasureStep,
     /// Pending, Running, Done or Failed.
     pub state: StepState,
     /// When the step started.

@@ -25,6 +25,9 @@ pub enum Error {
     #[error("the caches closed before their initial list")]
     CacheClosed,
     /// A tenant namespace is still being deleted; not a failure, but worth a quick look.
+    /// A step of the erasure cannot complete yet.
+    #[error("{0}")]
+    Erasure(String),
     #[error("waiting for namespaces to be deleted: {0}")]
     NamespacesTerminating(String),
     /// Reading or writing another object (a Secret, a DatabaseServer) failed.
@@ -153,6 +156,7 @@ impl Error {
             Error::Tenant { source, .. } | Error::Object { source, .. } => api_category(source),
             Error::CacheClosed => "stopping",
             Error::NamespacesTerminating(_) => "namespaces_terminating",
+            Error::Erasure(_) => "erasure_waiting",
             Error::Database { source, .. } => source.category(),
             Error::DatabaseNotReady(_) => "database_not_ready",
             Error::DatabaseServer { .. } => "database_server_unusable",
@@ -170,9 +174,10 @@ impl Error {
     fn base_backoff(&self) -> Duration {
         match self.category() {
             "conflict" => Duration::from_millis(500),
-            "namespaces_terminating" | "server_in_use" | "key_being_deleted" => {
-                Duration::from_secs(2)
-            }
+            "namespaces_terminating"
+            | "server_in_use"
+            | "key_being_deleted"
+            | "erasure_waiting" => Duration::from_secs(2),
             // A server that is down, refuses the credentials or is not set up yet: look
             // again soon, but not in a tight loop.
             "database_unreachable"

@@ -29,8 +29,8 @@ use super::apply::{FIELD_MANAGER, Outcome};
 use super::status::Part;
 use super::{Context, Error, backup_schedule, tenant_database, tenant_key};
 use crate::api::{
-    Condition, ConditionStatus, DeletionPolicy, DeletionStep, StepState, Tenant, TenantPhase,
-    TenantStatus, find_condition, set_condition,
+    Condition, ConditionStatus, DeletionPolicy, DeletionStep, ErasureStep, StepState, Tenant,
+    TenantPhase, TenantStatus, find_condition, set_condition,
 };
 use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
 use crate::isolation::ownership::{self, Claim};
@@ -742,20 +742,23 @@ pub(super) async fn publish(
 // ---------------------------------------------------------------------------------------
 // Deletion
 
-/// The steps of the deletion workflow, in order, for a Tenant. Later capabilities
-/// (backups, key, receipt) insert their steps here.
-fn plan(tenant: &Tenant) -> Vec<&'static str> {
+/// The steps of the deletion workflow, in order, for a Tenant.
+fn plan(tenant: &Tenant) -> Vec<ErasureStep> {
     match tenant.spec.deletion_policy {
         DeletionPolicy::Erase if tenant.spec.database.is_some() => vec![
-            "DropDatabase",
-            "DeleteNamespaces",
-            "DestroyKey",
-            "RemoveFinalizer",
+            ErasureStep::DropDatabase,
+            ErasureStep::DeleteNamespaces,
+            ErasureStep::DestroyKey,
+            ErasureStep::RemoveFinalizer,
         ],
         // The key goes last: until the data is gone, an interrupted erasure can still be
         // recovered from backups.
-        DeletionPolicy::Erase => vec!["DeleteNamespaces", "DestroyKey", "RemoveFinalizer"],
-        DeletionPolicy::Retain => vec!["ReleaseObjects", "RemoveFinalizer"],
+        DeletionPolicy::Erase => vec![
+            ErasureStep::DeleteNamespaces,
+            ErasureStep::DestroyKey,
+            ErasureStep::RemoveFinalizer,
+        ],
+        DeletionPolicy::Retain => ErasureStep::RETAIN.to_vec(),
     }
 }
 
@@ -772,7 +775,7 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         status.deletion = plan(tenant)
             .iter()
             .map(|name| DeletionStep {
-                name: (*name).to_owned(),
+                name: *name,
                 state: StepState::Pending,
                 started_at: None,
                 completed_at: None,
@@ -788,7 +791,11 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             &format!(
                 "deletionPolicy {:?}: running {}",
                 tenant.spec.deletion_policy,
-                plan(tenant).join(", ")
+                plan(tenant)
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
         .await;
@@ -799,22 +806,22 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         // RemoveFinalizer is recorded as done before it runs (afterwards the Tenant is
         // gone), so it runs again until the finalizer really is gone.
         if status.deletion[index].state == StepState::Done
-            && status.deletion[index].name != "RemoveFinalizer"
+            && status.deletion[index].name != ErasureStep::RemoveFinalizer
         {
             continue;
         }
-        let step = status.deletion[index].name.clone();
+        let step = status.deletion[index].name;
         if status.deletion[index].state == StepState::Pending {
             status.deletion[index].state = StepState::Running;
             status.deletion[index].started_at = Some(now());
             write_status(tenant, ctx, &status).await?;
         }
-        let outcome = match step.as_str() {
-            "DropDatabase" => tenant_database::drop_database(tenant, ctx).await,
-            "DeleteNamespaces" => delete_namespaces(tenant, ctx).await,
-            "DestroyKey" => tenant_key::destroy_key(tenant, ctx).await,
-            "ReleaseObjects" => release_objects(tenant, ctx).await,
-            "RemoveFinalizer" => {
+        let outcome = match step {
+            ErasureStep::DropDatabase => tenant_database::drop_database(tenant, ctx).await,
+            ErasureStep::DeleteNamespaces => delete_namespaces(tenant, ctx).await,
+            ErasureStep::DestroyKey => tenant_key::destroy_key(tenant, ctx).await,
+            ErasureStep::ReleaseObjects => release_objects(tenant, ctx).await,
+            ErasureStep::RemoveFinalizer => {
                 // Recorded before it runs: once the finalizer is gone, so is the Tenant.
                 if status.deletion[index].state != StepState::Done {
                     status.deletion[index].state = StepState::Done;
@@ -825,7 +832,7 @@ async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                 info!(tenant = %name, "deletion finished");
                 return Ok(Action::await_change());
             }
-            other => Ok(format!("unknown step {other}: skipped")),
+            other => Err(Error::Erasure(format!("the step {other} is not built yet"))),
         };
         match outcome {
             Ok(message) => {

@@ -333,7 +333,7 @@ async fn deletion_steps(h: &Harness, tenant: &str) -> Vec<(String, String)> {
         .map(|step| {
             assert!(step.started_at.is_some(), "{} has a start time", step.name);
             assert!(step.completed_at.is_some(), "{} has an end time", step.name);
-            (step.name, format!("{:?}", step.state))
+            (step.name.to_string(), format!("{:?}", step.state))
         })
         .collect();
     let release = json!({"metadata": {"finalizers": null}});
@@ -343,6 +343,18 @@ async fn deletion_steps(h: &Harness, tenant: &str) -> Vec<(String, String)> {
         .expect("released");
     steps
 }
+
+/// Every step of an erasure, in order.
+const ERASE: [&str; 8] = [
+    "StopBackups",
+    "DropDatabase",
+    "DeleteNamespaces",
+    "DeleteBackups",
+    "DestroyKey",
+    "Verify",
+    "IssueReceipt",
+    "RemoveFinalizer",
+];
 
 fn done(steps: &[&str]) -> Vec<(String, String)> {
     steps
@@ -371,10 +383,7 @@ async fn deletion_erases_namespaces_and_retain_keeps_them() {
         .delete("kept", &DeleteParams::default())
         .await
         .expect("delete");
-    assert_eq!(
-        deletion_steps(&h, "erased").await,
-        done(&["DeleteNamespaces", "DestroyKey", "RemoveFinalizer"])
-    );
+    assert_eq!(deletion_steps(&h, "erased").await, done(&ERASE));
     assert_eq!(
         deletion_steps(&h, "kept").await,
         done(&["ReleaseObjects", "RemoveFinalizer"])

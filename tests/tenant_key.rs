@@ -93,14 +93,14 @@ async fn deletion_steps(h: &Harness, tenant: &str) -> Vec<DeletionStep> {
 fn step<'a>(steps: &'a [DeletionStep], name: &str) -> &'a DeletionStep {
     steps
         .iter()
-        .find(|s| s.name == name)
+        .find(|s| s.name.as_str() == name)
         .unwrap_or_else(|| panic!("no step {name} in {steps:?}"))
 }
 
 fn names_and_states(steps: &[DeletionStep]) -> Vec<(String, String)> {
     steps
         .iter()
-        .map(|s| (s.name.clone(), format!("{:?}", s.state)))
+        .map(|s| (s.name.to_string(), format!("{:?}", s.state)))
         .collect()
 }
 
@@ -198,7 +198,16 @@ async fn a_tenant_gets_its_key_at_onboarding_and_erase_destroys_it_under_the_cha
     let steps = deletion_steps(&h, "keyed").await;
     assert_eq!(
         names_and_states(&steps),
-        done(&["DeleteNamespaces", "DestroyKey", "RemoveFinalizer"])
+        done(&[
+            "StopBackups",
+            "DropDatabase",
+            "DeleteNamespaces",
+            "DeleteBackups",
+            "DestroyKey",
+            "Verify",
+            "IssueReceipt",
+            "RemoveFinalizer"
+        ])
     );
     let destroyed = step(&steps, "DestroyKey")
         .message

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{self, CRON, DNS1123_LABEL, DNS1123_SUBDOMAIN};
 use super::{Condition, NamespacedName, Quantity};
-use super::{ErasedDatabase, ErasedStorage, ErasureStep, Evidence, ReceiptObject};
+use super::{ErasedDatabase, ErasedStorage, ErasureStep, Evidence, ObjectHeader};
 
 /// The longest Tenant name: the default namespace `tenant-<name>` and the database
 /// identifier `tenant_<name>` must both fit in 63 characters.
@@ -632,13 +632,45 @@ pub struct ErasureProgress {
     /// Every backup object, recorded by `DeleteBackups` before it deletes any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100000))]
-    pub objects: Vec<ReceiptObject>,
+    pub objects: Vec<ErasureObject>,
     /// The checks of `Verify`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
     /// The ErasureReceipt, once issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
+}
+
+/// A backup object as the erasure recorded it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErasureObject {
+    /// Object key, relative to the storage's location.
+    pub key: String,
+    /// SHA-256 of the object, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// Recorded (not deleted yet), Deleted, or Locked.
+    pub state: ErasureObjectState,
+    /// Until when Object Lock keeps it, when the store said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::timestamp")]
+    pub locked_until: Option<Time>,
+    /// Its age header as `Verify` read it, for a remaining encrypted object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<ObjectHeader>,
+}
+
+/// What the erasure has done with a backup object.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ErasureObjectState {
+    /// Recorded, not deleted yet.
+    Recorded,
+    /// Deleted, every version of it.
+    Deleted,
+    /// Object Lock refused the deletion.
+    Locked,
 }
 
 /// One step of the deletion workflow.

@@ -75,6 +75,14 @@ impl Drills {
             .insert(uid.to_owned())
     }
 
+    /// Whether a drill of the backup with `uid` runs now on this replica.
+    pub fn is_running(&self, uid: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(uid)
+    }
+
     fn release(&self, uid: &str) {
         self.running
             .lock()

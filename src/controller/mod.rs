@@ -6,16 +6,16 @@
 
 mod analysis;
 pub mod apply;
-mod backup_schedule;
+pub(crate) mod backup_schedule;
 pub mod backup_storage;
 pub mod database_server;
-mod drill;
+pub(crate) mod drill;
 mod error;
 mod finalizers;
 mod index;
-mod status;
+pub(crate) mod status;
 mod subscription;
-mod tenant;
+pub(crate) mod tenant;
 pub mod tenant_backup;
 pub mod tenant_database;
 pub mod tenant_key;
@@ -154,6 +154,8 @@ pub struct Context {
     pub backup_triggers: futures::channel::mpsc::UnboundedSender<ObjectRef<TenantBackup>>,
     /// The restore drills this replica runs.
     pub drills: Arc<drill::Drills>,
+    /// The operator's receipt signing key.
+    pub receipt_signer: Arc<crate::erasure::signing::ReceiptSigner>,
 }
 
 /// Runs one reconcile of `controller` for the object `name` once every cache is filled,
@@ -431,6 +433,10 @@ pub async fn run(
         backups: Arc::new(tenant_backup::Runner::new(config.backup.concurrency)),
         backup_triggers: backup_trigger_tx,
         drills: Arc::new(drill::Drills::new(config.backup.drill_concurrency)),
+        receipt_signer: Arc::new(
+            crate::erasure::signing::ReceiptSigner::generate()
+                .expect("TEMPORARY until the signing key lands"),
+        ),
     });
 
     info!(

@@ -29,8 +29,7 @@ use super::apply::{FIELD_MANAGER, Outcome};
 use super::status::Part;
 use super::{Context, Error, backup_schedule, tenant_database, tenant_key};
 use crate::api::{
-    Condition, ConditionStatus, DeletionPolicy, DeletionStep, ErasureStep, StepState, Tenant,
-    TenantPhase, TenantStatus, find_condition, set_condition,
+    Condition, ConditionStatus, Tenant, TenantPhase, TenantStatus, find_condition, set_condition,
 };
 use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
 use crate::isolation::ownership::{self, Claim};
@@ -62,7 +61,7 @@ fn tenant_error(tenant: &Tenant) -> impl Fn(kube::Error) -> Error + '_ {
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     super::reconcile_counted(&ctx, "tenant", &tenant.name_any(), async {
         if tenant.metadata.deletion_timestamp.is_some() {
-            delete(&tenant, &ctx).await
+            crate::erasure::workflow::run(&tenant, &ctx).await
         } else {
             provision(&tenant, &ctx).await
         }
@@ -723,13 +722,7 @@ async fn finish_status(tenant: &Tenant, ctx: &Context, status: TenantStatus) -> 
         .map_err(tenant_error(tenant))
 }
 
-async fn write_status(tenant: &Tenant, ctx: &Context, status: &TenantStatus) -> Result<(), Error> {
-    super::status::write(&Api::<Tenant>::all(ctx.client.clone()), tenant, status)
-        .await
-        .map_err(tenant_error(tenant))
-}
-
-pub(super) async fn publish(
+pub(crate) async fn publish(
     tenant: &Tenant,
     ctx: &Context,
     type_: EventType,
@@ -742,120 +735,8 @@ pub(super) async fn publish(
 // ---------------------------------------------------------------------------------------
 // Deletion
 
-/// The steps of the deletion workflow, in order, for a Tenant.
-fn plan(tenant: &Tenant) -> Vec<ErasureStep> {
-    match tenant.spec.deletion_policy {
-        DeletionPolicy::Erase if tenant.spec.database.is_some() => vec![
-            ErasureStep::DropDatabase,
-            ErasureStep::DeleteNamespaces,
-            ErasureStep::DestroyKey,
-            ErasureStep::RemoveFinalizer,
-        ],
-        // The key goes last: until the data is gone, an interrupted erasure can still be
-        // recovered from backups.
-        DeletionPolicy::Erase => vec![
-            ErasureStep::DeleteNamespaces,
-            ErasureStep::DestroyKey,
-            ErasureStep::RemoveFinalizer,
-        ],
-        DeletionPolicy::Retain => ErasureStep::RETAIN.to_vec(),
-    }
-}
-
-fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
-    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-async fn delete(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
-    if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Action::await_change());
-    }
-    let mut status = tenant.status.clone().unwrap_or_default();
-    if status.deletion.is_empty() {
-        status.deletion = plan(tenant)
-            .iter()
-            .map(|name| DeletionStep {
-                name: *name,
-                state: StepState::Pending,
-                started_at: None,
-                completed_at: None,
-                message: None,
-            })
-            .collect();
-        status.phase = Some(TenantPhase::Deleting);
-        publish(
-            tenant,
-            ctx,
-            EventType::Normal,
-            "Deleting",
-            &format!(
-                "deletionPolicy {:?}: running {}",
-                tenant.spec.deletion_policy,
-                plan(tenant)
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-        .await;
-        write_status(tenant, ctx, &status).await?;
-    }
-    let name = tenant.name_any();
-    for index in 0..status.deletion.len() {
-        // RemoveFinalizer is recorded as done before it runs (afterwards the Tenant is
-        // gone), so it runs again until the finalizer really is gone.
-        if status.deletion[index].state == StepState::Done
-            && status.deletion[index].name != ErasureStep::RemoveFinalizer
-        {
-            continue;
-        }
-        let step = status.deletion[index].name;
-        if status.deletion[index].state == StepState::Pending {
-            status.deletion[index].state = StepState::Running;
-            status.deletion[index].started_at = Some(now());
-            write_status(tenant, ctx, &status).await?;
-        }
-        let outcome = match step {
-            ErasureStep::DropDatabase => tenant_database::drop_database(tenant, ctx).await,
-            ErasureStep::DeleteNamespaces => delete_namespaces(tenant, ctx).await,
-            ErasureStep::DestroyKey => tenant_key::destroy_key(tenant, ctx).await,
-            ErasureStep::ReleaseObjects => release_objects(tenant, ctx).await,
-            ErasureStep::RemoveFinalizer => {
-                // Recorded before it runs: once the finalizer is gone, so is the Tenant.
-                if status.deletion[index].state != StepState::Done {
-                    status.deletion[index].state = StepState::Done;
-                    status.deletion[index].completed_at = Some(now());
-                    write_status(tenant, ctx, &status).await?;
-                }
-                remove_finalizer(tenant, ctx).await?;
-                info!(tenant = %name, "deletion finished");
-                return Ok(Action::await_change());
-            }
-            other => Err(Error::Erasure(format!("the step {other} is not built yet"))),
-        };
-        match outcome {
-            Ok(message) => {
-                status.deletion[index].state = StepState::Done;
-                status.deletion[index].completed_at = Some(now());
-                status.deletion[index].message = Some(message);
-                write_status(tenant, ctx, &status).await?;
-            }
-            Err(e) => {
-                let message = e.to_string();
-                if status.deletion[index].message.as_deref() != Some(message.as_str()) {
-                    status.deletion[index].message = Some(message);
-                    write_status(tenant, ctx, &status).await?;
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok(Action::requeue(std::time::Duration::from_secs(1)))
-}
-
 /// The tenant's namespaces: those in its status and those created for it.
-fn tenant_namespaces(tenant: &Tenant, ctx: &Context) -> Vec<String> {
+pub(crate) fn tenant_namespaces(tenant: &Tenant, ctx: &Context) -> Vec<String> {
     let mut names: Vec<String> = tenant
         .status
         .as_ref()
@@ -871,37 +752,9 @@ fn tenant_namespaces(tenant: &Tenant, ctx: &Context) -> Vec<String> {
     names
 }
 
-/// Deletes every namespace of the tenant that is really the tenant's, and waits until the
-/// API no longer has them.
-async fn delete_namespaces(tenant: &Tenant, ctx: &Context) -> Result<String, Error> {
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let mut remaining = Vec::new();
-    for name in tenant_namespaces(tenant, ctx) {
-        // Read from the API, not the cache: this step decides that data is gone.
-        let Some(live) = api.get_opt(&name).await.map_err(tenant_error(tenant))? else {
-            continue;
-        };
-        let recorded = ownership::recorded_uid(live.metadata.annotations.as_ref());
-        if ownership::claim(&tenant.uid().unwrap_or_default(), None, recorded) != Claim::Ours {
-            // Never this tenant's (a name it could not claim, one an earlier Tenant
-            // retained, one that only carries its label): not ours to delete.
-            continue;
-        }
-        if live.metadata.deletion_timestamp.is_none() {
-            super::apply::delete(&api, &name).await?;
-        }
-        remaining.push(name);
-    }
-    if remaining.is_empty() {
-        Ok("every namespace of the tenant is gone (404 from the API)".to_owned())
-    } else {
-        Err(Error::NamespacesTerminating(remaining.join(", ")))
-    }
-}
-
 /// `Retain`: takes the Tenant's owner references off everything Landlord created, so the
 /// garbage collector leaves it all in place when the Tenant goes.
-async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error> {
+pub(crate) async fn release_objects(tenant: &Tenant, ctx: &Context) -> Result<String, Error> {
     let uid = tenant.uid().unwrap_or_default();
     let ids = existing_objects(ctx, tenant);
     let mut released = 0;
@@ -1009,7 +862,7 @@ where
     }
 }
 
-async fn remove_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
+pub(crate) async fn remove_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
     super::finalizers::remove(
         &Api::<Tenant>::all(ctx.client.clone()),
         &tenant.name_any(),

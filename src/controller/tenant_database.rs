@@ -733,6 +733,14 @@ pub async fn drop_database(tenant: &Tenant, ctx: &Context) -> Result<String, Err
         .iter()
         .map(|(catalog, name, why)| format!("; kept {name} ({catalog}), not this Tenant's: {why}"))
         .collect();
+    let kept = if dropped.also_dropped.is_empty() {
+        kept
+    } else {
+        format!(
+            "; also dropped the role's other databases {}{kept}",
+            dropped.also_dropped.join(", ")
+        )
+    };
     let neither = if kept.is_empty() {
         "lists neither"
     } else {

@@ -357,6 +357,14 @@ async fn run(restore: &TenantRestore, ctx: &Context) -> Result<Action, Error> {
         ));
     }
     status.tenant_uid = Some(tenant_uid.clone());
+    if tenant.metadata.deletion_timestamp.is_some() {
+        // Its erasure waits for running restores and then drops whatever they wrote; a
+        // restore that started now would bring back what the erasure destroys.
+        check!(fail(
+            "TenantDeleting",
+            format!("the Tenant {} is being erased", tenant.name_any())
+        ));
+    }
     let tenant_status = tenant.status.clone().unwrap_or_default();
     let ready = find_condition(&tenant_status.conditions, tenant_database::DATABASE_READY)
         .is_some_and(Condition::is_true);

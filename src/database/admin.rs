@@ -261,6 +261,9 @@ pub struct DropOutcome {
     pub database_dropped: bool,
     /// The role was dropped.
     pub role_dropped: bool,
+    /// Other databases the tenant's role owned (restores into a new database, an
+    /// interrupted drill's scratch database), dropped with it.
+    pub also_dropped: Vec<String>,
     /// Objects with the tenant's names that are not this Tenant's (retained by another
     /// Tenant, or not Landlord's) and were left in place, e.g. `role "tenant_acme"
     /// (retained by the Tenant with UID ...)`: `(catalog, name, why)`.
@@ -1053,7 +1056,28 @@ impl DatabaseAdmin for PostgresAdmin {
                 )
                 .await?;
             }
+            let mut also_dropped = Vec::new();
             if role_droppable {
+                // DROP OWNED does not drop databases, and a role that owns one cannot be
+                // dropped: every other database the tenant's own role owns is the
+                // tenant's data (a restore target, a drill's scratch database) and goes.
+                let owned = conn
+                    .query(
+                        "SELECT d.datname FROM pg_catalog.pg_database d \
+                         JOIN pg_catalog.pg_roles r ON r.oid = d.datdba \
+                         WHERE r.rolname = $1 ORDER BY 1",
+                        &[&tenant.role()],
+                    )
+                    .await?;
+                for row in &owned {
+                    let name: String = conn.column(row, 0)?;
+                    conn.execute_ddl(
+                        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name)),
+                        &[],
+                    )
+                    .await?;
+                    also_dropped.push(name);
+                }
                 conn.execute_ddl(&format!("DROP OWNED BY {role}"), &[])
                     .await?;
                 conn.execute_ddl(&format!("DROP ROLE IF EXISTS {role}"), &[])
@@ -1068,6 +1092,7 @@ impl DatabaseAdmin for PostgresAdmin {
             Ok(DropOutcome {
                 database_dropped: database_ours,
                 role_dropped: role_droppable,
+                also_dropped,
                 kept,
             })
         }

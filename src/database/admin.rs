@@ -1072,7 +1072,10 @@ impl DatabaseAdmin for PostgresAdmin {
                 for row in &owned {
                     let name: String = conn.column(row, 0)?;
                     conn.execute_ddl(
-                        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name)),
+                        &format!(
+                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                            quote_ident(&name)
+                        ),
                         &[],
                     )
                     .await?;

@@ -57,11 +57,10 @@ pub async fn verify(
     }
     found.push(key(tenant, ctx).await?);
     if let Some(storage) = progress.storage.clone() {
-        let (_, store) =
-            objects::store(ctx, &storage.name).map_err(|source| Error::Storage {
-                name: storage.name.clone(),
-                source,
-            })?;
+        let (_, store) = objects::store(ctx, &storage.name).map_err(|source| Error::Storage {
+            name: storage.name.clone(),
+            source,
+        })?;
         let key_id = status.key_id.clone().unwrap_or_default();
         if let Some(check) = remaining_objects(
             store.as_ref(),

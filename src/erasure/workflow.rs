@@ -152,7 +152,9 @@ pub async fn run(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                 // Recorded before it runs: once the finalizer is gone, so is the Tenant.
                 if status.deletion[index].state != StepState::Done {
                     let at = now();
-                    status.deletion[index].started_at.get_or_insert_with(|| at.clone());
+                    status.deletion[index]
+                        .started_at
+                        .get_or_insert_with(|| at.clone());
                     status.deletion[index].state = StepState::Done;
                     status.deletion[index].completed_at = Some(at);
                     status.deletion[index].message =
@@ -168,6 +170,7 @@ pub async fn run(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         match outcome {
             Ok(message) => {
                 crash::point(step, crash::Point::Finished);
+                info!(tenant = %name, step = %step, "deletion step done");
                 let was_blocked = blocked(&status);
                 status.deletion[index].state = StepState::Done;
                 status.deletion[index].completed_at = Some(now());

@@ -367,6 +367,21 @@ impl PostgresServer {
         );
     }
 
+    /// Starts the server again after [`stop`](Self::stop), on the same port and data: the
+    /// outage is over.
+    pub fn start_again(&self) {
+        run(
+            as_server_user(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.data())
+                .arg("-l")
+                .arg(self.dir.join("server.log"))
+                .args(["-w", "-t", "60", "start"]),
+            "pg_ctl start",
+        )
+        .unwrap_or_else(|e| panic!("{e}\nserver log:\n{}", self.log()));
+    }
+
     fn stop_command_line(&self) -> String {
         let pg_ctl = format!(
             "'{}' -D '{}' stop -m fast",

@@ -1,0 +1,765 @@
+//! Erasure end to end, against the emulator (with the chart's RBAC), a real PostgreSQL 15
+//! and a real S3 server (moto) on loopback: a Tenant with rows, backups (one under Object
+//! Lock) and a restored copy of its database is deleted, and what its receipt claims is
+//! then checked independently of the operator's code: with the server's catalog, the
+//! Kubernetes API, another S3 client, the stock `age` CLI and `landlord receipt verify`.
+//! Then the faults (PostgreSQL down, S3 unreachable, the API refusing) and crashes at
+//! every step boundary and inside steps: the erasure waits with a condition, resumes, and
+//! leaves exactly one receipt, complete and true.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use landlord::api::{
+    BackupPhase, ErasureReceipt, EvidenceCheck, ObjectDisposition, RestorePhase, Tenant,
+    TenantBackup, TenantRestore, find_condition,
+};
+use landlord::erasure::crash::CRASH_AT;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use support::cluster::{Harness, exists};
+use support::landlord::{OPERATOR_NAMESPACE, create_database_server, create_s3_storage};
+use support::postgres::{PostgresServer, shared};
+use support::s3::S3Server;
+use support::wait::{eventually, poll, wait_for};
+
+/// Text in every tenant row: it must never appear in a bucket.
+const ROW_MARKER: &str = "erased-client-record-";
+
+fn backups(client: &Client) -> Api<TenantBackup> {
+    Api::all(client.clone())
+}
+
+fn receipts(client: &Client) -> Api<ErasureReceipt> {
+    Api::all(client.clone())
+}
+
+async fn create<K>(api: &Api<K>, value: serde_json::Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(value).expect("a valid object");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("created")
+}
+
+async fn backup_completed(client: &Client, name: &str, tenant: &str) -> TenantBackup {
+    create(
+        &backups(client),
+        json!({"apiVersion": "landlord.dev/v1alpha1", "kind": "TenantBackup",
+               "metadata": {"name": name}, "spec": {"tenantRef": tenant}}),
+    )
+    .await;
+    let done = poll(|| async {
+        let b = backups(client).get_opt(name).await.ok()??;
+        (b.status.as_ref()?.phase == Some(BackupPhase::Completed)).then_some(b)
+    })
+    .await;
+    done.unwrap_or_else(|| panic!("{name} never completed"))
+}
+
+/// A Tenant with a database on `server` (named `pg`), backups to `storage`, and rows.
+async fn tenant_with_rows(h: &Harness, pg: &PostgresServer, name: &str, storage: &str) -> Tenant {
+    h.create_tenant(
+        name,
+        json!({"database": {"serverRef": "pg"},
+               "backup": {"storageRef": storage, "schedule": "@yearly"}}),
+    )
+    .await;
+    h.wait_condition(name, "Ready", "True").await;
+    let tenant = h.tenants().get(name).await.expect("tenant");
+    let db = tenant
+        .status
+        .clone()
+        .expect("status")
+        .database
+        .expect("database");
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &tenant.primary_namespace());
+    let secret = secrets
+        .get(&format!("{name}-db"))
+        .await
+        .expect("credentials");
+    let password =
+        String::from_utf8(secret.data.expect("data")["password"].0.clone()).expect("utf-8");
+    pg.connect(&db.role, &password, &db.name)
+        .await
+        .expect("tenant connects")
+        .batch_execute(&format!(
+            "CREATE TABLE customers (id int PRIMARY KEY, secret text NOT NULL);
+             INSERT INTO customers SELECT i, '{ROW_MARKER}' || i FROM generate_series(1, 200) AS i;"
+        ))
+        .await
+        .expect("rows written");
+    tenant
+}
+
+/// Every key in `bucket` under `prefix`, with another S3 client than Landlord's.
+async fn keys_in(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<String> {
+    let listed = s3
+        .client()
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("listed");
+    let mut keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    keys.sort();
+    keys
+}
+
+async fn download(s3: &S3Server, bucket: &str, key: &str) -> Vec<u8> {
+    s3.client()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("GET")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
+}
+
+/// The recipient stanzas of an age file, read as text by the test itself: the lines
+/// starting with `-> ` before the `---` line, each as its type.
+fn stanza_types(file: &[u8]) -> Vec<String> {
+    let mut types = Vec::new();
+    for line in file.split(|b| *b == b'\n').skip(1) {
+        if line.starts_with(b"---") {
+            return types;
+        }
+        if let Some(rest) = line.strip_prefix(b"-> ") {
+            let text = String::from_utf8_lossy(rest);
+            types.push(text.split(' ').next().unwrap_or_default().to_owned());
+        }
+    }
+    panic!("no end of header")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("landlord-erasure-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Whether the stock `age` CLI opens `file` with any age identity in any Secret of the
+/// cluster; returns how many identities it tried.
+async fn opens_with_any_secret(client: &Client, file: &[u8], dir: &Path) -> (bool, usize) {
+    let all: Api<Secret> = Api::all(client.clone());
+    let sealed = dir.join("sealed.age");
+    std::fs::write(&sealed, file).expect("written");
+    let mut tried = 0;
+    for secret in all
+        .list(&ListParams::default())
+        .await
+        .expect("secrets")
+        .items
+    {
+        for value in secret.data.iter().flat_map(|d| d.values()) {
+            let text = String::from_utf8_lossy(&value.0);
+            for line in text
+                .lines()
+                .filter(|l| l.trim().starts_with("AGE-SECRET-KEY-1"))
+            {
+                tried += 1;
+                let key = dir.join("identity.txt");
+                std::fs::write(&key, line.trim()).expect("identity");
+                let out = Command::new("age")
+                    .arg("-d")
+                    .arg("-i")
+                    .arg(&key)
+                    .arg(&sealed)
+                    .output()
+                    .expect("age runs");
+                if out.status.success() {
+                    return (true, tried);
+                }
+            }
+        }
+    }
+    (false, tried)
+}
+
+/// `landlord receipt verify FILE` (the CLI a third party runs); its exit status and output.
+fn receipt_verify(file: &Path, public_key: Option<&str>) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_landlord"));
+    command.arg("receipt").arg("verify").arg(file);
+    if let Some(key) = public_key {
+        command.arg("--public-key").arg(key);
+    }
+    let out = command.output().expect("landlord runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The receipt of the Tenant `name` with `uid`, once it is gone.
+async fn receipt_of(h: &Harness, name: &str, uid: &str) -> ErasureReceipt {
+    wait_for("the Tenant is erased", || async {
+        (!exists(&h.tenants(), name).await).then_some(())
+    })
+    .await;
+    let all = receipts(&h.client)
+        .list(&ListParams::default())
+        .await
+        .expect("receipts");
+    let mine: Vec<ErasureReceipt> = all
+        .items
+        .into_iter()
+        .filter(|r| r.spec.tenant.uid == uid)
+        .collect();
+    assert_eq!(mine.len(), 1, "exactly one receipt for the erased Tenant");
+    mine.into_iter().next().expect("one")
+}
+
+async fn catalog_has(pg: &PostgresServer, query: &str, name: &str) -> bool {
+    let admin = pg.superuser("postgres").await;
+    let rows = admin.query(query, &[&name]).await.expect("catalog query");
+    !rows.is_empty()
+}
+
+#[tokio::test]
+async fn a_deleted_tenant_leaves_a_signed_receipt_whose_every_claim_is_true() {
+    let h = Harness::start_with(true).await;
+    let pg = shared();
+    create_database_server(&h.client, "pg", pg).await;
+    let s3 = S3Server::start().await;
+    // One bucket with Object Lock; its BackupStorage locks nothing at first, then every
+    // backup for a day: the tenant ends with one deletable backup and one locked.
+    s3.create_bucket("erasure", true).await;
+    support::landlord::create_s3_storage_at(
+        &h.client,
+        "s3",
+        &s3.endpoint,
+        "erasure",
+        &s3.admin.access_key_id,
+        &s3.admin.secret_access_key,
+    )
+    .await;
+    let storages: Api<landlord::api::BackupStorage> = Api::all(h.client.clone());
+    let tenant = tenant_with_rows(&h, pg, "gone", "s3").await;
+    let uid = tenant.uid().expect("uid");
+    let status = tenant.status.clone().expect("status");
+    let key_id = status.key_id.clone().expect("keyId");
+    let canary = base64_decode(status.canary.as_deref().expect("canary"));
+    let db = status.database.clone().expect("database");
+    let first = backup_completed(&h.client, "gone-plain", "gone").await;
+    storages
+        .patch(
+            "s3",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"spec": {"objectLock": {"mode": "Governance", "retentionDays": 1}}}),
+            ),
+        )
+        .await
+        .expect("object lock on");
+    h.wait_condition("gone", "BackupScheduled", "True").await;
+    let locked = eventually_locked_backup(&h.client).await;
+    // A restore into a new database: the tenant's data, too.
+    create(
+        &Api::<TenantRestore>::all(h.client.clone()),
+        json!({"apiVersion": "landlord.dev/v1alpha1", "kind": "TenantRestore",
+               "metadata": {"name": "gone-copy"},
+               "spec": {"backupRef": "gone-plain", "targetDatabase": "gone_copy"}}),
+    )
+    .await;
+    wait_for("the restore completes", || async {
+        let r = Api::<TenantRestore>::all(h.client.clone())
+            .get("gone-copy")
+            .await
+            .ok()?;
+        (r.status?.phase == Some(RestorePhase::Completed)).then_some(())
+    })
+    .await;
+    assert!(
+        catalog_has(
+            pg,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            "gone_copy"
+        )
+        .await
+    );
+    let prefix = format!("gone/{uid}/");
+    let before = keys_in(&s3, "erasure", &prefix).await;
+    assert_eq!(
+        before.len(),
+        4,
+        "two backups and their manifests: {before:?}"
+    );
+
+    h.tenants()
+        .delete("gone", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let receipt = receipt_of(&h, "gone", &uid).await;
+
+    // What the receipt claims, checked against the world by the test itself.
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    for name in &receipt.spec.namespaces {
+        assert!(
+            namespaces.get_opt(name).await.expect("GET").is_none(),
+            "{name} is gone"
+        );
+    }
+    assert_eq!(receipt.spec.namespaces, vec!["tenant-gone".to_owned()]);
+    for (query, name) in [
+        (
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            db.name.as_str(),
+        ),
+        ("SELECT 1 FROM pg_database WHERE datname = $1", "gone_copy"),
+        (
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            db.role.as_str(),
+        ),
+    ] {
+        assert!(
+            !catalog_has(pg, query, name).await,
+            "{name} is gone from the catalog"
+        );
+    }
+    let all_secrets: Api<Secret> = Api::all(h.client.clone());
+    for secret in all_secrets
+        .list(&ListParams::default())
+        .await
+        .expect("secrets")
+        .items
+    {
+        assert!(
+            !secret.name_any().contains(&uid[..8])
+                || !secret.name_any().starts_with("landlord-key-"),
+            "no key Secret of the tenant is left: {}",
+            secret.name_any()
+        );
+    }
+    let dir = scratch("lifecycle");
+    let (opens, tried) = opens_with_any_secret(&h.client, &canary, &dir).await;
+    assert!(
+        !opens,
+        "the canary opens with no Secret of the cluster ({tried} identities tried)"
+    );
+    let after = keys_in(&s3, "erasure", &prefix).await;
+    let locked_keys = [
+        locked
+            .status
+            .as_ref()
+            .and_then(|s| s.object_key.clone())
+            .expect("objectKey"),
+        locked
+            .status
+            .as_ref()
+            .and_then(|s| s.manifest_key.clone())
+            .expect("manifestKey"),
+    ];
+    let receipt_copy = format!("{prefix}erasure-receipt.json");
+    let mut expected: Vec<String> = locked_keys.to_vec();
+    expected.push(receipt_copy.clone());
+    expected.sort();
+    assert_eq!(
+        after, expected,
+        "only the locked backup and the receipt's copy remain"
+    );
+    let object = download(&s3, "erasure", &locked_keys[0]).await;
+    let types = stanza_types(&object);
+    assert_eq!(
+        types.iter().filter(|t| *t == "X25519").count(),
+        1,
+        "one X25519 recipient: {types:?}"
+    );
+    assert!(
+        types
+            .iter()
+            .all(|t| t == "X25519" || t.ends_with("-grease")),
+        "{types:?}"
+    );
+    let (opens, _) = opens_with_any_secret(&h.client, &object, &dir).await;
+    assert!(
+        !opens,
+        "the remaining backup opens with no Secret of the cluster"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&download(&s3, "erasure", &locked_keys[1]).await).expect("JSON");
+    assert_eq!(manifest["encryption"]["keyId"], json!(key_id));
+    for key in &after {
+        let bytes = download(&s3, "erasure", key).await;
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(ROW_MARKER),
+            "no row value in {key}"
+        );
+    }
+
+    // The receipt's own record of the objects: each with the hash the bucket had.
+    assert_eq!(receipt.spec.key_id, key_id);
+    assert_eq!(receipt.spec.objects.len(), 4, "{:?}", receipt.spec.objects);
+    for object in &receipt.spec.objects {
+        let disposition = if locked_keys.contains(&object.key) {
+            ObjectDisposition::Locked
+        } else {
+            ObjectDisposition::Deleted
+        };
+        assert_eq!(object.disposition, disposition, "{}", object.key);
+    }
+    let first_key = first
+        .status
+        .as_ref()
+        .and_then(|s| s.object_key.clone())
+        .expect("key");
+    let first_sha = first
+        .status
+        .as_ref()
+        .and_then(|s| s.sha256.clone())
+        .expect("sha256");
+    let recorded = receipt
+        .spec
+        .objects
+        .iter()
+        .find(|o| o.key == first_key)
+        .expect("listed");
+    assert_eq!(
+        recorded.sha256, first_sha,
+        "the deleted backup's hash, as it was"
+    );
+    let kept = receipt
+        .spec
+        .objects
+        .iter()
+        .find(|o| o.key == locked_keys[0])
+        .expect("listed");
+    assert_eq!(kept.sha256, hex(&Sha256::digest(&object)));
+    let header = kept.header.as_ref().expect("the header read");
+    assert_eq!((header.x25519_stanzas, header.other_stanzas), (1, 0));
+    assert!(
+        header.bytes_read <= 1024 + 512,
+        "a ranged read: {}",
+        header.bytes_read
+    );
+    let checks: Vec<EvidenceCheck> = receipt.spec.evidence.iter().map(|e| e.check).collect();
+    assert_eq!(
+        checks,
+        vec![
+            EvidenceCheck::NamespacesNotFound,
+            EvidenceCheck::DatabaseAbsent,
+            EvidenceCheck::RoleAbsent,
+            EvidenceCheck::KeyNotFound,
+            EvidenceCheck::RemainingObjectsSealedToDestroyedKey,
+            EvidenceCheck::CanaryUndecryptable,
+        ]
+    );
+    assert!(receipt.spec.evidence.iter().all(|e| e.passed));
+
+    // The receipt verifies offline, as the resource and as the stored copy, and not after
+    // a change of one byte.
+    let resource = dir.join("receipt.json");
+    std::fs::write(
+        &resource,
+        serde_json::to_vec_pretty(&receipt).expect("JSON"),
+    )
+    .expect("written");
+    let (ok, out) = receipt_verify(&resource, Some(&receipt.spec.signature.public_key));
+    assert!(ok, "{out}");
+    let copy = dir.join("copy.json");
+    std::fs::write(&copy, download(&s3, "erasure", &receipt_copy).await).expect("written");
+    let (ok, out) = receipt_verify(&copy, None);
+    assert!(ok, "{out}");
+    let text = std::fs::read_to_string(&resource).expect("readable");
+    let tampered = text.replacen("\"Locked\"", "\"Deleted\"", 1);
+    assert_ne!(tampered, text);
+    std::fs::write(&resource, tampered).expect("written");
+    let (ok, out) = receipt_verify(&resource, None);
+    assert!(!ok, "a changed receipt fails: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first backup the schedule's storage locks: a manual one, after the lock is on.
+async fn eventually_locked_backup(client: &Client) -> TenantBackup {
+    for attempt in 0..20 {
+        let name = format!("gone-locked-{attempt}");
+        let backup = backup_completed(client, &name, "gone").await;
+        if backup
+            .status
+            .as_ref()
+            .and_then(|s| s.retain_until.as_ref())
+            .is_some()
+        {
+            return backup;
+        }
+        // Written before the storage's new spec was seen: not locked; delete it.
+        backups(client)
+            .delete(&name, &DeleteParams::default())
+            .await
+            .expect("deleted");
+        eventually("the unlocked extra backup is gone", || async {
+            !exists(&backups(client), &name).await
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("no backup was ever locked");
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Tenant's `Erasing` condition: (status, reason, message).
+async fn erasing(h: &Harness, name: &str) -> Option<(String, String, String)> {
+    let t = h.tenants().get_opt(name).await.ok()??;
+    let c = find_condition(&t.status?.conditions, "Erasing")?.clone();
+    Some((format!("{:?}", c.status), c.reason, c.message))
+}
+
+async fn wait_blocked(h: &Harness, name: &str, reason: &str) -> String {
+    let (_, _, message) = wait_for(&format!("Erasing=False {reason}"), || async {
+        erasing(h, name)
+            .await
+            .filter(|(s, r, _)| s == "False" && r == reason)
+    })
+    .await;
+    assert!(
+        exists(&h.tenants(), name).await,
+        "the finalizer holds the Tenant while {reason}"
+    );
+    message
+}
+
+#[tokio::test]
+async fn faults_hold_the_erasure_with_a_condition_until_they_clear() {
+    let h = Harness::start_with(true).await;
+    let pg = PostgresServer::start().expect("a server of its own");
+    create_database_server(&h.client, "pg", &pg).await;
+    let s3 = S3Server::start().await;
+    create_s3_storage(&h.client, "s3", &s3, "faults").await;
+    let tenant = tenant_with_rows(&h, &pg, "faulty", "s3").await;
+    let uid = tenant.uid().expect("uid");
+    backup_completed(&h.client, "faulty-1", "faulty").await;
+
+    // PostgreSQL down: DropDatabase waits.
+    pg.stop();
+    h.tenants()
+        .delete("faulty", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let message = wait_blocked(&h, "faulty", "DatabaseUnavailable").await;
+    assert!(message.contains("DropDatabase"), "{message}");
+    // The storage unreachable too: once the database is back, DeleteBackups waits.
+    let storages: Api<landlord::api::BackupStorage> = Api::all(h.client.clone());
+    let endpoint = s3.endpoint.clone();
+    let closed = format!("http://127.0.0.1:{}", support::s3::closed_port());
+    storages
+        .patch(
+            "s3",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"s3": {"endpoint": closed}}})),
+        )
+        .await
+        .expect("storage moved away");
+    pg.start_again();
+    let message = wait_blocked(&h, "faulty", "StorageUnavailable").await;
+    assert!(message.contains("DeleteBackups"), "{message}");
+    // The API refusing to create the receipt: IssueReceipt waits.
+    let emulator = h.emulator.emulator().expect("the emulator injects faults");
+    let refusal = emulator.inject_fault(kube_emulator::FaultRule::fail(
+        Some("create"),
+        Some("erasurereceipts"),
+        500,
+    ));
+    storages
+        .patch(
+            "s3",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"s3": {"endpoint": endpoint}}})),
+        )
+        .await
+        .expect("storage back");
+    let message = wait_blocked(&h, "faulty", "ApiError").await;
+    assert!(message.contains("IssueReceipt"), "{message}");
+    assert!(
+        receipts(&h.client)
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "no receipt while it cannot be written"
+    );
+    emulator.remove_fault(refusal);
+    let receipt = receipt_of(&h, "faulty", &uid).await;
+    assert!(receipt.spec.evidence.iter().all(|e| e.passed));
+    assert_eq!(receipt.spec.objects.len(), 2, "the backup and its manifest");
+}
+
+/// `landlord run` as a process of its own, against the harness's emulator, crashing
+/// where [`CRASH_AT`] says (debug builds).
+fn spawn_operator(kubeconfig: &Path, crash_at: Option<&str>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_landlord"));
+    command
+        .args([
+            "run",
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+            "--log-level",
+            "landlord=warn",
+            "--lease-namespace",
+            OPERATOR_NAMESPACE,
+            "--identity",
+            "crash-test",
+            "--lease-duration-seconds",
+            "3",
+            "--renew-deadline-seconds",
+            "2",
+            "--retry-period-seconds",
+            "1",
+            "--pg-dump",
+        ])
+        .arg(Path::new(support::postgres::DEFAULT_BIN).join("pg_dump"))
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove(CRASH_AT)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(point) = crash_at {
+        command.env(CRASH_AT, point);
+    }
+    command.spawn().expect("landlord run starts")
+}
+
+#[tokio::test]
+async fn a_crash_at_any_point_of_the_erasure_resumes_to_exactly_one_true_receipt() {
+    let mut h = Harness::start().await;
+    let pg = shared();
+    create_database_server(&h.client, "pg", pg).await;
+    let s3 = S3Server::start().await;
+    create_s3_storage(&h.client, "s3", &s3, "crashes").await;
+    let tenant = tenant_with_rows(&h, pg, "crashy", "s3").await;
+    let uid = tenant.uid().expect("uid");
+    backup_completed(&h.client, "crashy-1", "crashy").await;
+    backup_completed(&h.client, "crashy-2", "crashy").await;
+    let db = tenant
+        .status
+        .clone()
+        .expect("status")
+        .database
+        .expect("database");
+    // From here on the operator is a process that the hook kills.
+    h.stop_operator().await;
+    let dir = scratch("crashes");
+    let kubeconfig = dir.join("kubeconfig");
+    h.emulator
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
+    h.tenants()
+        .delete("crashy", &DeleteParams::default())
+        .await
+        .expect("delete");
+
+    let mut points = Vec::new();
+    for step in landlord::api::ErasureStep::ERASE {
+        for at in ["started", "inside", "finished"] {
+            let inside = matches!(
+                step,
+                landlord::api::ErasureStep::DeleteBackups
+                    | landlord::api::ErasureStep::IssueReceipt
+            );
+            if at == "inside" && !inside {
+                continue;
+            }
+            // RemoveFinalizer is recorded before it runs: after it there is nothing left.
+            if step == landlord::api::ErasureStep::RemoveFinalizer && at != "started" {
+                continue;
+            }
+            points.push(format!("{step}:{at}"));
+        }
+    }
+    for point in &points {
+        let mut child = spawn_operator(&kubeconfig, Some(point));
+        let exited = tokio::time::timeout(Duration::from_secs(120), async {
+            loop {
+                if let Some(status) = child.try_wait().expect("waitable") {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        let Ok(status) = exited else {
+            let _ = child.kill();
+            panic!("the operator never reached {point}");
+        };
+        assert!(!status.success(), "the hook at {point} aborts the operator");
+        assert!(
+            receipts(&h.client)
+                .list(&ListParams::default())
+                .await
+                .expect("list")
+                .items
+                .len()
+                <= 1,
+            "never two receipts (after {point})"
+        );
+    }
+    let mut child = spawn_operator(&kubeconfig, None);
+    let receipt = receipt_of(&h, "crashy", &uid).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(receipt.spec.evidence.iter().all(|e| e.passed));
+    assert_eq!(
+        receipt.spec.objects.len(),
+        4,
+        "two backups and their manifests"
+    );
+    assert!(
+        receipt
+            .spec
+            .objects
+            .iter()
+            .all(|o| o.disposition == ObjectDisposition::Deleted),
+        "{:?}",
+        receipt.spec.objects
+    );
+    assert!(
+        keys_in(&s3, "crashes", &format!("crashy/{uid}/backups/"))
+            .await
+            .is_empty()
+    );
+    assert!(!catalog_has(pg, "SELECT 1 FROM pg_roles WHERE rolname = $1", &db.role).await);
+    let resource = dir.join("receipt.json");
+    std::fs::write(
+        &resource,
+        serde_json::to_vec_pretty(&receipt).expect("JSON"),
+    )
+    .expect("written");
+    let (ok, out) = receipt_verify(&resource, None);
+    assert!(ok, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

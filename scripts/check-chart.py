@@ -97,6 +97,9 @@ EXPECTED_CLUSTER_PERMISSIONS = {
     (GROUP, "tenantrestores", "get", None),
     (GROUP, "tenantrestores", "watch", None),
     (GROUP, "tenantrestores/status", "patch", None),
+    # Erasure: issues the tenant's ErasureReceipt (never updates or deletes one).
+    (GROUP, "erasurereceipts", "get", None),
+    (GROUP, "erasurereceipts", "create", None),
     # Admin, storage credentials and CA Secrets (get, operator namespace only, enforced by
     # the operator); tenant credentials Secrets (get, create, patch). No list or watch.
     *(("", "secrets", verb, None) for verb in ("get", "create", "patch")),

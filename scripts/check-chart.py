@@ -127,7 +127,13 @@ def expected_lease_permissions(lease_name: str) -> set[tuple[str, str, str, str 
     }
 
 
-CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+CLUSTER_SCOPED_KINDS = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 
 
 class CheckFailed(Exception):
@@ -429,6 +435,8 @@ def check_follows_values(objects: list[dict[str, Any]], values: dict[str, Any]) 
         "ClusterRoleBinding": values["rbac"]["create"],
         "Role": values["rbac"]["create"],
         "RoleBinding": values["rbac"]["create"],
+        "ValidatingAdmissionPolicy": values["deletionProtection"]["enabled"],
+        "ValidatingAdmissionPolicyBinding": values["deletionProtection"]["enabled"],
         "Service": True,
         "Deployment": True,
     }
@@ -710,6 +718,32 @@ CHART_APP_VERSION = ""
 RBAC_FIXTURE = ROOT / "tests" / "fixtures" / "chart-rbac.json"
 
 
+# The deletion protection's tests install exactly the policy and binding the chart renders.
+PROTECTION_FIXTURE = ROOT / "tests" / "fixtures" / "chart-deletion-protection.json"
+
+
+def check_protection_fixture(objects: list[dict[str, Any]], update: bool) -> None:
+    policies = by_kind(objects, "ValidatingAdmissionPolicy")
+    bindings = by_kind(objects, "ValidatingAdmissionPolicyBinding")
+    require(len(policies) == 1 and len(bindings) == 1, "one policy and one binding")
+    policy, binding = policies[0], bindings[0]
+    require(get(binding, "spec", "policyName") == get(policy, "metadata", "name"),
+            "the binding names the policy")
+    require(get(binding, "spec", "validationActions") == ["Deny"], "the binding denies")
+    rules = get(policy, "spec", "matchConstraints", "resourceRules")
+    require(rules == [{"apiGroups": ["landlord.dev"], "apiVersions": ["v1alpha1"],
+                       "operations": ["DELETE"], "resources": ["tenants"]}],
+            f"the policy matches only Tenant deletions: {rules}")
+    strip = lambda o: {k: v for k, v in o.items() if k != "__template__"}
+    text = json.dumps({"policy": strip(policy), "binding": strip(binding)},
+                      indent=2, sort_keys=True) + "\n"
+    if update:
+        PROTECTION_FIXTURE.write_text(text)
+    require(PROTECTION_FIXTURE.exists() and PROTECTION_FIXTURE.read_text() == text,
+            f"{PROTECTION_FIXTURE.relative_to(ROOT)} differs from the chart's rendered policy: "
+            "run `.venv/bin/python scripts/check-chart.py --update-fixtures`")
+
+
 def check_rbac_fixture(objects: list[dict[str, Any]], update: bool) -> None:
     fixture = {
         "clusterRoleRules": rbac_rules(objects, "ClusterRole"),
@@ -783,6 +817,8 @@ def main() -> int:
         if label == "chart defaults":
             results.run(f"{RBAC_FIXTURE.relative_to(ROOT)} holds the chart's RBAC rules",
                         lambda: check_rbac_fixture(objects, args.update_fixtures))
+            results.run(f"{PROTECTION_FIXTURE.relative_to(ROOT)} holds the chart's deletion protection",
+                        lambda: check_protection_fixture(objects, args.update_fixtures))
 
     invalid_files = sorted(INVALID_VALUES.glob("*.yaml"))
     results.run("tests/chart/invalid-values holds examples", lambda: require(

@@ -763,3 +763,99 @@ async fn a_crash_at_any_point_of_the_erasure_resumes_to_exactly_one_true_receipt
     assert!(ok, "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Installs the chart's deletion protection (policy and binding, as rendered).
+async fn install_deletion_protection(admin: &Client) {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/chart-deletion-protection.json"))
+            .expect("fixture");
+    for (key, plural) in [
+        ("policy", "validatingadmissionpolicies"),
+        ("binding", "validatingadmissionpolicybindings"),
+    ] {
+        let object = &fixture[key];
+        let gvk = kube::core::GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            object["kind"].as_str().expect("kind"),
+        );
+        let resource = kube::core::ApiResource::from_gvk_with_plural(&gvk, plural);
+        let api: Api<kube::core::DynamicObject> = Api::all_with(admin.clone(), &resource);
+        let object: kube::core::DynamicObject =
+            serde_json::from_value(object.clone()).expect("object");
+        api.create(&PostParams::default(), &object)
+            .await
+            .expect("policy object created");
+    }
+}
+
+#[tokio::test]
+async fn a_protected_tenant_cannot_be_deleted_until_its_annotation_is_removed() {
+    let h = Harness::start_with(true).await;
+    install_deletion_protection(&h.client).await;
+    let tenant = h.create_tenant("guarded", json!({})).await;
+    let uid = tenant.uid().expect("uid");
+    let annotation = |value: serde_json::Value| {
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(landlord::api::PROTECTED_ANNOTATION.to_owned(), value);
+        json!({"metadata": {"annotations": annotations}})
+    };
+    let protect = annotation(json!("true"));
+    h.tenants()
+        .patch("guarded", &PatchParams::default(), &Patch::Merge(&protect))
+        .await
+        .expect("annotated");
+    h.wait_condition("guarded", "Ready", "True").await;
+    // A policy takes effect once the API server has loaded it: probe with dry runs.
+    let dry_run = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    let refusal = wait_for("the policy refuses a dry-run deletion", || async {
+        match h.tenants().delete("guarded", &dry_run).await {
+            Err(kube::Error::Api(status)) => Some(status),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(refusal.code, 403, "{refusal:?}");
+    assert!(refusal.message.contains("protected"), "{}", refusal.message);
+    let Err(kube::Error::Api(status)) = h
+        .tenants()
+        .delete("guarded", &DeleteParams::default())
+        .await
+    else {
+        panic!("a protected Tenant is not deleted");
+    };
+    assert_eq!(status.code, 403);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let still = h.tenants().get("guarded").await.expect("still there");
+    assert!(
+        still.metadata.deletion_timestamp.is_none(),
+        "no erasure began"
+    );
+    assert!(
+        receipts(&h.client)
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    // Removing the annotation (a change of its own, audited as such) lifts the protection.
+    let unprotect = annotation(serde_json::Value::Null);
+    h.tenants()
+        .patch(
+            "guarded",
+            &PatchParams::default(),
+            &Patch::Merge(&unprotect),
+        )
+        .await
+        .expect("annotation removed");
+    h.tenants()
+        .delete("guarded", &DeleteParams::default())
+        .await
+        .expect("an unprotected Tenant is deleted");
+    let receipt = receipt_of(&h, "guarded", &uid).await;
+    assert_eq!(receipt.spec.tenant.name, "guarded");
+}

@@ -703,6 +703,10 @@ pub enum StepState {
     Failed,
 }
 
+/// The annotation that protects a Tenant from deletion: with the value `"true"`, the
+/// chart's ValidatingAdmissionPolicy (`deletionProtection.enabled`) refuses to delete it.
+pub const PROTECTED_ANNOTATION: &str = "landlord.dev/protected";
+
 impl Tenant {
     /// Every namespace the spec asks for: the primary one, then the additional ones.
     pub fn namespace_names(&self) -> Vec<String> {

@@ -859,3 +859,202 @@ async fn a_protected_tenant_cannot_be_deleted_until_its_annotation_is_removed() 
     let receipt = receipt_of(&h, "guarded", &uid).await;
     assert_eq!(receipt.spec.tenant.name, "guarded");
 }
+
+/// Writes `count` backups of the Tenant straight into the bucket, as Landlord writes
+/// them (an age file to the tenant's recipient and its manifest), every second one under
+/// Object Lock for a day.
+async fn write_backups(
+    s3: &S3Server,
+    bucket: &str,
+    tenant: &Tenant,
+    recipient: &str,
+    count: usize,
+) {
+    use futures::StreamExt;
+    use landlord::backup::manifest;
+    let uid = tenant.uid().expect("uid");
+    let name = tenant.name_any();
+    let recipient: landlord::keys::Recipient = recipient.parse().expect("a recipient");
+    let key_id = landlord::keys::KeyId::of(&recipient);
+    let until = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24))
+        .expect("time");
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let (name, uid, recipient, key_id) = (&name, &uid, &recipient, &key_id);
+            async move {
+                let backup = format!("{name}-bulk-{i:04}");
+                let keys = manifest::object_keys(
+                    name,
+                    uid,
+                    &backup,
+                    landlord::backup::pg_dump::Compression::Zstd,
+                );
+                let body = landlord::keys::crypto::encrypt_to(recipient, &[b'x'; 16 * 1024])
+                    .expect("sealed");
+                let record = manifest::Manifest {
+                    format: manifest::FORMAT.to_owned(),
+                    tenant: manifest::TenantIdentity {
+                        name: name.clone(),
+                        uid: uid.clone(),
+                    },
+                    backup: backup.clone(),
+                    object_key: keys.object.clone(),
+                    encryption: manifest::Encryption {
+                        format: "age-encryption.org/v1".to_owned(),
+                        recipient: recipient.to_string(),
+                        key_id: key_id.as_str().to_owned(),
+                    },
+                    compression: "zstd".to_owned(),
+                    dump_format: "pg_dump --format=custom".to_owned(),
+                    restore: manifest::restore_pipeline(
+                        landlord::backup::pg_dump::Compression::Zstd,
+                    )
+                    .to_owned(),
+                    sha256: hex(&Sha256::digest(&body)),
+                    size_bytes: body.len() as u64,
+                    dump_size_bytes: 16 * 1024,
+                    database: manifest::DatabaseIdentity {
+                        server: "pg".to_owned(),
+                        server_version: None,
+                        name: format!("tenant_{name}"),
+                        role: format!("tenant_{name}"),
+                    },
+                    pg_dump_version: "15".to_owned(),
+                    start_time: jiff::Timestamp::now().to_string(),
+                    completion_time: jiff::Timestamp::now().to_string(),
+                    object_lock: None,
+                    written_by: "the erasure benchmark".to_owned(),
+                };
+                for (key, bytes) in [(keys.object, body), (keys.manifest, record.to_json())] {
+                    let mut put = s3
+                        .client()
+                        .put_object()
+                        .bucket(bucket)
+                        .key(&key)
+                        .body(bytes.into());
+                    if i % 2 == 1 {
+                        put = put
+                            .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Governance)
+                            .object_lock_retain_until_date(
+                                aws_sdk_s3::primitives::DateTime::from_secs(until.as_second()),
+                            );
+                    }
+                    put.send().await.expect("written");
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// The erasure benchmark (BENCHMARKS.md, "Erasure"): a Tenant with 1,000 backups (2,000
+/// objects, half of them under Object Lock), deleted; prints the time from the delete to
+/// the Tenant being gone, and the bytes read per remaining object beyond its age header.
+/// Not a timed test: it asserts only what must be true, and is run by hand in release:
+/// `cargo test --release --test erasure -- --ignored --nocapture erasure_benchmark`.
+#[tokio::test]
+#[ignore = "a benchmark: run by hand, see BENCHMARKS.md"]
+async fn erasure_benchmark_of_a_tenant_with_1000_backups() {
+    let count: usize = std::env::var("ERASURE_BENCH_BACKUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let h = Harness::start().await;
+    let pg = shared();
+    create_database_server(&h.client, "pg", pg).await;
+    let s3 = S3Server::start().await;
+    s3.create_bucket("bench", true).await;
+    support::landlord::create_s3_storage_at(
+        &h.client,
+        "s3",
+        &s3.endpoint,
+        "bench",
+        &s3.admin.access_key_id,
+        &s3.admin.secret_access_key,
+    )
+    .await;
+    let tenant = tenant_with_rows(&h, pg, "bulk", "s3").await;
+    let uid = tenant.uid().expect("uid");
+    let key = Api::<Secret>::namespaced(h.client.clone(), OPERATOR_NAMESPACE)
+        .get(&landlord::keys::kubernetes::secret_name(
+            &landlord::keys::TenantRef::new("bulk", &uid).expect("ref"),
+        ))
+        .await
+        .expect("key Secret");
+    let recipient = key.annotations()[landlord::keys::kubernetes::RECIPIENT_ANNOTATION].clone();
+    let written = std::time::Instant::now();
+    write_backups(&s3, "bench", &tenant, &recipient, count).await;
+    println!(
+        "wrote {count} backups ({} objects) in {:.1} s",
+        2 * count,
+        written.elapsed().as_secs_f64()
+    );
+
+    let started = std::time::Instant::now();
+    h.tenants()
+        .delete("bulk", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let receipt = wait_for_long_receipt(&h, "bulk", &uid).await;
+    let elapsed = started.elapsed();
+    let steps: Vec<String> = receipt
+        .spec
+        .steps
+        .iter()
+        .map(|s| {
+            let ms = s.completed_at.0.duration_since(s.started_at.0).as_millis();
+            format!("{} {ms} ms", s.name)
+        })
+        .collect();
+    let remaining: Vec<_> = receipt
+        .spec
+        .objects
+        .iter()
+        .filter(|o| o.header.is_some())
+        .collect();
+    let sample = download(&s3, "bench", &remaining[0].key).await;
+    let header_len = landlord::keys::header::parse_header(&sample)
+        .expect("a header")
+        .len as i64;
+    let beyond: Vec<i64> = remaining
+        .iter()
+        .map(|o| o.header.as_ref().expect("header").bytes_read - header_len)
+        .collect();
+    println!(
+        "erased {} objects ({} deleted, {} locked) in {:.2} s: {}",
+        receipt.spec.objects.len(),
+        receipt
+            .spec
+            .objects
+            .iter()
+            .filter(|o| o.disposition == ObjectDisposition::Deleted)
+            .count(),
+        remaining.len(),
+        elapsed.as_secs_f64(),
+        steps.join(", ")
+    );
+    println!(
+        "header {header_len} bytes; read per remaining backup: {} bytes, {} beyond the header (max)",
+        remaining
+            .iter()
+            .map(|o| o.header.as_ref().expect("h").bytes_read)
+            .max()
+            .unwrap_or(0),
+        beyond.iter().max().unwrap_or(&0)
+    );
+    assert_eq!(receipt.spec.objects.len(), 2 * count);
+    assert!(receipt.spec.evidence.iter().all(|e| e.passed));
+}
+
+/// [`receipt_of`], with the time a large erasure may take on a shared machine.
+async fn wait_for_long_receipt(h: &Harness, name: &str, uid: &str) -> ErasureReceipt {
+    for _ in 0..6000 {
+        if !exists(&h.tenants(), name).await {
+            return receipt_of(h, name, uid).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the erasure of {name} did not finish in ten minutes");
+}

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt, stream};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
@@ -22,7 +22,7 @@ use crate::api::{
 };
 use crate::backup::manifest::{self, Manifest};
 use crate::controller::{Context, Error, backup_schedule};
-use crate::storage::{Deletion, ObjectStore, StorageError};
+use crate::storage::{Deletion, ObjectInfo, ObjectStore, StorageError};
 
 /// How a manifest's key ends.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
@@ -30,6 +30,8 @@ pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 const MANIFEST_LIMIT: usize = 64 * 1024;
 /// How many deletions between two status writes.
 const WRITE_EVERY: usize = 200;
+/// How many requests to the store at once.
+pub const IN_FLIGHT: usize = 16;
 
 /// The BackupStorage of the tenant's backups: its spec's, or the one its backups name.
 fn storage_name(tenant: &Tenant, ctx: &Context) -> Option<String> {
@@ -115,18 +117,32 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Records every object under the tenant's prefix that is not recorded yet.
 async fn record(
-    store: &dyn ObjectStore,
+    store: &Arc<dyn ObjectStore>,
     prefix: &str,
     objects: &mut Vec<ErasureObject>,
 ) -> Result<usize, StorageError> {
     let listed = store.list(prefix).await?;
     let known = |key: &str, objects: &[ErasureObject]| objects.iter().any(|o| o.key == key);
+    let (manifest_infos, other_infos): (Vec<ObjectInfo>, Vec<ObjectInfo>) = listed
+        .into_iter()
+        .partition(|i| i.key.ends_with(MANIFEST_SUFFIX));
     // Manifests first: they give the SHA-256 of their backups.
+    let manifest_reads: Vec<(ObjectInfo, Option<(Vec<u8>, String, u64)>)> =
+        stream::iter(manifest_infos)
+            .map(|info| {
+                let store = store.clone();
+                async move {
+                    let read = read_all(store.as_ref(), &info.key, Some(MANIFEST_LIMIT)).await?;
+                    Ok::<_, StorageError>((info, read))
+                }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect()
+            .await?;
     let mut manifests = Vec::new();
     let mut added = 0;
-    for info in listed.iter().filter(|i| i.key.ends_with(MANIFEST_SUFFIX)) {
-        let Some((bytes, sha256, size)) = read_all(store, &info.key, Some(MANIFEST_LIMIT)).await?
-        else {
+    for (info, read) in manifest_reads {
+        let Some((bytes, sha256, size)) = read else {
             continue;
         };
         if let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) {
@@ -137,24 +153,40 @@ async fn record(
             added += 1;
         }
     }
-    for info in listed.iter().filter(|i| !i.key.ends_with(MANIFEST_SUFFIX)) {
-        if known(&info.key, objects) {
-            continue;
+    let others: Vec<(ObjectInfo, Option<String>)> = other_infos
+        .into_iter()
+        .filter(|i| !known(&i.key, objects))
+        .map(|info| {
+            let from_manifest = manifests
+                .iter()
+                .find(|m| m.object_key == info.key && m.size_bytes == info.size)
+                .map(|m| m.sha256.clone());
+            (info, from_manifest)
+        })
+        .collect();
+    let hashed: Vec<(ObjectInfo, Option<String>)> = stream::iter(others)
+        .map(|(info, from_manifest)| {
+            let store = store.clone();
+            async move {
+                let sha256 = match from_manifest {
+                    Some(sha256) => Some(sha256),
+                    None => read_all(store.as_ref(), &info.key, None)
+                        .await?
+                        .map(|(_, sha256, _)| sha256),
+                };
+                Ok::<_, StorageError>((info, sha256))
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect()
+        .await?;
+    for (info, sha256) in hashed {
+        if let Some(sha256) = sha256 {
+            objects.push(recorded(&info.key, sha256, info.size));
+            added += 1;
         }
-        let from_manifest = manifests
-            .iter()
-            .find(|m| m.object_key == info.key && m.size_bytes == info.size)
-            .map(|m| m.sha256.clone());
-        let sha256 = match from_manifest {
-            Some(sha256) => sha256,
-            None => match read_all(store, &info.key, None).await? {
-                Some((_, sha256, _)) => sha256,
-                None => continue,
-            },
-        };
-        objects.push(recorded(&info.key, sha256, info.size));
-        added += 1;
     }
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(added)
 }
 
@@ -190,7 +222,7 @@ pub async fn delete_backups(
     // is recorded and deleted too.
     let mut aborted = 0;
     loop {
-        let added = record(store.as_ref(), &prefix, &mut progress.objects)
+        let added = record(&store, &prefix, &mut progress.objects)
             .await
             .map_err(&failed)?;
         status.erasure = Some(progress.clone());
@@ -201,28 +233,38 @@ pub async fn delete_backups(
             crate::api::ErasureStep::DeleteBackups,
             super::crash::Point::Inside,
         );
-        let mut since_write = 0;
-        for index in 0..progress.objects.len() {
-            if progress.objects[index].state != ErasureObjectState::Recorded {
-                continue;
-            }
-            let key = progress.objects[index].key.clone();
-            match store.delete(&key).await.map_err(&failed)? {
-                Deletion::Deleted | Deletion::Absent => {
-                    progress.objects[index].state = ErasureObjectState::Deleted;
+        let pending: Vec<usize> = (0..progress.objects.len())
+            .filter(|i| progress.objects[*i].state == ErasureObjectState::Recorded)
+            .collect();
+        for chunk in pending.chunks(WRITE_EVERY) {
+            let keys: Vec<(usize, String)> = chunk
+                .iter()
+                .map(|i| (*i, progress.objects[*i].key.clone()))
+                .collect();
+            let deleted: Vec<(usize, Deletion)> = stream::iter(keys)
+                .map(|(index, key)| {
+                    let store = store.clone();
+                    async move { store.delete(&key).await.map(|d| (index, d)) }
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .try_collect()
+                .await
+                .map_err(&failed)?;
+            for (index, deletion) in deleted {
+                let object = &mut progress.objects[index];
+                match deletion {
+                    Deletion::Deleted | Deletion::Absent => {
+                        object.state = ErasureObjectState::Deleted;
+                    }
+                    Deletion::Locked { until } => {
+                        object.state = ErasureObjectState::Locked;
+                        object.locked_until =
+                            until.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+                    }
                 }
-                Deletion::Locked { until } => {
-                    progress.objects[index].state = ErasureObjectState::Locked;
-                    progress.objects[index].locked_until =
-                        until.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
-                }
             }
-            since_write += 1;
-            if since_write >= WRITE_EVERY {
-                status.erasure = Some(progress.clone());
-                write(tenant, ctx, status).await?;
-                since_write = 0;
-            }
+            status.erasure = Some(progress.clone());
+            write(tenant, ctx, status).await?;
         }
         for upload in store.pending_uploads(&prefix).await.map_err(&failed)? {
             store.abort_upload(&upload).await.map_err(&failed)?;

@@ -16,7 +16,11 @@
 //! the user to read, and the step is tried again; no receipt is issued until every check
 //! passes.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt, stream};
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -30,7 +34,7 @@ use crate::controller::{Context, Error};
 use crate::database::TenantIdentifiers;
 use crate::keys::header::{self, HEADER_READ_BYTES, HeaderError};
 use crate::keys::{TenantRef, crypto};
-use crate::storage::ObjectStore;
+use crate::storage::{ObjectStore, StorageError};
 
 /// The first ranged read of an object's header: a Landlord backup's header (one X25519
 /// stanza and one grease stanza) is under 400 bytes.
@@ -63,7 +67,7 @@ pub async fn verify(
         })?;
         let key_id = status.key_id.clone().unwrap_or_default();
         if let Some(check) = remaining_objects(
-            store.as_ref(),
+            &store,
             &storage.name,
             &storage.prefix,
             &key_id,
@@ -204,10 +208,10 @@ fn manifest_of(key: &str) -> Option<String> {
 
 /// Reads an object's age header: [`FIRST_READ`] bytes, then up to
 /// [`HEADER_READ_BYTES`] if the header is longer.
-async fn read_header(
-    store: &dyn ObjectStore,
-    key: &str,
-) -> Result<(Result<header::Header, HeaderError>, u64), crate::storage::StorageError> {
+/// A header as read: parsed (or why not), and how many bytes were read.
+type HeaderRead = (Result<header::Header, HeaderError>, u64);
+
+async fn read_header(store: &dyn ObjectStore, key: &str) -> Result<HeaderRead, StorageError> {
     let first = store.get_range(key, 0..FIRST_READ).await?;
     let mut read = first.len() as u64;
     let parsed = header::parse_header(&first);
@@ -224,7 +228,7 @@ async fn read_header(
 }
 
 async fn remaining_objects(
-    store: &dyn ObjectStore,
+    store: &Arc<dyn ObjectStore>,
     storage: &str,
     prefix: &str,
     key_id: &str,
@@ -242,6 +246,42 @@ async fn remaining_objects(
     let mut sealed = 0;
     let mut manifests = 0;
     let mut bytes_read = 0u64;
+    // Each remaining manifest is read once (for itself and for its backup), and each
+    // backup's header once, a few requests at a time.
+    let manifest_keys: Vec<String> = listed
+        .iter()
+        .filter(|i| i.key.ends_with(MANIFEST_SUFFIX))
+        .map(|i| i.key.clone())
+        .collect();
+    let read: HashMap<String, Option<Manifest>> = stream::iter(manifest_keys)
+        .map(|key| {
+            let store = store.clone();
+            async move {
+                let manifest = read_manifest(store.as_ref(), &key).await?;
+                Ok::<_, StorageError>((key, manifest))
+            }
+        })
+        .buffer_unordered(objects::IN_FLIGHT)
+        .try_collect()
+        .await
+        .map_err(failed)?;
+    let backup_keys: Vec<String> = listed
+        .iter()
+        .filter(|i| manifest_of(&i.key).is_some())
+        .map(|i| i.key.clone())
+        .collect();
+    let mut headers: HashMap<String, HeaderRead> = stream::iter(backup_keys)
+        .map(|key| {
+            let store = store.clone();
+            async move {
+                let header = read_header(store.as_ref(), &key).await?;
+                Ok::<_, StorageError>((key, header))
+            }
+        })
+        .buffer_unordered(objects::IN_FLIGHT)
+        .try_collect()
+        .await
+        .map_err(failed)?;
     for info in &listed {
         let Some(object) = recorded.iter_mut().find(|o| o.key == info.key) else {
             problems.push(format!("{} was never recorded", info.key));
@@ -255,8 +295,7 @@ async fn remaining_objects(
             continue;
         }
         if info.key.ends_with(MANIFEST_SUFFIX) {
-            let body = read_manifest(store, &info.key).await.map_err(failed)?;
-            match body {
+            match read.get(&info.key).cloned().flatten() {
                 Some(m) if m.encryption.key_id == key_id => manifests += 1,
                 Some(m) => problems.push(format!(
                     "the manifest {} names the key {}, not the destroyed {key_id}",
@@ -270,10 +309,17 @@ async fn remaining_objects(
             problems.push(format!("{} is not a backup object", info.key));
             continue;
         };
-        let (parsed, read) = read_header(store, &info.key).await.map_err(failed)?;
-        bytes_read += read;
-        let manifest = read_manifest(store, &manifest_key).await.map_err(failed)?;
-        let named = manifest.map(|m| m.encryption.key_id).unwrap_or_default();
+        let Some((parsed, header_read)) = headers.remove(&info.key) else {
+            problems.push(format!("{} was not read", info.key));
+            continue;
+        };
+        bytes_read += header_read;
+        let named = read
+            .get(&manifest_key)
+            .cloned()
+            .flatten()
+            .map(|m| m.encryption.key_id)
+            .unwrap_or_default();
         match parsed {
             Ok(header) => {
                 let x25519 = header.x25519_count();
@@ -286,7 +332,7 @@ async fn remaining_objects(
                     x25519_stanzas: u32::try_from(x25519).unwrap_or(u32::MAX),
                     other_stanzas: u32::try_from(other).unwrap_or(u32::MAX),
                     key_id: named.clone(),
-                    bytes_read: i64::try_from(read).unwrap_or(i64::MAX),
+                    bytes_read: i64::try_from(header_read).unwrap_or(i64::MAX),
                 });
                 if header.single_x25519().is_none() {
                     problems.push(format!(

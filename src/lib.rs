@@ -12,6 +12,7 @@ pub mod backup;
 pub mod controller;
 pub mod crd;
 pub mod database;
+pub mod erasure;
 pub mod isolation;
 pub mod keys;
 pub mod operator;

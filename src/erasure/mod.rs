@@ -5,8 +5,12 @@
 //! - [`signing`]: the operator's [`signing::ReceiptSigner`] (Ed25519) and the signature
 //!   check any verifier runs;
 //! - [`receipt`]: the internal consistency of an `ErasureReceipt` ([`receipt::check`]) and
-//!   its full offline verification ([`receipt::verify`]).
+//!   its full offline verification ([`receipt::verify`]);
+//! - [`document`]: a receipt as bytes, the resource or its stored copy
+//!   ([`document::stored_copy_json`]), parsed strictly and verified as a third party
+//!   would ([`document::parse_and_verify`]).
 
+pub mod document;
 pub mod jcs;
 pub mod receipt;
 pub mod signing;

@@ -154,6 +154,8 @@ pub struct Context {
     pub backup_triggers: futures::channel::mpsc::UnboundedSender<ObjectRef<TenantBackup>>,
     /// The restore drills this replica runs.
     pub drills: Arc<drill::Drills>,
+    /// The operator's receipt signing key (loaded once at start-up).
+    pub receipt_signer: Arc<crate::erasure::signing::ReceiptSigner>,
 }
 
 /// Runs one reconcile of `controller` for the object `name` once every cache is filled,
@@ -298,6 +300,7 @@ pub async fn run(
     client: Client,
     config: ControllerConfig,
     metrics: Arc<Metrics>,
+    receipt_signer: Arc<crate::erasure::signing::ReceiptSigner>,
     mut stop: watch::Receiver<bool>,
 ) {
     // Tenants and DatabaseServers are watched once and shared by both controllers.
@@ -431,6 +434,7 @@ pub async fn run(
         backups: Arc::new(tenant_backup::Runner::new(config.backup.concurrency)),
         backup_triggers: backup_trigger_tx,
         drills: Arc::new(drill::Drills::new(config.backup.drill_concurrency)),
+        receipt_signer,
     });
 
     info!(

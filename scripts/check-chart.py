@@ -124,6 +124,11 @@ def expected_lease_permissions(lease_name: str) -> set[tuple[str, str, str, str 
         ("", "secrets", "watch", None),
         # Erasure destroys the tenant's key Secret, which lives in this namespace only.
         ("", "secrets", "delete", None),
+        # The receipt signing key's published public keys: created once, then read and
+        # updated (a key added at rotation) by name.
+        ("", "configmaps", "create", None),
+        ("", "configmaps", "get", "landlord-receipt-public-keys"),
+        ("", "configmaps", "update", "landlord-receipt-public-keys"),
     }
 
 

@@ -30,6 +30,9 @@ enum Command {
     },
     /// Backups outside the operator: `landlord backup run` takes one.
     Backup(landlord::backup::cli::BackupArgs),
+    /// Erasure receipts: `landlord receipt verify` checks one offline, `show` prints it as
+    /// a certificate of sanitization, `public-key` prints the operator's public key.
+    Receipt(landlord::erasure::cli::ReceiptArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -237,6 +240,8 @@ fn main() -> ExitCode {
         // Warnings only (an upload that could not be aborted): stdout is the manifest's.
         Command::Backup(args) => init_logging(LogFormat::Text, "warn")
             .and_then(|()| block_on(landlord::backup::cli::run(args))),
+        Command::Receipt(args) => init_logging(LogFormat::Text, "warn")
+            .and_then(|()| block_on(landlord::erasure::cli::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

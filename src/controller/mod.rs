@@ -154,7 +154,7 @@ pub struct Context {
     pub backup_triggers: futures::channel::mpsc::UnboundedSender<ObjectRef<TenantBackup>>,
     /// The restore drills this replica runs.
     pub drills: Arc<drill::Drills>,
-    /// The operator's receipt signing key.
+    /// The operator's receipt signing key (loaded once at start-up).
     pub receipt_signer: Arc<crate::erasure::signing::ReceiptSigner>,
 }
 
@@ -300,6 +300,7 @@ pub async fn run(
     client: Client,
     config: ControllerConfig,
     metrics: Arc<Metrics>,
+    receipt_signer: Arc<crate::erasure::signing::ReceiptSigner>,
     mut stop: watch::Receiver<bool>,
 ) {
     // Tenants and DatabaseServers are watched once and shared by both controllers.
@@ -433,10 +434,7 @@ pub async fn run(
         backups: Arc::new(tenant_backup::Runner::new(config.backup.concurrency)),
         backup_triggers: backup_trigger_tx,
         drills: Arc::new(drill::Drills::new(config.backup.drill_concurrency)),
-        receipt_signer: Arc::new(
-            crate::erasure::signing::ReceiptSigner::generate()
-                .expect("TEMPORARY until the signing key lands"),
-        ),
+        receipt_signer,
     });
 
     info!(

@@ -687,6 +687,37 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn verify_is_the_signature_and_the_consistency() {
+        let signer = crate::erasure::signing::ReceiptSigner::from_seed(&[3; 32]);
+        let mut spec = good();
+        assert!(verify(&spec, None).is_err(), "unsigned");
+        signer.sign(&mut spec).expect("signed");
+        assert_eq!(verify(&spec, None), Ok(()));
+        assert_eq!(verify(&spec, Some(&signer.verifying_key())), Ok(()));
+        // Signed, but inconsistent: the signature verifies, the check does not.
+        let mut inconsistent = good();
+        inconsistent.evidence[0].passed = false;
+        signer.sign(&mut inconsistent).expect("signed");
+        assert_eq!(
+            verify(&inconsistent, None),
+            Err(vec![Problem::EvidenceFailed {
+                check: EvidenceCheck::NamespacesNotFound
+            }])
+        );
+        // Changed after signing: both.
+        spec.issued_at = at(0);
+        let problems = verify(&spec, None).expect_err("changed");
+        assert!(
+            matches!(problems[0], Problem::SignatureInvalid { .. }),
+            "{problems:?}"
+        );
+        assert!(
+            matches!(problems[1], Problem::IssuedBeforeLastStep { .. }),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn a_good_receipt_has_no_problem() {
         assert_eq!(check(&good()), vec![]);
     }

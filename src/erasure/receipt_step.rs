@@ -8,12 +8,11 @@
 //! writes the same bytes. A receipt that already exists for this Tenant's UID is kept as
 //! it is: a receipt never changes.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
 
-use super::{crash, objects};
+use super::{crash, document, objects};
 use crate::api::{
     DeletionStep, ErasedTenant, ErasureObject, ErasureObjectState, ErasureProgress, ErasureReceipt,
     ErasureReceiptSpec, ErasureStep, ObjectDisposition, ReceiptObject, ReceiptStep, Signature,
@@ -21,16 +20,6 @@ use crate::api::{
 };
 use crate::controller::{Context, Error, tenant};
 use crate::storage::Retention;
-
-/// The name of the receipt of the Tenant `name` with `uid`.
-pub fn receipt_name(name: &str, uid: &str) -> String {
-    format!("{name}-{uid}")
-}
-
-/// The key of the receipt's copy in the BackupStorage, under the tenant's prefix.
-pub fn stored_key(prefix: &str) -> String {
-    format!("{prefix}erasure-receipt.json")
-}
 
 /// Why a receipt cannot be built from what was recorded.
 #[derive(Debug, PartialEq, Eq)]
@@ -152,7 +141,10 @@ pub async fn issue(
     ctx: &Context,
     status: &mut TenantStatus,
 ) -> Result<String, Error> {
-    let name = receipt_name(&tenant.name_any(), &tenant.uid().unwrap_or_default());
+    let name = document::receipt_name(&ErasedTenant {
+        name: tenant.name_any(),
+        uid: tenant.uid().unwrap_or_default(),
+    });
     let api: Api<ErasureReceipt> = Api::all(ctx.client.clone());
     let api_error = |source| Error::Object {
         kind: "ErasureReceipt",
@@ -170,7 +162,7 @@ pub async fn issue(
                     name: storage.name.clone(),
                     source,
                 })?;
-            Some((resource, store, stored_key(&storage.prefix)))
+            Some((resource, store, document::stored_copy_key(storage)))
         }
         None => None,
     };
@@ -183,18 +175,7 @@ pub async fn issue(
     ctx.receipt_signer
         .sign(&mut spec)
         .map_err(|e| Error::Erasure(format!("signing the receipt: {e}")))?;
-    let mut receipt = ErasureReceipt::new(&name, spec);
-    receipt.metadata = ObjectMeta {
-        name: Some(name.clone()),
-        labels: Some(
-            [(
-                crate::isolation::labels::TENANT_LABEL.to_owned(),
-                tenant.name_any(),
-            )]
-            .into(),
-        ),
-        ..ObjectMeta::default()
-    };
+    let receipt = document::receipt_resource(spec);
     if let Some((resource, store, key)) = &target {
         let retention = match &resource.spec.object_lock {
             Some(lock) => Some(Retention::starting(lock, receipt.spec.issued_at.0).map_err(
@@ -205,7 +186,7 @@ pub async fn issue(
             )?),
             None => None,
         };
-        let bytes = stored_copy_json(&receipt);
+        let bytes = document::stored_copy_json(&receipt);
         store
             .put(key, bytes.into(), retention)
             .await
@@ -236,20 +217,6 @@ pub async fn issue(
     .await;
     record(status, &name);
     Ok(issued_message(&name, &receipt.spec))
-}
-
-/// The receipt's copy in the BackupStorage: the resource as JSON (`apiVersion`, `kind`,
-/// `metadata.name`, `spec`), which `landlord receipt verify` reads like the resource.
-pub fn stored_copy_json(receipt: &ErasureReceipt) -> Vec<u8> {
-    let value = serde_json::json!({
-        "apiVersion": ErasureReceipt::api_version(&()),
-        "kind": ErasureReceipt::kind(&()),
-        "metadata": {"name": receipt.name_any()},
-        "spec": receipt.spec,
-    });
-    let mut bytes = serde_json::to_vec_pretty(&value).expect("a receipt serializes");
-    bytes.push(b'\n');
-    bytes
 }
 
 fn record(status: &mut TenantStatus, name: &str) {

@@ -290,7 +290,8 @@ mod tests {
 
     #[test]
     fn the_signature_covers_every_other_field() {
-        let changes: Vec<(&str, Box<dyn Fn(&mut ErasureReceiptSpec)>)> = vec![
+        type Change = Box<dyn Fn(&mut ErasureReceiptSpec)>;
+        let changes: Vec<(&str, Change)> = vec![
             ("tenant.uid", Box::new(|s| s.tenant.uid.push('0'))),
             (
                 "namespaces",

@@ -18,6 +18,8 @@ use kube::runtime::events::Reporter;
 use tokio::sync::watch;
 
 use crate::controller::{self, ControllerConfig};
+use crate::erasure::signing::ReceiptSigner;
+use crate::erasure::signing_key;
 use crate::isolation::IsolationConfig;
 use crate::isolation::analysis::AnalysisConfig;
 use tracing::{error, info, warn};
@@ -229,6 +231,7 @@ impl Term {
         client: &kube::Client,
         config: &ControllerConfig,
         metrics: &Arc<Metrics>,
+        receipt_signer: &Arc<ReceiptSigner>,
     ) -> std::io::Result<Term> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -240,6 +243,7 @@ impl Term {
             client.clone(),
             config.clone(),
             metrics.clone(),
+            receipt_signer.clone(),
             stop_rx,
         ));
         Ok(Term {
@@ -261,6 +265,9 @@ impl Drop for Term {
 
 /// Runs the controllers while this replica leads, until `stop`.
 ///
+/// First, once, whether leading or not: loads (or creates) the receipt signing key,
+/// retrying with back-off; no controller runs without it.
+///
 /// Losing the lead aborts the controllers at once. A stop (SIGTERM) while leading lets
 /// running reconciles finish first (bounded by the controllers' grace period), unless
 /// leadership is lost meanwhile; the Lease is released only after this returns.
@@ -271,12 +278,18 @@ async fn lead(
     mut leading: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let namespace = config.isolation.operator_namespace.clone();
+    let Some(receipt_signer) =
+        signing_key::ensure_until_stopped(&client, &namespace, &mut stop).await
+    else {
+        return;
+    };
     loop {
         tokio::select! {
             led = leading.wait_for(|l| *l) => if led.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
         }
-        let mut term = match Term::start(&client, &config, &metrics) {
+        let mut term = match Term::start(&client, &config, &metrics, &receipt_signer) {
             Ok(term) => term,
             Err(e) => {
                 error!(error = %e, "cannot start the controllers' runtime; not reconciling this term");

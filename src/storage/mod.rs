@@ -148,6 +148,23 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes the object at `key` (every version of it), unless Object Lock refuses.
     async fn delete(&self, key: &str) -> Result<Deletion, StorageError>;
 
+    /// Deletes every object of `keys`, all of which lie under `prefix`, as
+    /// [`ObjectStore::delete`] does one: what it did with each, in the order of `keys`. A
+    /// store may do it in fewer requests (S3: one listing of the prefix's versions, then
+    /// batches of up to 1,000 deletions); by default, one key at a time.
+    async fn delete_all(
+        &self,
+        prefix: &str,
+        keys: &[String],
+    ) -> Result<Vec<Deletion>, StorageError> {
+        validate_prefix(prefix)?;
+        let mut done = Vec::with_capacity(keys.len());
+        for key in keys {
+            done.push(self.delete(key).await?);
+        }
+        Ok(done)
+    }
+
     /// Uploads under `prefix` that were started and never completed or aborted.
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StorageError>;
 

@@ -11,6 +11,8 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -27,7 +29,7 @@ use aws_sdk_s3::types::{
 };
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use tokio::task::JoinSet;
 use tracing::warn;
@@ -769,6 +771,143 @@ impl ObjectStore for S3Store {
             Some(until) => Deletion::Locked { until },
             None => Deletion::Deleted,
         })
+    }
+
+    async fn delete_all(
+        &self,
+        prefix: &str,
+        keys: &[String],
+    ) -> Result<Vec<Deletion>, StorageError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        validate_prefix(prefix)?;
+        for key in keys {
+            validate_key(key)?;
+        }
+        // Every version and delete marker under the prefix, in one paged listing.
+        let wanted: std::collections::HashSet<String> = keys.iter().map(|k| self.full(k)).collect();
+        let mut versions: HashMap<String, Vec<Option<String>>> = HashMap::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(self.full(prefix))
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker)
+                .send()
+                .await
+                .map_err(|e| self.error(&format!("listing the versions under {prefix} in"), e))?;
+            let found = page
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id()))
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .map(|m| (m.key(), m.version_id())),
+                );
+            for (key, version) in found {
+                if let Some(key) = key.filter(|k| wanted.contains(*k)) {
+                    versions
+                        .entry(key.to_owned())
+                        .or_default()
+                        .push(version.map(str::to_owned));
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        let targets: Vec<(String, Option<String>)> = versions
+            .iter()
+            .flat_map(|(key, ids)| ids.iter().map(move |id| (key.clone(), id.clone())))
+            .collect();
+        // Versions a deletion was refused for, by key (Object Lock).
+        let mut refused: HashMap<String, Vec<Option<String>>> = HashMap::new();
+        for batch in targets.chunks(1000) {
+            let objects = batch
+                .iter()
+                .map(|(key, id)| {
+                    ObjectIdentifier::builder()
+                        .key(key)
+                        .set_version_id(id.clone())
+                        .build()
+                        .map_err(|e| StorageError::Invalid(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| StorageError::Invalid(e.to_string()))?;
+            let answer = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| self.error(&format!("deleting the objects under {prefix} from"), e))?;
+            for error in answer.errors() {
+                let (Some(key), code) = (error.key(), error.code().unwrap_or_default()) else {
+                    continue;
+                };
+                match code {
+                    "NoSuchKey" | "NoSuchVersion" => {}
+                    "AccessDenied" => refused
+                        .entry(key.to_owned())
+                        .or_default()
+                        .push(error.version_id().map(str::to_owned)),
+                    other => {
+                        return Err(StorageError::Service(format!(
+                            "deleting {key} from bucket {} at {}: {other}: {}",
+                            self.bucket,
+                            self.endpoint,
+                            error.message().unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+        }
+        // The lock of each refused key, from its versions (HEAD), a few at a time.
+        let locks: HashMap<String, Option<Timestamp>> = futures::stream::iter(refused)
+            .map(|(full, ids)| async move {
+                let mut locked: Option<Option<Timestamp>> = None;
+                for id in ids {
+                    let Some(until) = self.lock_of(&full, id.as_deref()).await else {
+                        return Err(StorageError::Denied(format!(
+                            "deleting {full} from bucket {} at {} was refused, and it is not under Object Lock",
+                            self.bucket, self.endpoint
+                        )));
+                    };
+                    // The latest date of all locked versions is when the key can go.
+                    locked = Some(match (locked.flatten(), until) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    });
+                }
+                Ok((full, locked.flatten()))
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let full = self.full(key);
+                match locks.get(&full) {
+                    Some(until) => Deletion::Locked { until: *until },
+                    None if versions.contains_key(&full) => Deletion::Deleted,
+                    None => Deletion::Absent,
+                }
+            })
+            .collect())
     }
 
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StorageError> {

@@ -367,6 +367,12 @@ impl PostgresServer {
         );
     }
 
+    /// Starts the server again after [`stop`](Self::stop), on the same port and data.
+    pub fn start_again(&self) {
+        self.configure_and_start()
+            .unwrap_or_else(|e| panic!("pg_ctl start: {e}"));
+    }
+
     fn stop_command_line(&self) -> String {
         let pg_ctl = format!(
             "'{}' -D '{}' stop -m fast",

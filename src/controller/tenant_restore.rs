@@ -109,13 +109,31 @@ pub async fn reconcile(restore: Arc<TenantRestore>, ctx: Arc<Context>) -> Result
         if restore.metadata.deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
-        match restore.status.as_ref().and_then(|s| s.phase) {
-            Some(RestorePhase::Failed) if drop_pending(&restore) => {
-                drop_again(&restore, &ctx).await
+        let phase = |r: &TenantRestore| r.status.as_ref().and_then(|s| s.phase);
+        if let Some(RestorePhase::Completed | RestorePhase::Failed) = phase(&restore)
+            && !drop_pending(&restore)
+        {
+            return Ok(Action::await_change());
+        }
+        // The cache can lag behind this controller's own writes: the reconcile that the
+        // `Running` write queued runs once the restore has finished, and may still see
+        // `Running`. Whether to restore, to call a restore interrupted or to drop its
+        // database is decided on the object as the API server has it now.
+        let api: Api<TenantRestore> = Api::all(ctx.client.clone());
+        let Some(current) = api
+            .get_opt(&restore.name_any())
+            .await
+            .map_err(restore_error(&restore))?
+        else {
+            return Ok(Action::await_change());
+        };
+        match phase(&current) {
+            Some(RestorePhase::Failed) if drop_pending(&current) => {
+                drop_again(&current, &ctx).await
             }
             Some(RestorePhase::Completed | RestorePhase::Failed) => Ok(Action::await_change()),
-            Some(RestorePhase::Running) => interrupted(&restore, &ctx).await,
-            Some(RestorePhase::Pending) | None => run(&restore, &ctx).await,
+            Some(RestorePhase::Running) => interrupted(&current, &ctx).await,
+            Some(RestorePhase::Pending) | None => run(&current, &ctx).await,
         }
     })
     .await

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Failure, option_arg};
+use common::{Failure, check, median, mib, option_arg, proc_status_kib};
 use postgres::PostgresServer;
 
 const BUCKET: &str = "bench";
@@ -77,19 +77,6 @@ struct Run {
     landlord_cpu: Option<f64>,
     /// CPU seconds moto's server used meanwhile.
     moto_cpu: f64,
-}
-
-fn check(output: std::process::Output, what: &str) -> Result<std::process::Output, Failure> {
-    if output.status.success() {
-        Ok(output)
-    } else {
-        Err(format!(
-            "{what} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into())
-    }
 }
 
 impl Bench {
@@ -185,7 +172,7 @@ impl Bench {
             let (peak, ticks, done) = (peak.clone(), ticks.clone(), done.clone());
             std::thread::spawn(move || {
                 while !done.load(Ordering::Relaxed) {
-                    if let Some(kib) = vm_hwm_kib(pid) {
+                    if let Some(kib) = proc_status_kib(pid, "VmHWM") {
                         peak.fetch_max(kib, Ordering::Relaxed);
                     }
                     if let Some(t) = cpu_ticks(pid) {
@@ -341,17 +328,6 @@ fn postgres_password() -> String {
     random.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// utime + stime of `pid` in clock ticks (100 per second on Linux).
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -360,22 +336,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
-}
-
-/// Loads `mib` MiB of random text (rows of 30 md5 hex digests, under the TOAST
-/// threshold so PostgreSQL does not compress them) in two sessions at once.
+/// Loads `mib` MiB of random text ([`common::load_random_text`]) in two sessions at once.
 async fn load_random(
     bench: &Bench,
     db: &Database,
@@ -383,28 +344,11 @@ async fn load_random(
     mib: u64,
 ) -> Result<(), Failure> {
     let owner = bench.pg.connect(&db.name, password, &db.name).await?;
-    owner
-        .batch_execute("CREATE TABLE documents (id bigint PRIMARY KEY, body text NOT NULL)")
-        .await?;
-    // About 1 KiB of heap per row, indexes aside (they are not dumped).
-    let rows = mib * 1024;
-    let half = rows / 2;
     let mut sessions = Vec::new();
-    for (lo, hi) in [(1, half), (half + 1, rows)] {
-        let client = bench.pg.connect(&db.name, password, &db.name).await?;
-        sessions.push(async move {
-            client
-                .batch_execute(&format!(
-                    "INSERT INTO documents SELECT i, (SELECT string_agg(md5(random()::text || i || '-' || j), '') FROM generate_series(1, 30) AS j) FROM generate_series({lo}, {hi}) AS i"
-                ))
-                .await
-        });
+    for _ in 0..2 {
+        sessions.push(bench.pg.connect(&db.name, password, &db.name).await?);
     }
-    for result in futures::future::join_all(sessions).await {
-        result?;
-    }
-    owner.batch_execute("VACUUM ANALYZE documents").await?;
-    Ok(())
+    common::load_random_text(&owner, &sessions, mib).await
 }
 
 fn load_pgbench(bench: &Bench, db: &Database, scale: u64) -> Result<(), Failure> {
@@ -535,16 +479,8 @@ async fn main() -> Result<(), Failure> {
         )
         .into());
     }
-    for tool in ["age", "age-keygen", "aws"] {
-        check(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()?,
-            &format!("{tool} is missing; looking for it"),
-        )?;
-    }
-    let dir = std::env::temp_dir().join(format!("landlord-bench-backup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    common::require_tools(&["age", "age-keygen", "aws"])?;
+    let dir = common::private_dir("backup")?;
     let out = check(
         Command::new("sh")
             .args([

@@ -661,32 +661,31 @@ async fn unusable_storage_and_a_replaced_tenant_are_reported_and_nothing_is_writ
     drop(s3);
 }
 
-#[tokio::test]
-async fn a_database_down_at_backup_time_is_reported_and_leaves_nothing_in_the_bucket() {
+/// A Ready Tenant `tenant` with a database on a PostgreSQL of its own (for tests that stop
+/// it) and backups to `bucket`; returns the server, the harness, S3 and the tenant's
+/// database password.
+async fn tenant_on_a_server_of_its_own(
+    tenant: &str,
+    bucket: &str,
+) -> (support::postgres::PostgresServer, Harness, S3Server, String) {
     let pg = support::postgres::PostgresServer::start().expect("a PostgreSQL of its own");
     let h = Harness::start_with(true).await;
-    create_database_server(&h.client, "pgdown", &pg).await;
+    create_database_server(&h.client, "pgown", &pg).await;
     let s3 = S3Server::start().await;
-    create_s3_storage(&h.client, "s3", &s3, "outage").await;
+    create_s3_storage(&h.client, "s3", &s3, bucket).await;
     h.create_tenant(
-        "bkout",
-        json!({"database": {"serverRef": "pgdown"}, "backup": {"storageRef": "s3", "schedule": "@yearly"}}),
+        tenant,
+        json!({"database": {"serverRef": "pgown"}, "backup": {"storageRef": "s3", "schedule": "@yearly"}}),
     )
     .await;
-    h.wait_condition("bkout", "Ready", "True").await;
-    let tenant = h.tenants().get("bkout").await.expect("tenant");
-    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &tenant.primary_namespace());
-    let password = String::from_utf8(
-        secrets
-            .get("bkout-db")
-            .await
-            .expect("credentials")
-            .data
-            .expect("data")["password"]
-            .0
-            .clone(),
-    )
-    .expect("utf-8");
+    h.wait_condition(tenant, "Ready", "True").await;
+    let password = tenant_password(&h, tenant).await;
+    (pg, h, s3, password)
+}
+
+#[tokio::test]
+async fn a_database_down_at_backup_time_is_reported_and_leaves_nothing_in_the_bucket() {
+    let (pg, h, s3, password) = tenant_on_a_server_of_its_own("bkout", "outage").await;
 
     pg.stop();
     create_backup(&h.client, "bkout-1", "bkout").await;
@@ -1166,5 +1165,294 @@ async fn restore_drills_pass_on_a_good_backup_and_warn_on_a_corrupted_one() {
     assert!(
         metrics.contains("landlord_restore_drills_total{result=\"failed\"}"),
         "{metrics}"
+    );
+}
+
+/// The tenant's database password, from its credentials Secret.
+async fn tenant_password(h: &Harness, tenant: &str) -> String {
+    let t = h.tenants().get(tenant).await.expect("tenant");
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &t.primary_namespace());
+    let secret = secrets
+        .get(&format!("{tenant}-db"))
+        .await
+        .expect("credentials");
+    String::from_utf8(secret.data.expect("data")["password"].0.clone()).expect("utf-8")
+}
+
+/// `rows` rows of about 140 bytes of random text each in `customers`, written as the
+/// tenant's role.
+async fn write_rows(client: &tokio_postgres::Client, rows: usize) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE customers (id int PRIMARY KEY, secret text NOT NULL);
+             INSERT INTO customers SELECT i, '{ROW_MARKER}' || i || '-' ||
+               md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text)
+             FROM generate_series(1, {rows}) AS i;"
+        ))
+        .await
+        .expect("rows written");
+}
+
+/// What a database's `customers` holds: its row count and a digest of every row.
+async fn fingerprint(client: &tokio_postgres::Client) -> (i64, String) {
+    let row = client
+        .query_one(
+            "SELECT count(*), md5(string_agg(id || ':' || secret, ',' ORDER BY id)) FROM customers",
+            &[],
+        )
+        .await
+        .expect("fingerprint");
+    (row.get(0), row.get(1))
+}
+
+async fn database_exists(pg: &support::postgres::PostgresServer, name: &str) -> bool {
+    let n: i64 = pg
+        .superuser("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .expect("counted")
+        .get(0);
+    n > 0
+}
+
+#[tokio::test]
+async fn a_database_down_mid_restore_fails_it_clearly_and_no_half_restored_database_stays() {
+    let (pg, h, _s3, password) = tenant_on_a_server_of_its_own("bkmid", "midrestore").await;
+    let live = pg
+        .connect("tenant_bkmid", &password, "tenant_bkmid")
+        .await
+        .expect("tenant connects");
+    // About 60 MiB: pg_restore takes seconds, long enough to be cut off.
+    write_rows(&live, 400_000).await;
+    let before = fingerprint(&live).await;
+    drop(live);
+    create_backup(&h.client, "bkmid-1", "bkmid").await;
+    wait_phase(&h.client, "bkmid-1", BackupPhase::Completed).await;
+
+    create_restore(
+        &h.client,
+        "bkmid-copy",
+        json!({"backupRef": "bkmid-1", "targetDatabase": "bkmid_copy"}),
+    )
+    .await
+    .expect("created");
+    // pg_restore is writing into the new database: now the server goes down.
+    eventually("pg_restore writes into bkmid_copy", || async {
+        let Ok(client) = pg.connect("postgres", &pg.superuser_password, "postgres").await else {
+            return false;
+        };
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'bkmid_copy' AND application_name = 'landlord-restore' AND state = 'active'",
+                &[],
+            )
+            .await
+            .is_ok_and(|r| r.get::<_, i64>(0) > 0)
+    })
+    .await;
+    pg.stop();
+
+    let status = restore_outcome(&h.client, "bkmid-copy").await;
+    let (reason, message) = restore_reason(&status);
+    assert_eq!(
+        status.phase,
+        Some(landlord::api::RestorePhase::Failed),
+        "{reason}: {message}"
+    );
+    assert_eq!(reason, "DatabaseUnavailable", "{message}");
+    assert!(
+        message.contains("went away during the restore") && message.contains("bkmid_copy"),
+        "{message}"
+    );
+    assert!(!message.contains(&password), "the password never appears");
+    let pending = find_condition(&status.conditions, "TargetDropped").expect("TargetDropped");
+    assert_eq!(
+        (format!("{:?}", pending.status), pending.reason.as_str()),
+        ("False".to_owned(), "DatabaseUnavailable"),
+        "{}",
+        pending.message
+    );
+    eventually("a Warning event says DatabaseUnavailable", || async {
+        events_about(&h.client, "bkmid-copy")
+            .await
+            .iter()
+            .any(|(t, r)| t == "Warning" && r == "DatabaseUnavailable")
+    })
+    .await;
+
+    // The server is back: the empty database the rolled-back restore left is dropped.
+    pg.start_again();
+    let dropped = wait_for("the failed restore's database is dropped", || async {
+        let status = restores(&h.client).get("bkmid-copy").await.ok()?.status?;
+        find_condition(&status.conditions, "TargetDropped")
+            .filter(|c| c.is_true())
+            .cloned()
+    })
+    .await;
+    assert_eq!(dropped.reason, "Dropped", "{}", dropped.message);
+    assert!(
+        !database_exists(&pg, "bkmid_copy").await,
+        "no half-restored database left behind"
+    );
+    let status = restores(&h.client)
+        .get("bkmid-copy")
+        .await
+        .expect("restore")
+        .status
+        .expect("status");
+    assert_eq!(
+        (status.phase, restore_reason(&status).0.as_str()),
+        (
+            Some(landlord::api::RestorePhase::Failed),
+            "DatabaseUnavailable"
+        ),
+        "the restore stays Failed: it is not tried again behind the user's back"
+    );
+    eventually("a Normal event says Dropped", || async {
+        events_about(&h.client, "bkmid-copy")
+            .await
+            .iter()
+            .any(|(t, r)| t == "Normal" && r == "Dropped")
+    })
+    .await;
+    let live = pg
+        .connect("tenant_bkmid", &password, "tenant_bkmid")
+        .await
+        .expect("tenant connects again");
+    assert_eq!(
+        fingerprint(&live).await,
+        before,
+        "nothing of the tenant's live database changed"
+    );
+}
+
+/// Polls `pg_database` for drill scratch databases until `done`; returns the most seen at
+/// once and every name seen.
+async fn watch_scratch_databases<F, Fut>(mut done: F) -> (usize, std::collections::BTreeSet<String>)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let admin = shared().superuser("postgres").await;
+    let (mut most, mut seen) = (0, std::collections::BTreeSet::new());
+    let until = tokio::time::Instant::now() + support::wait::deadline() * 3;
+    loop {
+        let names: Vec<String> = admin
+            .query(
+                "SELECT datname::text FROM pg_database WHERE datname LIKE 'landlord\\_drill\\_%'",
+                &[],
+            )
+            .await
+            .expect("listed")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        most = most.max(names.len());
+        seen.extend(names);
+        if done().await {
+            return (most, seen);
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the drills did not finish; seen {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asks for a drill of every backup at once (as a due policy does, with the annotation);
+/// watches the scratch databases until each drill answered `token`; returns the most seen
+/// at once, after checking that every drill passed.
+async fn drills_at_once(h: &Harness, backups_: &[&str], token: &str) -> (usize, usize) {
+    let ask = json!({"metadata": {"annotations": {"landlord.dev/verify-requested": token}}});
+    futures::future::join_all(backups_.iter().map(|b| {
+        let api = backups(&h.client);
+        let ask = ask.clone();
+        async move {
+            api.patch(b, &PatchParams::default(), &Patch::Merge(&ask))
+                .await
+                .expect("drill requested")
+        }
+    }))
+    .await;
+    let (most, seen) = watch_scratch_databases(|| async {
+        let mut all = true;
+        for b in backups_ {
+            let answered = backups(&h.client)
+                .get(b)
+                .await
+                .ok()
+                .and_then(|b| b.status?.verification)
+                .is_some_and(|v| v.requested == token);
+            all &= answered;
+        }
+        all
+    })
+    .await;
+    for b in backups_ {
+        let status = backups(&h.client)
+            .get(b)
+            .await
+            .expect("backup")
+            .status
+            .expect("status");
+        let v = status.verification.expect("verification");
+        let c = find_condition(&status.conditions, "Verified").expect("Verified");
+        assert!(v.passed && c.is_true(), "{b}: {} {}", c.reason, c.message);
+        assert_eq!(v.rows, 60_000, "{b}");
+    }
+    (most, seen.len())
+}
+
+#[tokio::test]
+async fn drills_on_one_server_never_run_two_at_once() {
+    let (mut h, _s3) = setup("drillqueue").await;
+    let tenants = ["bkq-a", "bkq-b", "bkq-c"];
+    let mut names = Vec::new();
+    for t in tenants {
+        h.create_tenant(
+            t,
+            json!({"database": {"serverRef": "pg"}, "backup": {"storageRef": "s3", "schedule": "@yearly"}}),
+        )
+        .await;
+    }
+    for t in tenants {
+        h.wait_condition(t, "DatabaseReady", "True").await;
+        let role = format!("tenant_{}", t.replace('-', "_"));
+        let client = shared()
+            .connect(&role, &tenant_password(&h, t).await, &role)
+            .await
+            .expect("tenant connects");
+        // About 9 MiB each: a drill takes a moment, long enough to be seen.
+        write_rows(&client, 60_000).await;
+        let name = format!("{t}-1");
+        create_backup(&h.client, &name, t).await;
+        names.push(name);
+    }
+    for name in &names {
+        wait_phase(&h.client, name, BackupPhase::Completed).await;
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+
+    // --drill-concurrency 1 (the default): one scratch database at a time, every drill
+    // seen and passed.
+    assert_eq!(h.backup.drill_concurrency, 1);
+    let (most, seen) = drills_at_once(&h, &names, "queued").await;
+    assert_eq!(seen, 3, "each drill's scratch database was seen");
+    assert_eq!(most, 1, "never two drills at once on one server");
+
+    // The same with --drill-concurrency 2: two at once are seen, so the watch above
+    // would have caught them.
+    h.stop_operator().await;
+    h.backup.drill_concurrency = 2;
+    h.start_operator().await;
+    let (most, _) = drills_at_once(&h, &names, "paired").await;
+    assert_eq!(
+        most, 2,
+        "with --drill-concurrency 2, two drills ran at once"
     );
 }

@@ -87,6 +87,17 @@ impl Operator {
         concurrency: u16,
         resync_seconds: u64,
     ) -> Result<Operator, Failure> {
+        Operator::start_with(admin, kubeconfig, concurrency, resync_seconds, &[]).await
+    }
+
+    /// [`Operator::start`] with more arguments of `landlord run` (e.g. `--pg-dump`).
+    pub async fn start_with(
+        admin: &Client,
+        kubeconfig: &Path,
+        concurrency: u16,
+        resync_seconds: u64,
+        extra: &[&str],
+    ) -> Result<Operator, Failure> {
         let landlord = std::env::current_exe()?
             .parent()
             .and_then(|deps| deps.parent())
@@ -107,6 +118,7 @@ impl Operator {
             .args(["--identity", "bench"])
             .args(["--concurrency", &concurrency.to_string()])
             .args(["--resync-seconds", &resync_seconds.to_string()])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -139,18 +151,34 @@ impl Operator {
         cpu_seconds(self.child.id())
     }
 
+    /// The operator's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The operator's peak resident memory so far (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> Result<u64, Failure> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .ok_or("no VmHWM in /proc/<pid>/status")?;
-        Ok(line
-            .split_whitespace()
-            .nth(1)
-            .ok_or("malformed VmHWM")?
-            .parse()?)
+        proc_status_kib(self.child.id(), "VmHWM")
+            .ok_or_else(|| "no VmHWM in /proc/<pid>/status".into())
+    }
+
+    /// The operator's resident memory now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> Result<u64, Failure> {
+        proc_status_kib(self.child.id(), "VmRSS")
+            .ok_or_else(|| "no VmRSS in /proc/<pid>/status".into())
+    }
+
+    /// Resets the operator's `VmHWM` to its resident memory now (`5` to
+    /// `/proc/<pid>/clear_refs`), so that the next [`Operator::peak_rss_kib`] is the peak
+    /// since this call.
+    pub fn reset_peak_rss(&self) -> Result<(), Failure> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")?;
+        Ok(())
+    }
+
+    /// CPU seconds of the operator's children it waited for (pg_dump, pg_restore).
+    pub fn children_cpu_seconds(&self) -> f64 {
+        stat(self.child.id()).map_or(0.0, |(t, _)| (t[2] + t[3]) as f64 / TICKS_PER_SECOND)
     }
 
     /// Reconciles of `controller` (`tenant`, `databaseserver`) so far, any result.
@@ -207,6 +235,112 @@ impl Drop for Operator {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmHWM`, `VmRSS`), in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU seconds of this process's children that exited and were waited for.
+pub fn waited_children_cpu_seconds() -> f64 {
+    stat(std::process::id()).map_or(0.0, |(t, _)| (t[2] + t[3]) as f64 / TICKS_PER_SECOND)
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The median of `values` (which it sorts).
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// `output` if its command succeeded, else what it said.
+pub fn check(output: std::process::Output, what: &str) -> Result<std::process::Output, Failure> {
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(format!(
+            "{what} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into())
+    }
+}
+
+/// Fails naming the first of `tools` that is not on PATH.
+pub fn require_tools(tools: &[&str]) -> Result<(), Failure> {
+    for tool in tools {
+        check(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()?,
+            &format!("{tool} is missing; looking for it"),
+        )?;
+    }
+    Ok(())
+}
+
+/// A new directory of mode 0700 for benchmark `name`'s files (keys, password files).
+pub fn private_dir(name: &str) -> Result<std::path::PathBuf, Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("landlord-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+/// Loads `mib` MiB of random text into a new table `documents` (rows of 30 md5 hex
+/// digests, under the TOAST threshold so PostgreSQL does not compress them), with `owner`
+/// creating the table and `sessions` inserting a share each at once. The random text of
+/// the backup and restore benchmarks: it compresses to about half and no further.
+pub async fn load_random_text(
+    owner: &tokio_postgres::Client,
+    sessions: &[tokio_postgres::Client],
+    mib: u64,
+) -> Result<(), Failure> {
+    owner
+        .batch_execute("CREATE TABLE documents (id bigint PRIMARY KEY, body text NOT NULL)")
+        .await?;
+    // About 1 KiB of heap per row, indexes aside (they are not dumped).
+    let rows = mib * 1024;
+    let share = rows.div_ceil(sessions.len().max(1) as u64);
+    let inserts = sessions.iter().enumerate().map(|(n, client)| {
+        let lo = n as u64 * share + 1;
+        let hi = ((n as u64 + 1) * share).min(rows);
+        let insert = format!(
+            "INSERT INTO documents SELECT i, (SELECT string_agg(md5(random()::text || i || '-' || j), '') FROM generate_series(1, 30) AS j) FROM generate_series({lo}, {hi}) AS i"
+        );
+        async move { client.batch_execute(&insert).await }
+    });
+    for result in futures::future::join_all(inserts).await {
+        result?;
+    }
+    owner.batch_execute("VACUUM ANALYZE documents").await?;
+    Ok(())
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).

@@ -27,7 +27,10 @@
 //! `spec.targetDatabase` is created owned by the tenant's role (CONNECT for it only) and
 //! marked with this restore's UID; one that exists already is never restored over
 //! (`TargetExists`). A restore that fails after creating it drops it again, so a retry
-//! starts clean.
+//! starts clean, and says so in the condition `TargetDropped`. When the server cannot be
+//! reached at that moment (it went down mid-restore: reason `DatabaseUnavailable`),
+//! `TargetDropped` is False and the drop is tried again, with back-off, until it succeeds:
+//! what `pg_restore --single-transaction` left is an empty database, and it does not stay.
 //!
 //! # In place
 //!
@@ -63,7 +66,12 @@ use crate::storage::ObjectStore;
 pub mod conditions {
     /// Whether the restore completed, and if not, why.
     pub const COMPLETED: &str = "Completed";
+    /// On a failed restore into a new database: whether the database it created is gone.
+    pub const TARGET_DROPPED: &str = "TargetDropped";
 }
+
+/// How long a failed restore waits before trying again to drop the database it created.
+const DROP_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The name of this controller in metrics and back-off.
 const CONTROLLER: &str = "tenantrestore";
@@ -101,10 +109,31 @@ pub async fn reconcile(restore: Arc<TenantRestore>, ctx: Arc<Context>) -> Result
         if restore.metadata.deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
-        match restore.status.as_ref().and_then(|s| s.phase) {
+        let phase = |r: &TenantRestore| r.status.as_ref().and_then(|s| s.phase);
+        if let Some(RestorePhase::Completed | RestorePhase::Failed) = phase(&restore)
+            && !drop_pending(&restore)
+        {
+            return Ok(Action::await_change());
+        }
+        // The cache can lag behind this controller's own writes: the reconcile that the
+        // `Running` write queued runs once the restore has finished, and may still see
+        // `Running`. Whether to restore, to call a restore interrupted or to drop its
+        // database is decided on the object as the API server has it now.
+        let api: Api<TenantRestore> = Api::all(ctx.client.clone());
+        let Some(current) = api
+            .get_opt(&restore.name_any())
+            .await
+            .map_err(restore_error(&restore))?
+        else {
+            return Ok(Action::await_change());
+        };
+        match phase(&current) {
+            Some(RestorePhase::Failed) if drop_pending(&current) => {
+                drop_again(&current, &ctx).await
+            }
             Some(RestorePhase::Completed | RestorePhase::Failed) => Ok(Action::await_change()),
-            Some(RestorePhase::Running) => interrupted(&restore, &ctx).await,
-            Some(RestorePhase::Pending) | None => run(&restore, &ctx).await,
+            Some(RestorePhase::Running) => interrupted(&current, &ctx).await,
+            Some(RestorePhase::Pending) | None => run(&current, &ctx).await,
         }
     })
     .await
@@ -154,7 +183,9 @@ fn completed(
     Condition::new(conditions::COMPLETED, status, reason, message, generation)
 }
 
-/// Marks the restore Failed with `reason`, dropping the new database it created.
+/// Marks the restore Failed with `reason`, dropping the new database it created. When the
+/// server cannot be reached for the drop, a `RestoreFailed` was the server going away
+/// (`DatabaseUnavailable`), and the drop is left to [`drop_again`].
 async fn failed(
     ctx: &Context,
     restore: &TenantRestore,
@@ -163,54 +194,173 @@ async fn failed(
     message: &str,
 ) -> Result<Action, Error> {
     let before = restore.status.clone().unwrap_or_default();
+    let mut reason = reason.to_owned();
     let mut message = message.to_owned();
-    if let Some(dropped) = drop_target(restore, ctx, &status).await {
-        message.push_str(&dropped);
+    let dropped = drop_target(restore, ctx, &status).await;
+    let generation = restore.metadata.generation;
+    let mut action = Action::await_change();
+    match &dropped {
+        TargetDrop::Nothing => {}
+        TargetDrop::Done(target) => {
+            message.push_str(&format!("; the database {target} it created was dropped"));
+            set_condition(
+                &mut status.conditions,
+                target_dropped(ConditionStatus::True, "Dropped", target, generation),
+            );
+        }
+        TargetDrop::Pending {
+            target,
+            error,
+            unreachable,
+        } => {
+            if *unreachable && reason == "RestoreFailed" {
+                reason = "DatabaseUnavailable".to_owned();
+                message = format!(
+                    "the database server went away during the restore, which was rolled back: {message}"
+                );
+            }
+            message.push_str(&format!(
+                "; the database {target} it created could not be dropped yet ({error}): Landlord drops it once the server can be reached"
+            ));
+            set_condition(
+                &mut status.conditions,
+                Condition::new(
+                    conditions::TARGET_DROPPED,
+                    ConditionStatus::False,
+                    if *unreachable {
+                        "DatabaseUnavailable"
+                    } else {
+                        "DropFailed"
+                    },
+                    format!(
+                        "the database {target} this restore created is still there ({error}); dropping it is tried again every {}s",
+                        DROP_RETRY.as_secs()
+                    ),
+                    generation,
+                ),
+            );
+            action = Action::requeue(DROP_RETRY);
+        }
     }
     status.phase = Some(RestorePhase::Failed);
     status.completion_time = Some(now());
     set_condition(
         &mut status.conditions,
-        completed(
-            ConditionStatus::False,
-            reason,
-            message,
-            restore.metadata.generation,
-        ),
+        completed(ConditionStatus::False, &reason, message, generation),
     );
     warn!(restore = %restore.name_any(), reason, "restore failed");
     finish(ctx, restore, &before, &status).await?;
-    Ok(Action::await_change())
+    Ok(action)
 }
 
-/// Drops the new database this restore created, if it did; says what happened.
+fn target_dropped(
+    status: ConditionStatus,
+    reason: &str,
+    target: &str,
+    generation: Option<i64>,
+) -> Condition {
+    Condition::new(
+        conditions::TARGET_DROPPED,
+        status,
+        reason,
+        format!("the database {target} this restore created was dropped"),
+        generation,
+    )
+}
+
+/// Whether a failed restore still has to drop the database it created.
+fn drop_pending(restore: &TenantRestore) -> bool {
+    restore.status.as_ref().is_some_and(|s| {
+        find_condition(&s.conditions, conditions::TARGET_DROPPED)
+            .is_some_and(|c| c.status == ConditionStatus::False)
+    })
+}
+
+/// Tries again to drop the database a failed restore created.
+async fn drop_again(restore: &TenantRestore, ctx: &Context) -> Result<Action, Error> {
+    let before = restore.status.clone().unwrap_or_default();
+    let mut status = before.clone();
+    let generation = restore.metadata.generation;
+    match drop_target(restore, ctx, &status).await {
+        TargetDrop::Pending { .. } => Ok(Action::requeue(DROP_RETRY)),
+        TargetDrop::Done(target) => {
+            set_condition(
+                &mut status.conditions,
+                target_dropped(ConditionStatus::True, "Dropped", &target, generation),
+            );
+            info!(restore = %restore.name_any(), target, "the failed restore's database was dropped");
+            finish(ctx, restore, &before, &status).await?;
+            Ok(Action::await_change())
+        }
+        // Gone already (dropped by hand): nothing is left behind either.
+        TargetDrop::Nothing => {
+            let target = restore.spec.target_database.clone().unwrap_or_default();
+            let mut gone = target_dropped(ConditionStatus::True, "Gone", &target, generation);
+            gone.message = format!(
+                "nothing of this restore is left to drop: the database {target} (or its Tenant) is gone"
+            );
+            set_condition(&mut status.conditions, gone);
+            finish(ctx, restore, &before, &status).await?;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// What became of the new database a failed restore created.
+enum TargetDrop {
+    /// There is none (in place, never created, or not this restore's).
+    Nothing,
+    /// It was dropped now.
+    Done(String),
+    /// It could not be dropped now.
+    Pending {
+        target: String,
+        error: String,
+        /// The server could not be reached.
+        unreachable: bool,
+    },
+}
+
+/// Drops the new database this restore created, if it did.
 async fn drop_target(
     restore: &TenantRestore,
     ctx: &Context,
     status: &TenantRestoreStatus,
-) -> Option<String> {
-    let target = restore.spec.target_database.as_ref()?;
-    let tenant = status
-        .tenant_uid
+) -> TargetDrop {
+    let Some(target) = restore.spec.target_database.clone() else {
+        return TargetDrop::Nothing;
+    };
+    let Some(tenant) = status.tenant_uid.as_ref().and(restore_tenant(restore, ctx)) else {
+        return TargetDrop::Nothing;
+    };
+    let Some(server) = tenant
+        .status
         .as_ref()
-        .and(restore_tenant(restore, ctx))?;
-    let server = tenant.status.as_ref()?.database.as_ref()?.server.clone();
+        .and_then(|s| s.database.as_ref())
+        .map(|d| d.server.clone())
+    else {
+        return TargetDrop::Nothing;
+    };
     let ids = TenantIdentifiers::for_tenant(&tenant.name_any());
     let Some(connection) = ctx.databases.get(&server) else {
-        return Some(format!(
-            "; the database {target} could not be dropped (the server is unreachable): drop it by hand"
-        ));
+        return TargetDrop::Pending {
+            target,
+            error: format!("the DatabaseServer {server} cannot be reached"),
+            unreachable: true,
+        };
     };
     match connection
         .admin
-        .drop_restore_target(&ids, target, &marker(restore))
+        .drop_restore_target(&ids, &target, &marker(restore))
         .await
     {
-        Ok(true) => Some(format!("; the database {target} it created was dropped")),
-        Ok(false) => None,
-        Err(e) => Some(format!(
-            "; the database {target} could not be dropped ({e}): drop it by hand"
-        )),
+        Ok(true) => TargetDrop::Done(target),
+        Ok(false) => TargetDrop::Nothing,
+        Err(e) => TargetDrop::Pending {
+            target,
+            unreachable: matches!(e, crate::database::DatabaseError::Unreachable { .. }),
+            error: e.to_string(),
+        },
     }
 }
 

@@ -148,7 +148,9 @@ impl DatabaseError {
         let detail = redact(&describe(err), secrets);
         if let Some(db) = err.as_db_error() {
             let code = db.code();
-            return if code == &SqlState::INVALID_PASSWORD
+            return if is_unavailable(code.code()) {
+                DatabaseError::Unreachable { server, detail }
+            } else if code == &SqlState::INVALID_PASSWORD
                 || code == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
             {
                 DatabaseError::AuthFailed {
@@ -190,6 +192,13 @@ impl DatabaseError {
             }
         }
     }
+}
+
+/// Whether a SQLSTATE says the server is not there to serve: shutting down, crashed or
+/// starting up (class 57P: `admin_shutdown`, `crash_shutdown`, `cannot_connect_now`), or
+/// the connection failed (class 08). Not a failed statement: unreachable, for now.
+fn is_unavailable(code: &str) -> bool {
+    code.starts_with("57P") || code.starts_with("08")
 }
 
 /// The error and its chain of causes, `: `-separated.
@@ -261,6 +270,16 @@ pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_shutting_down_or_starting_is_unreachable_not_a_failed_statement() {
+        for code in ["57P01", "57P02", "57P03", "08006", "08001"] {
+            assert!(is_unavailable(code), "{code}");
+        }
+        for code in ["57014", "42501", "23505", "53300"] {
+            assert!(!is_unavailable(code), "{code}");
+        }
+    }
 
     #[test]
     fn reasons_and_categories_are_stable() {

@@ -367,19 +367,10 @@ impl PostgresServer {
         );
     }
 
-    /// Starts the server again after [`stop`](Self::stop), on the same port and data: the
-    /// outage is over.
+    /// Starts the server again after [`stop`](Self::stop), on the same port and data.
     pub fn start_again(&self) {
-        run(
-            as_server_user(&self.bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(self.data())
-                .arg("-l")
-                .arg(self.dir.join("server.log"))
-                .args(["-w", "-t", "60", "start"]),
-            "pg_ctl start",
-        )
-        .unwrap_or_else(|e| panic!("{e}\nserver log:\n{}", self.log()));
+        self.configure_and_start()
+            .unwrap_or_else(|e| panic!("pg_ctl start: {e}"));
     }
 
     fn stop_command_line(&self) -> String {

@@ -179,6 +179,11 @@ impl S3Server {
         server
     }
 
+    /// The server's process id (for its CPU time in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A client of the server that is not Landlord's store, as the admin user.
     pub fn client(&self) -> Client {
         let config = aws_sdk_s3::Config::builder()

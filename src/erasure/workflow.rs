@@ -80,16 +80,25 @@ fn now() -> Time {
 }
 
 /// What erasure records about the tenant before its first step: its namespaces and its
-/// database, as they were.
+/// database, as they were. The database counts once Landlord provisioned it
+/// (`status.database`): a Tenant whose database never came to be (its names taken by
+/// someone else's role, its Secret name taken) has none to check, and what holds its
+/// names is not its own; `DropDatabase` still removes whatever of it records its UID.
 fn begin(tenant: &Tenant, ctx: &Context) -> ErasureProgress {
-    let database = tenant.spec.database.as_ref().map(|spec| {
-        let ids = TenantIdentifiers::for_tenant(&tenant.name_any());
-        ErasedDatabase {
-            server: spec.server_ref.clone(),
-            database: ids.database().to_owned(),
-            role: ids.role().to_owned(),
-        }
-    });
+    let provisioned = tenant.status.as_ref().and_then(|s| s.database.as_ref());
+    let database = tenant
+        .spec
+        .database
+        .as_ref()
+        .filter(|_| provisioned.is_some())
+        .map(|spec| {
+            let ids = TenantIdentifiers::for_tenant(&tenant.name_any());
+            ErasedDatabase {
+                server: spec.server_ref.clone(),
+                database: ids.database().to_owned(),
+                role: ids.role().to_owned(),
+            }
+        });
     ErasureProgress {
         namespaces: tenant::tenant_namespaces(tenant, ctx),
         database,

@@ -14,9 +14,11 @@
 //!
 //! members in that order, the spec's in the order of its fields. It is the resource
 //! without its server-set metadata and status, so `kubectl apply -f` of it recreates the
-//! resource, and the same bytes are written every time for the same receipt. Since there
-//! is no whitespace and no escape that has a second spelling, every one-byte change of it
-//! either stops it from parsing or from verifying.
+//! resource, and the same bytes are written every time for the same receipt. With no
+//! whitespace, every one-byte change of it either stops it from parsing or from verifying,
+//! with one exception that changes nothing it says: the case of a hex letter in a
+//! `\u00xx` escape (control characters U+000B, U+000E, U+000F, U+001A to U+001F in a text,
+//! which receipts do not hold in practice).
 //!
 //! # What verification covers
 //!

@@ -483,13 +483,48 @@ async fn a_deleted_tenant_leaves_a_signed_receipt_whose_every_claim_is_true() {
     std::fs::write(&copy, download(&s3, "erasure", &receipt_copy).await).expect("written");
     let (ok, out) = receipt_verify(&copy, None);
     assert!(ok, "{out}");
+    // And with an Ed25519 check that shares nothing with Landlord (Python's
+    // `cryptography` and `rfc8785`, from scripts/requirements-test.txt).
+    for file in [&resource, &copy] {
+        let checked = independent_check(file);
+        assert!(checked.0, "{}", checked.1);
+    }
     let text = std::fs::read_to_string(&resource).expect("readable");
     let tampered = text.replacen("\"Locked\"", "\"Deleted\"", 1);
     assert_ne!(tampered, text);
     std::fs::write(&resource, tampered).expect("written");
     let (ok, out) = receipt_verify(&resource, None);
     assert!(!ok, "a changed receipt fails: {out}");
+    let (ok, out) = independent_check(&resource);
+    assert!(
+        !ok,
+        "a changed receipt fails the independent check too: {out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tests/python/verify_receipt.py FILE`: its verdict and output.
+fn independent_check(file: &Path) -> (bool, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test once (it installs cryptography and rfc8785 into .venv)",
+        python.display()
+    );
+    let out = Command::new(python)
+        .arg(root.join("tests/python/verify_receipt.py"))
+        .arg(file)
+        .output()
+        .expect("python runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 /// The first backup the schedule's storage locks: a manual one, after the lock is on.

@@ -52,7 +52,10 @@ pub struct ErasureReceiptSpec {
     /// The BackupStorage that held the tenant's backups, when it had any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<ErasedStorage>,
-    /// Fingerprint of the tenant key that was destroyed.
+    /// Fingerprint of the tenant key that was destroyed, or `none` when the tenant never
+    /// had a key recorded (its key name was taken by someone else's Secret): then no
+    /// backup was ever encrypted for it (a backup encrypts only to the recorded key) and
+    /// no canary was sealed, so `CanaryUndecryptable` is not checked.
     #[schemars(length(min = 1, max = 128))]
     pub key_id: String,
     /// Key provider that held the key.
@@ -82,6 +85,9 @@ pub struct ErasureReceiptSpec {
     /// spec.
     pub signature: Signature,
 }
+
+/// `keyId` of a receipt whose tenant never had a key recorded.
+pub const NO_KEY: &str = "none";
 
 /// The erased tenant's identity.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

@@ -305,8 +305,12 @@ pub fn required_evidence(spec: &ErasureReceiptSpec) -> Vec<(EvidenceCheck, bool,
         (EvidenceCheck::KeyNotFound, true, "for every erasure"),
         (
             EvidenceCheck::CanaryUndecryptable,
-            true,
-            "for every erasure",
+            spec.key_id != crate::api::NO_KEY,
+            if spec.key_id != crate::api::NO_KEY {
+                "for every erasure of a tenant that had a key"
+            } else {
+                "spec.keyId is none: the tenant never had a key, so no canary"
+            },
         ),
         (
             EvidenceCheck::RemainingObjectsSealedToDestroyedKey,
@@ -684,6 +688,27 @@ pub(crate) mod tests {
     #[track_caller]
     fn gives(change: impl FnOnce(&mut ErasureReceiptSpec), expected: &[Problem]) {
         assert_eq!(problems_of(change), expected);
+    }
+
+    #[test]
+    fn a_tenant_that_never_had_a_key_needs_no_canary_check_and_one_that_had_does() {
+        let mentions_canary = |spec: &ErasureReceiptSpec| {
+            check(spec)
+                .iter()
+                .any(|p| p.to_string().contains("CanaryUndecryptable"))
+        };
+        let mut keyed = good();
+        keyed
+            .evidence
+            .retain(|e| e.check != EvidenceCheck::CanaryUndecryptable);
+        assert!(mentions_canary(&keyed), "{:?}", check(&keyed));
+        let mut keyless = keyed.clone();
+        keyless.key_id = crate::api::NO_KEY.to_owned();
+        assert!(!mentions_canary(&keyless), "{:?}", check(&keyless));
+        // ...and claiming the check for a tenant without a key is a problem too.
+        let mut claimed = good();
+        claimed.key_id = crate::api::NO_KEY.to_owned();
+        assert!(mentions_canary(&claimed), "{:?}", check(&claimed));
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub fn draft(
         key_id: status
             .key_id
             .clone()
-            .ok_or_else(|| incomplete("the Tenant records no key id".to_owned()))?,
+            .unwrap_or_else(|| crate::api::NO_KEY.to_owned()),
         key_provider: key_provider.to_owned(),
         steps: receipt_steps(&status.deletion)?,
         evidence: progress.evidence.clone(),

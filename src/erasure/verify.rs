@@ -78,7 +78,10 @@ pub async fn verify(
             found.push(check);
         }
     }
-    found.push(canary(ctx, status.canary.as_deref()).await?);
+    // A tenant without a recorded key never had a canary (nor a backup) sealed to one.
+    if status.key_id.is_some() {
+        found.push(canary(ctx, status.canary.as_deref()).await?);
+    }
     let failed: Vec<String> = found
         .iter()
         .filter(|e| !e.passed)
@@ -178,8 +181,27 @@ async fn key(tenant: &Tenant, ctx: &Context) -> Result<Evidence, Error> {
         source,
     };
     let tenant_ref = TenantRef::of(tenant).map_err(failed)?;
-    let exists = ctx.keys.exists(&tenant_ref).await.map_err(failed)?;
     let location = ctx.keys.location(&tenant_ref);
+    let exists = match ctx.keys.exists(&tenant_ref).await {
+        Ok(exists) => exists,
+        // What holds the key's name records another Tenant's UID (or none): it is not this
+        // tenant's key, which is not there. (The canary check below tries its contents.)
+        Err(crate::keys::KeyError::Conflict { recorded, .. }) => {
+            return Ok(evidence(
+                EvidenceCheck::KeyNotFound,
+                true,
+                format!(
+                    "the {} key provider has no key for the tenant: {location} is not its key ({})",
+                    ctx.keys.name(),
+                    recorded.map_or_else(
+                        || "it records no Tenant UID".to_owned(),
+                        |uid| format!("it records the UID {uid}")
+                    )
+                ),
+            ));
+        }
+        Err(e) => return Err(failed(e)),
+    };
     Ok(if exists {
         evidence(
             EvidenceCheck::KeyNotFound,

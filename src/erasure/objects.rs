@@ -84,11 +84,14 @@ pub fn erased_storage(tenant: &Tenant, name: &str, store: &dyn ObjectStore) -> E
     }
 }
 
+/// An object as read: its first bytes (up to a limit), its SHA-256 and its size.
+type Read = (Vec<u8>, String, u64);
+
 async fn read_all(
     store: &dyn ObjectStore,
     key: &str,
     limit: Option<usize>,
-) -> Result<Option<(Vec<u8>, String, u64)>, StorageError> {
+) -> Result<Option<Read>, StorageError> {
     let mut stream = match store.get(key).await {
         Ok(stream) => stream,
         Err(StorageError::NotFound(_)) => return Ok(None),
@@ -128,18 +131,17 @@ async fn record(
         .into_iter()
         .partition(|i| i.key.ends_with(MANIFEST_SUFFIX));
     // Manifests first: they give the SHA-256 of their backups.
-    let manifest_reads: Vec<(ObjectInfo, Option<(Vec<u8>, String, u64)>)> =
-        stream::iter(manifest_infos)
-            .map(|info| {
-                let store = store.clone();
-                async move {
-                    let read = read_all(store.as_ref(), &info.key, Some(MANIFEST_LIMIT)).await?;
-                    Ok::<_, StorageError>((info, read))
-                }
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .try_collect()
-            .await?;
+    let manifest_reads: Vec<(ObjectInfo, Option<Read>)> = stream::iter(manifest_infos)
+        .map(|info| {
+            let store = store.clone();
+            async move {
+                let read = read_all(store.as_ref(), &info.key, Some(MANIFEST_LIMIT)).await?;
+                Ok::<_, StorageError>((info, read))
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect()
+        .await?;
     let mut manifests = Vec::new();
     let mut added = 0;
     for (info, read) in manifest_reads {

@@ -263,6 +263,52 @@ impl S3Store {
 
     /// Object Lock retention when a deletion was refused: `Some` when the version is
     /// locked (with its retain-until date when the store gives one).
+    /// Every version and delete marker whose full key starts with `full_prefix`, as
+    /// (full key, version id), from a paged ListObjectVersions; `doing` names it in errors.
+    async fn versions_under(
+        &self,
+        full_prefix: &str,
+        doing: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StorageError> {
+        let mut found = Vec::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(full_prefix)
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker)
+                .send()
+                .await
+                .map_err(|e| self.error(doing, e))?;
+            let listed = page
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id()))
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .map(|m| (m.key(), m.version_id())),
+                );
+            found.extend(
+                listed.filter_map(|(key, version)| {
+                    Some((key?.to_owned(), version.map(str::to_owned)))
+                }),
+            );
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     async fn lock_of(&self, full: &str, version: Option<&str>) -> Option<Option<Timestamp>> {
         let head = self
             .client
@@ -699,40 +745,13 @@ impl ObjectStore for S3Store {
         validate_key(key)?;
         let full = self.full(key);
         // Every version and delete marker of exactly this key.
-        let mut versions: Vec<Option<String>> = Vec::new();
-        let (mut key_marker, mut version_marker) = (None, None);
-        loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(&full)
-                .set_key_marker(key_marker)
-                .set_version_id_marker(version_marker)
-                .send()
-                .await
-                .map_err(|e| self.error(&format!("listing the versions of {full} in"), e))?;
-            let ids = page
-                .versions()
-                .iter()
-                .filter(|v| v.key() == Some(full.as_str()))
-                .map(|v| v.version_id().map(str::to_owned))
-                .chain(
-                    page.delete_markers()
-                        .iter()
-                        .filter(|m| m.key() == Some(full.as_str()))
-                        .map(|m| m.version_id().map(str::to_owned)),
-                );
-            versions.extend(ids);
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-            if key_marker.is_none() {
-                break;
-            }
-        }
+        let versions: Vec<Option<String>> = self
+            .versions_under(&full, &format!("listing the versions of {full} in"))
+            .await?
+            .into_iter()
+            .filter(|(k, _)| *k == full)
+            .map(|(_, version)| version)
+            .collect();
         if versions.is_empty() {
             return Ok(Deletion::Absent);
         }
@@ -786,42 +805,10 @@ impl ObjectStore for S3Store {
         // Every version and delete marker under the prefix, in one paged listing.
         let wanted: std::collections::HashSet<String> = keys.iter().map(|k| self.full(k)).collect();
         let mut versions: HashMap<String, Vec<Option<String>>> = HashMap::new();
-        let (mut key_marker, mut version_marker) = (None, None);
-        loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(self.full(prefix))
-                .set_key_marker(key_marker)
-                .set_version_id_marker(version_marker)
-                .send()
-                .await
-                .map_err(|e| self.error(&format!("listing the versions under {prefix} in"), e))?;
-            let found = page
-                .versions()
-                .iter()
-                .map(|v| (v.key(), v.version_id()))
-                .chain(
-                    page.delete_markers()
-                        .iter()
-                        .map(|m| (m.key(), m.version_id())),
-                );
-            for (key, version) in found {
-                if let Some(key) = key.filter(|k| wanted.contains(*k)) {
-                    versions
-                        .entry(key.to_owned())
-                        .or_default()
-                        .push(version.map(str::to_owned));
-                }
-            }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-            if key_marker.is_none() {
-                break;
+        let listing = format!("listing the versions under {prefix} in");
+        for (key, version) in self.versions_under(&self.full(prefix), &listing).await? {
+            if wanted.contains(&key) {
+                versions.entry(key).or_default().push(version);
             }
         }
         let targets: Vec<(String, Option<String>)> = versions

@@ -1096,12 +1096,13 @@ async fn restore_drills_pass_on_a_good_backup_and_warn_on_a_corrupted_one() {
     })
     .await;
     assert_eq!((last.name.as_str(), last.passed), ("bkdrill-1", true));
+    let drilled = backups(&h.client).get("bkdrill-1").await.expect("backup");
     let scratch: i64 = shared()
         .superuser("postgres")
         .await
         .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'landlord_drill_%'",
-            &[],
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&scratch_of(&drilled.uid().expect("uid"))],
         )
         .await
         .expect("counted")
@@ -1330,9 +1331,23 @@ async fn a_database_down_mid_restore_fails_it_clearly_and_no_half_restored_datab
     );
 }
 
-/// Polls `pg_database` for drill scratch databases until `done`; returns the most seen at
-/// once and every name seen.
-async fn watch_scratch_databases<F, Fut>(mut done: F) -> (usize, std::collections::BTreeSet<String>)
+/// The scratch database of a drill of the backup with `uid` (as `src/controller/drill.rs`
+/// names it): tests share one server, so each counts only its own backups' drills.
+fn scratch_of(uid: &str) -> String {
+    let short: String = uid
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(16)
+        .collect();
+    format!("landlord_drill_{short}")
+}
+
+/// Polls `pg_database` for the scratch databases named in `mine` until `done`; returns the
+/// most seen at once and every name seen.
+async fn watch_scratch_databases<F, Fut>(
+    mine: &[String],
+    mut done: F,
+) -> (usize, std::collections::BTreeSet<String>)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -1349,7 +1364,8 @@ where
             .await
             .expect("listed")
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| r.get::<_, String>(0))
+            .filter(|n| mine.contains(n))
             .collect();
         most = most.max(names.len());
         seen.extend(names);
@@ -1379,7 +1395,17 @@ async fn drills_at_once(h: &Harness, backups_: &[&str], token: &str) -> (usize, 
         }
     }))
     .await;
-    let (most, seen) = watch_scratch_databases(|| async {
+    let mut mine = Vec::new();
+    for b in backups_ {
+        let uid = backups(&h.client)
+            .get(b)
+            .await
+            .expect("backup")
+            .uid()
+            .expect("uid");
+        mine.push(scratch_of(&uid));
+    }
+    let (most, seen) = watch_scratch_databases(&mine, || async {
         let mut all = true;
         for b in backups_ {
             let answered = backups(&h.client)

@@ -589,41 +589,70 @@ async fn racing_replicas_end_with_one_key_and_a_malformed_secret_is_never_replac
         .await
         .expect("emulator starts");
     let client = emulator.client().expect("client");
-    let namespace = "default";
 
     // Eight at once, made to race: every first GET is held until all eight are in
     // flight, so all see no Secret and all create; one wins, the others get a 409 and
-    // read the winner's.
-    let held = emulator.inject_fault(kube_emulator::FaultRule::hang(Some("get"), Some("secrets")));
-    let creates = emulator.inject_fault(kube_emulator::FaultRule::observe(
-        Some("create"),
-        Some("secrets"),
-    ));
-    let replicas: Vec<_> = (0..8)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { signing_key::ensure(&client, namespace).await })
+    // read the winner's. On a loaded machine the held GETs may not all be released
+    // together, and then fewer race: the round is tried again in a fresh namespace, and
+    // the test fails if no round ever raced.
+    let mut raced = None;
+    for round in 0..5 {
+        let namespace = if round == 0 {
+            "default".to_owned()
+        } else {
+            let name = format!("race-{round}");
+            let ns = k8s_openapi::api::core::v1::Namespace {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                .create(&PostParams::default(), &ns)
+                .await
+                .expect("namespace created");
+            name
+        };
+        let held =
+            emulator.inject_fault(kube_emulator::FaultRule::hang(Some("get"), Some("secrets")));
+        let creates = emulator.inject_fault(kube_emulator::FaultRule::observe(
+            Some("create"),
+            Some("secrets"),
+        ));
+        let replicas: Vec<_> = (0..8)
+            .map(|_| {
+                let client = client.clone();
+                let namespace = namespace.clone();
+                tokio::spawn(async move { signing_key::ensure(&client, &namespace).await })
+            })
+            .collect();
+        wait_for("eight GETs of the Secret are in flight", || async {
+            (emulator.fault_hits(held).len() >= 8).then_some(())
         })
-        .collect();
-    wait_for("eight GETs of the Secret are in flight", || async {
-        (emulator.fault_hits(held).len() >= 8).then_some(())
-    })
-    .await;
-    emulator.remove_fault(held);
-    let mut attempts = Vec::new();
-    for replica in replicas {
-        attempts.push(replica.await.expect("the task ends"));
+        .await;
+        emulator.remove_fault(held);
+        let mut attempts = Vec::new();
+        for replica in replicas {
+            attempts.push(replica.await.expect("the task ends"));
+        }
+        let keys: std::collections::BTreeSet<String> = attempts
+            .into_iter()
+            .map(|r| r.expect("a key").public_key())
+            .collect();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        // The race did happen: more than one replica tried to create the one Secret.
+        let raced_here = emulator.fault_hits(creates).len() > 1;
+        emulator.remove_fault(creates);
+        if raced_here {
+            raced = Some((namespace, keys));
+            break;
+        }
     }
-    let keys: std::collections::BTreeSet<String> = attempts
-        .into_iter()
-        .map(|r| r.expect("a key").public_key())
-        .collect();
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    // The race did happen: more than one replica tried to create the one Secret.
-    assert!(
-        emulator.fault_hits(creates).len() > 1,
-        "no race: the test proves nothing"
-    );
+    let Some((namespace, keys)) = raced else {
+        panic!("no race in five rounds: the test proves nothing");
+    };
+    let namespace = namespace.as_str();
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let published = public_keys(&maps).await.expect("published");
     assert_eq!(published.len(), 2, "{published:?}");

@@ -239,6 +239,21 @@ async fn catalog_has(pg: &PostgresServer, query: &str, name: &str) -> bool {
     !rows.is_empty()
 }
 
+/// A BackupStorage `s3` on a new `bucket` that has Object Lock enabled, without a lock of
+/// its own (objects are locked only when they ask for it).
+async fn storage_on_locked_bucket(h: &Harness, s3: &S3Server, bucket: &str) {
+    s3.create_bucket(bucket, true).await;
+    support::landlord::create_s3_storage_at(
+        &h.client,
+        "s3",
+        &s3.endpoint,
+        bucket,
+        &s3.admin.access_key_id,
+        &s3.admin.secret_access_key,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_deleted_tenant_leaves_a_signed_receipt_whose_every_claim_is_true() {
     let h = Harness::start_with(true).await;
@@ -247,16 +262,7 @@ async fn a_deleted_tenant_leaves_a_signed_receipt_whose_every_claim_is_true() {
     let s3 = S3Server::start().await;
     // One bucket with Object Lock; its BackupStorage locks nothing at first, then every
     // backup for a day: the tenant ends with one deletable backup and one locked.
-    s3.create_bucket("erasure", true).await;
-    support::landlord::create_s3_storage_at(
-        &h.client,
-        "s3",
-        &s3.endpoint,
-        "erasure",
-        &s3.admin.access_key_id,
-        &s3.admin.secret_access_key,
-    )
-    .await;
+    storage_on_locked_bucket(&h, &s3, "erasure").await;
     let storages: Api<landlord::api::BackupStorage> = Api::all(h.client.clone());
     let tenant = tenant_with_rows(&h, pg, "gone", "s3").await;
     let uid = tenant.uid().expect("uid");
@@ -1000,16 +1006,7 @@ async fn erasure_benchmark_of_a_tenant_with_1000_backups() {
     let pg = shared();
     create_database_server(&h.client, "pg", pg).await;
     let s3 = S3Server::start().await;
-    s3.create_bucket("bench", true).await;
-    support::landlord::create_s3_storage_at(
-        &h.client,
-        "s3",
-        &s3.endpoint,
-        "bench",
-        &s3.admin.access_key_id,
-        &s3.admin.secret_access_key,
-    )
-    .await;
+    storage_on_locked_bucket(&h, &s3, "bench").await;
     let tenant = tenant_with_rows(&h, pg, "bulk", "s3").await;
     let uid = tenant.uid().expect("uid");
     let key = Api::<Secret>::namespaced(h.client.clone(), OPERATOR_NAMESPACE)

@@ -95,7 +95,7 @@ pub(super) fn api_category(source: &kube::Error) -> &'static str {
 }
 
 /// An error and its causes, `: `-separated, for a condition message.
-pub(super) fn describe(error: &dyn std::error::Error) -> String {
+pub fn describe(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -45,7 +45,7 @@ use crate::isolation::labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
 use crate::keys::{KeyProvider, KubernetesKeyProvider};
 use crate::operator::Metrics;
 
-pub use error::Error;
+pub use error::{Error, describe};
 pub use tenant_backup::BackupConfig;
 
 /// How long a stopping operator waits for running reconciles.

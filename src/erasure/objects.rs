@@ -27,7 +27,7 @@ use crate::storage::{Deletion, ObjectInfo, ObjectStore, StorageError};
 /// How a manifest's key ends.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// The largest manifest read whole (a Landlord manifest is under 2 KiB).
-const MANIFEST_LIMIT: usize = 64 * 1024;
+pub(super) const MANIFEST_LIMIT: usize = 64 * 1024;
 /// How many objects one [`ObjectStore::delete_all`] deletes (S3 takes 1,000 per request),
 /// and so how many between two status writes.
 const DELETE_BATCH: usize = 1000;
@@ -85,9 +85,9 @@ pub fn erased_storage(tenant: &Tenant, name: &str, store: &dyn ObjectStore) -> E
 }
 
 /// An object as read: its first bytes (up to a limit), its SHA-256 and its size.
-type Read = (Vec<u8>, String, u64);
+pub(super) type Read = (Vec<u8>, String, u64);
 
-async fn read_all(
+pub(super) async fn read_all(
     store: &dyn ObjectStore,
     key: &str,
     limit: Option<usize>,
@@ -230,7 +230,7 @@ pub async fn delete_backups(
             .map_err(&failed)?;
         status.erasure = Some(progress.clone());
         if added > 0 {
-            write(tenant, ctx, status).await?;
+            super::workflow::write(tenant, ctx, status).await?;
         }
         super::crash::point(
             crate::api::ErasureStep::DeleteBackups,
@@ -259,7 +259,7 @@ pub async fn delete_backups(
                 }
             }
             status.erasure = Some(progress.clone());
-            write(tenant, ctx, status).await?;
+            super::workflow::write(tenant, ctx, status).await?;
         }
         for upload in store.pending_uploads(&prefix).await.map_err(&failed)? {
             store.abort_upload(&upload).await.map_err(&failed)?;
@@ -302,13 +302,4 @@ async fn delete_tenant_backups(tenant: &Tenant, ctx: &Context) -> Result<(), Err
         }
     }
     Ok(())
-}
-
-async fn write(tenant: &Tenant, ctx: &Context, status: &TenantStatus) -> Result<(), Error> {
-    crate::controller::status::write(&Api::<Tenant>::all(ctx.client.clone()), tenant, status)
-        .await
-        .map_err(|source| Error::Tenant {
-            name: tenant.name_any(),
-            source,
-        })
 }

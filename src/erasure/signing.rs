@@ -162,7 +162,7 @@ pub fn verify_signature(
         Ok(message) => message,
         Err(e) => {
             return Err(Problem::NotCanonical {
-                detail: error_chain(&e),
+                detail: crate::controller::describe(&e),
             });
         }
     };
@@ -204,17 +204,6 @@ pub fn verify_signed_bytes(
         .map_err(|_| Problem::SignatureInvalid {
             key_id: key_id(&key),
         })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

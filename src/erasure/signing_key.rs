@@ -311,7 +311,7 @@ pub async fn ensure_until_stopped(
                 return Some(Arc::new(signer));
             }
             Err(e) => {
-                let message = chain(&e);
+                let message = crate::controller::describe(&e);
                 if e.needs_attention() {
                     error!(error = %message, retry_in = ?delay, "the receipt signing key is not usable; the controllers wait for it");
                 } else {
@@ -325,17 +325,6 @@ pub async fn ensure_until_stopped(
         }
         delay = (delay * 2).min(Duration::from_secs(60));
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// The public keys published in the ConfigMap (pure view of its data).

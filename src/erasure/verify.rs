@@ -396,32 +396,13 @@ async fn remaining_objects(
     }))
 }
 
+/// The manifest at `key`, if there is one and it parses.
 async fn read_manifest(
     store: &dyn ObjectStore,
     key: &str,
-) -> Result<Option<Manifest>, crate::storage::StorageError> {
-    use futures::TryStreamExt;
-    let mut stream = match store.get(key).await {
-        Ok(s) => s,
-        Err(crate::storage::StorageError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut bytes = Vec::new();
-    while let Some(chunk) =
-        stream
-            .try_next()
-            .await
-            .map_err(|source| crate::storage::StorageError::Io {
-                what: format!("reading {key}"),
-                source,
-            })?
-    {
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() > 64 * 1024 {
-            return Ok(None);
-        }
-    }
-    Ok(serde_json::from_slice(&bytes).ok())
+) -> Result<Option<Manifest>, StorageError> {
+    let read = objects::read_all(store, key, Some(objects::MANIFEST_LIMIT)).await?;
+    Ok(read.and_then(|(bytes, _, _)| serde_json::from_slice(&bytes).ok()))
 }
 
 /// Every age identity in the values of `secrets`: each line that parses as one.

@@ -260,7 +260,12 @@ fn reason(step: ErasureStep, error: &Error) -> &'static str {
     }
 }
 
-async fn write(tenant: &Tenant, ctx: &Context, status: &TenantStatus) -> Result<(), Error> {
+/// Writes the Tenant's status (server-side apply, as every status write of Landlord).
+pub(super) async fn write(
+    tenant: &Tenant,
+    ctx: &Context,
+    status: &TenantStatus,
+) -> Result<(), Error> {
     status::write(&Api::<Tenant>::all(ctx.client.clone()), tenant, status)
         .await
         .map_err(|source| Error::Tenant {

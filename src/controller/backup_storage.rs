@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use sha2::{Digest, Sha256};
 
 use super::{Context, Error};
@@ -387,6 +388,22 @@ async fn probe(storage: &BackupStorage, ctx: &Context) -> Result<String, Storage
     })
 }
 
+/// The Tenants backed up to the storage `name`.
+fn users(ctx: &Context, name: &str) -> Vec<String> {
+    ctx.stores
+        .tenants
+        .state()
+        .iter()
+        .filter(|t| {
+            t.spec
+                .backup
+                .as_ref()
+                .is_some_and(|b| b.storage_ref == name)
+        })
+        .map(|t| t.name_any())
+        .collect()
+}
+
 /// Entry point for the controller runtime.
 pub async fn reconcile(storage: Arc<BackupStorage>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = storage.name_any();
@@ -428,8 +445,17 @@ fn available(outcome: &Result<String, StorageError>, generation: Option<i64>) ->
 
 async fn observe(storage: &BackupStorage, ctx: &Context) -> Result<Action, Error> {
     let name = storage.name_any();
+    let was_usable = matches!(ctx.storages.lookup(storage), Lookup::Usable(_));
     let outcome = probe(storage, ctx).await;
     ctx.storages.checked(&name, outcome.is_ok());
+    if outcome.is_ok() && !was_usable {
+        // The Tenants waiting for it (an erasure deleting their backups) go on now, also
+        // when its status does not change (a first look after a start or a spec change
+        // whose `Unavailable` was never written).
+        for tenant in users(ctx, &name) {
+            let _ = ctx.tenant_triggers.unbounded_send(ObjectRef::new(&tenant));
+        }
+    }
     let generation = storage.metadata.generation;
     let mut status = storage.status.clone().unwrap_or_default();
     set_condition(&mut status.conditions, available(&outcome, generation));

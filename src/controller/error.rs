@@ -124,15 +124,15 @@ impl Error {
     }
 
     /// The action after the `attempt`-th consecutive failed reconcile (1 for the first) of
-    /// the `kind` object `name`: a requeue after [`Error::backoff`], logged at info for
-    /// progress and at warn, with the whole chain of causes, for failures.
-    pub fn requeue(
+    /// the `kind` object `name`: a requeue after `delay` (see [`Error::backoff`]), logged
+    /// at info for progress and at warn, with the whole chain of causes, for failures.
+    pub fn report(
         &self,
         kind: &str,
         name: &str,
         attempt: u32,
+        delay: Duration,
     ) -> kube::runtime::controller::Action {
-        let delay = self.backoff(attempt);
         if self.is_progress() {
             tracing::info!(kind, name, error = %describe(self), "waiting");
         } else {

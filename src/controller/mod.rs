@@ -180,36 +180,69 @@ async fn reconcile_counted(
 /// Consecutive failed reconciles per object and error category, for exponential
 /// back-off: a failure of another category than the last starts again from that
 /// category's base. An object is in it only while it keeps failing.
+///
+/// Only a failure of the retry itself (at or after the time it was scheduled for) counts
+/// as one more: a reconcile brought early by a watch event (the Tenant's own status
+/// write, a related object changing) that fails the same way keeps the count and the
+/// time already scheduled. Without that, a burst of events would raise the count in
+/// milliseconds and push the next look minutes away from a fault that has cleared.
 #[derive(Default)]
-pub struct Retries(std::sync::Mutex<std::collections::HashMap<RetryKey, (&'static str, u32)>>);
+pub struct Retries(std::sync::Mutex<std::collections::HashMap<RetryKey, Failures>>);
 
 /// A controller and the name of the object it failed on.
 type RetryKey = (&'static str, String);
 
+/// An object's run of failures.
+struct Failures {
+    category: &'static str,
+    count: u32,
+    /// When the retry scheduled after the last counted failure is due.
+    due: std::time::Instant,
+}
+
 impl Retries {
     fn succeeded(&self, controller: &'static str, name: &str) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.remove(&(controller, name.to_owned()));
+        self.lock().remove(&(controller, name.to_owned()));
     }
 
-    /// Records one more failure of `category` and returns how many in a row (1 for the
-    /// first).
-    fn failed(&self, controller: &'static str, name: &str, category: &'static str) -> u32 {
-        let mut map = self
-            .0
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<RetryKey, Failures>> {
+        self.0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a failure of `category` at `now`: the number of failures in a row (1 for
+    /// the first) and the wait until the next retry, from `backoff` of that number.
+    fn failed(
+        &self,
+        controller: &'static str,
+        name: &str,
+        category: &'static str,
+        now: std::time::Instant,
+        backoff: impl FnOnce(u32) -> Duration,
+    ) -> (u32, Duration) {
+        let mut map = self.lock();
         let entry = map
             .entry((controller, name.to_owned()))
-            .or_insert((category, 0));
-        if entry.0 != category {
-            *entry = (category, 0);
+            .or_insert(Failures {
+                category,
+                count: 0,
+                due: now,
+            });
+        if entry.category != category {
+            *entry = Failures {
+                category,
+                count: 0,
+                due: now,
+            };
         }
-        entry.1 = entry.1.saturating_add(1);
-        entry.1
+        if now < entry.due {
+            return (entry.count, entry.due - now);
+        }
+        entry.count = entry.count.saturating_add(1);
+        let delay = backoff(entry.count);
+        entry.due = now + delay;
+        (entry.count, delay)
     }
 
     /// The requeue after a failed reconcile of `controller` for `name`.
@@ -220,7 +253,14 @@ impl Retries {
         name: &str,
         error: &Error,
     ) -> Action {
-        error.requeue(kind, name, self.failed(controller, name, error.category()))
+        let (attempt, delay) = self.failed(
+            controller,
+            name,
+            error.category(),
+            std::time::Instant::now(),
+            |attempt| error.backoff(attempt),
+        );
+        error.report(kind, name, attempt, delay)
     }
 }
 
@@ -703,5 +743,76 @@ where
             .filter(|t| uses(t, &name))
             .map(|t| ObjectRef::from_obj(&*t))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Retries;
+
+    /// A back-off of one second per attempt, to read the counts off the delays.
+    fn linear(attempt: u32) -> Duration {
+        Duration::from_secs(u64::from(attempt))
+    }
+
+    #[test]
+    fn only_a_failed_retry_raises_the_count_not_a_burst_of_early_failures() {
+        let retries = Retries::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            retries.failed("tenant", "a", "storage_unreachable", t0, linear),
+            (1, Duration::from_secs(1))
+        );
+        // Three reconciles brought by watch events before the retry is due: the count
+        // stays, and each is told to wait for the retry already scheduled.
+        for ms in [10, 20, 400] {
+            let (count, delay) = retries.failed(
+                "tenant",
+                "a",
+                "storage_unreachable",
+                t0 + Duration::from_millis(ms),
+                linear,
+            );
+            assert_eq!(count, 1);
+            assert_eq!(delay, Duration::from_millis(1000 - ms));
+        }
+        // The retry itself fails: now it counts.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(
+            retries.failed("tenant", "a", "storage_unreachable", t1, linear),
+            (2, Duration::from_secs(2))
+        );
+        // Another object and another controller have counts of their own.
+        assert_eq!(
+            retries
+                .failed("tenant", "b", "storage_unreachable", t1, linear)
+                .0,
+            1
+        );
+        assert_eq!(
+            retries
+                .failed("backupstorage", "a", "storage_unreachable", t1, linear)
+                .0,
+            1
+        );
+    }
+
+    #[test]
+    fn another_category_or_a_success_starts_the_count_again() {
+        let retries = Retries::default();
+        let t0 = Instant::now();
+        retries.failed("tenant", "a", "conflict", t0, linear);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(retries.failed("tenant", "a", "conflict", t1, linear).0, 2);
+        // A different failure, even early, is a first failure of its kind.
+        let t2 = t1 + Duration::from_millis(1);
+        assert_eq!(
+            retries.failed("tenant", "a", "api_error", t2, linear),
+            (1, Duration::from_secs(1))
+        );
+        retries.succeeded("tenant", "a");
+        assert_eq!(retries.failed("tenant", "a", "api_error", t2, linear).0, 1);
     }
 }

@@ -16,7 +16,8 @@ use landlord::backup::job::{self, Job};
 use landlord::backup::pg_dump::{Compression, DumpSource, PgDump};
 use landlord::database::Password;
 use landlord::storage::{
-    ByteStream, Deletion, ObjectInfo, ObjectStore, PendingUpload, Retention, StorageError,
+    ByteStream, Deletion, ObjectInfo, ObjectStore, PendingUpload, RangeRead, Retention,
+    StorageError, Written,
 };
 use support::postgres;
 
@@ -45,7 +46,7 @@ impl ObjectStore for BreaksAfter {
         _key: &str,
         mut body: ByteStream,
         _: Option<Retention>,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<Written, StorageError> {
         for _ in 0..self.chunks {
             if body.next().await.is_some() {
                 self.read.fetch_add(1, Ordering::Relaxed);
@@ -55,10 +56,10 @@ impl ObjectStore for BreaksAfter {
             "the connection to the store was reset".to_owned(),
         ))
     }
-    async fn put(&self, _: &str, _: Bytes, _: Option<Retention>) -> Result<(), StorageError> {
+    async fn put(&self, _: &str, _: Bytes, _: Option<Retention>) -> Result<Written, StorageError> {
         Err(unused())
     }
-    async fn get_range(&self, _: &str, _: Range<u64>) -> Result<Bytes, StorageError> {
+    async fn get_range(&self, _: &str, _: Range<u64>) -> Result<RangeRead, StorageError> {
         Err(unused())
     }
     async fn get(&self, _: &str) -> Result<ByteStream, StorageError> {

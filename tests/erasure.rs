@@ -454,6 +454,29 @@ async fn a_deleted_tenant_leaves_a_signed_receipt_whose_every_claim_is_true() {
         .find(|o| o.key == locked_keys[0])
         .expect("listed");
     assert_eq!(kept.sha256, hex(&Sha256::digest(&object)));
+    // The lock the receipt names is the one the bucket has.
+    let head = s3
+        .client()
+        .head_object()
+        .bucket("erasure")
+        .key(&locked_keys[0])
+        .send()
+        .await
+        .expect("HEAD");
+    let bucket_until = head
+        .object_lock_retain_until_date()
+        .expect("a retain-until date")
+        .secs();
+    let receipt_until = kept
+        .locked_until
+        .as_ref()
+        .expect("lockedUntil")
+        .0
+        .as_second();
+    assert!(
+        (bucket_until - receipt_until).abs() <= 1,
+        "{receipt_until} vs {bucket_until}"
+    );
     let header = kept.header.as_ref().expect("the header read");
     assert_eq!((header.x25519_stanzas, header.other_stanzas), (1, 0));
     assert!(
@@ -590,6 +613,83 @@ async fn wait_blocked(h: &Harness, name: &str, reason: &str) -> String {
         "the finalizer holds the Tenant while {reason}"
     );
     message
+}
+
+/// Landlord records an object's SHA-256 from its TenantBackup only when the bucket still
+/// holds the very object it wrote (the same ETag): a backup replaced in the bucket behind
+/// Landlord's back, with bytes of the same size, is recorded as it is.
+#[tokio::test]
+async fn a_backup_replaced_in_the_bucket_is_recorded_as_it_is_not_as_it_was_written() {
+    let h = Harness::start().await;
+    let pg = shared();
+    create_database_server(&h.client, "pg", pg).await;
+    let s3 = S3Server::start().await;
+    create_s3_storage(&h.client, "s3", &s3, "replaced").await;
+    let tenant = tenant_with_rows(&h, pg, "swapped", "s3").await;
+    let uid = tenant.uid().expect("uid");
+    let backup = backup_completed(&h.client, "swapped-1", "swapped").await;
+    let status = backup.status.clone().expect("status");
+    let object_key = status.object_key.clone().expect("objectKey");
+    let manifest_key = status.manifest_key.clone().expect("manifestKey");
+    assert!(
+        status.etag.is_some() && status.manifest_etag.is_some(),
+        "{status:?}"
+    );
+    let original = download(&s3, "replaced", &object_key).await;
+    assert_eq!(
+        status.sha256.as_deref(),
+        Some(hex(&Sha256::digest(&original)).as_str())
+    );
+    assert_eq!(
+        status.manifest_sha256.as_deref(),
+        Some(
+            hex(&Sha256::digest(
+                download(&s3, "replaced", &manifest_key).await
+            ))
+            .as_str()
+        )
+    );
+    let forged: Vec<u8> = original.iter().map(|b| b ^ 0x5a).collect();
+    s3.client()
+        .put_object()
+        .bucket("replaced")
+        .key(&object_key)
+        .body(forged.clone().into())
+        .send()
+        .await
+        .expect("replaced behind Landlord's back");
+
+    h.tenants()
+        .delete("swapped", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let receipt = receipt_of(&h, "swapped", &uid).await;
+    let sha_of = |key: &str| {
+        receipt
+            .spec
+            .objects
+            .iter()
+            .find(|o| o.key == key)
+            .map(|o| o.sha256.clone())
+            .unwrap_or_else(|| panic!("{key} is in the receipt"))
+    };
+    assert_eq!(
+        sha_of(&object_key),
+        hex(&Sha256::digest(&forged)),
+        "the object the bucket held, read again"
+    );
+    assert_ne!(Some(sha_of(&object_key)), status.sha256);
+    assert_eq!(
+        Some(sha_of(&manifest_key)),
+        status.manifest_sha256,
+        "the untouched manifest, as recorded"
+    );
+    assert!(
+        keys_in(&s3, "replaced", &format!("swapped/{uid}/"))
+            .await
+            .iter()
+            .all(|k| k.ends_with("erasure-receipt.json"))
+    );
 }
 
 #[tokio::test]
@@ -910,7 +1010,7 @@ async fn write_backups(
     tenant: &Tenant,
     recipient: &str,
     count: usize,
-) {
+) -> Vec<WrittenBackup> {
     use futures::StreamExt;
     use landlord::backup::manifest;
     let uid = tenant.uid().expect("uid");
@@ -967,6 +1067,19 @@ async fn write_backups(
                     object_lock: None,
                     written_by: "the erasure benchmark".to_owned(),
                 };
+                let locked = (i % 2 == 1).then_some(until);
+                let mut written = WrittenBackup {
+                    name: backup,
+                    object_key: keys.object.clone(),
+                    manifest_key: keys.manifest.clone(),
+                    size: body.len(),
+                    sha256: hex(&Sha256::digest(&body)),
+                    etag: String::new(),
+                    manifest_sha256: hex(&Sha256::digest(record.to_json())),
+                    manifest_etag: String::new(),
+                    key_id: key_id.as_str().to_owned(),
+                    locked,
+                };
                 for (key, bytes) in [(keys.object, body), (keys.manifest, record.to_json())] {
                     let mut put = s3
                         .client()
@@ -974,15 +1087,93 @@ async fn write_backups(
                         .bucket(bucket)
                         .key(&key)
                         .body(bytes.into());
-                    if i % 2 == 1 {
+                    if let Some(until) = locked {
                         put = put
                             .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Governance)
                             .object_lock_retain_until_date(
                                 aws_sdk_s3::primitives::DateTime::from_secs(until.as_second()),
                             );
                     }
-                    put.send().await.expect("written");
+                    let etag = put
+                        .send()
+                        .await
+                        .expect("written")
+                        .e_tag()
+                        .expect("an ETag")
+                        .to_owned();
+                    if key == written.object_key {
+                        written.etag = etag;
+                    } else {
+                        written.manifest_etag = etag;
+                    }
                 }
+                written
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<WrittenBackup>>()
+        .await
+}
+
+/// A backup [`write_backups`] wrote, as its TenantBackup's status records it.
+struct WrittenBackup {
+    name: String,
+    object_key: String,
+    manifest_key: String,
+    size: usize,
+    sha256: String,
+    etag: String,
+    manifest_sha256: String,
+    manifest_etag: String,
+    key_id: String,
+    locked: Option<jiff::Timestamp>,
+}
+
+/// The Completed TenantBackups of `written`, as the operator leaves them after a backup
+/// (its finalizer, and the status with the objects' SHA-256 and entity tags). Made while
+/// no operator runs, so that none of them is taken for a backup to run.
+async fn record_backups(client: &Client, tenant: &Tenant, written: &[WrittenBackup]) {
+    use futures::StreamExt;
+    let uid = tenant.uid().expect("uid");
+    let name = tenant.name_any();
+    futures::stream::iter(written)
+        .map(|w| {
+            let (uid, name) = (&uid, &name);
+            async move {
+                let api = backups(client);
+                create(
+                    &api,
+                    json!({"apiVersion": "landlord.dev/v1alpha1", "kind": "TenantBackup",
+                           "metadata": {"name": w.name,
+                                        "finalizers": [landlord::controller::tenant_backup::FINALIZER]},
+                           "spec": {"tenantRef": name}}),
+                )
+                .await;
+                let now = jiff::Timestamp::now().to_string();
+                api.patch_status(
+                    &w.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": {
+                        "phase": "Completed",
+                        "storageRef": "s3",
+                        "objectKey": w.object_key,
+                        "manifestKey": w.manifest_key,
+                        "sizeBytes": w.size,
+                        "sha256": w.sha256,
+                        "etag": w.etag,
+                        "manifestSha256": w.manifest_sha256,
+                        "manifestEtag": w.manifest_etag,
+                        "keyId": w.key_id,
+                        "tenantUid": uid,
+                        "attempts": 1,
+                        "compression": "zstd",
+                        "retainUntil": w.locked.map(|t| t.to_string()),
+                        "startTime": now,
+                        "completionTime": now,
+                    }})),
+                )
+                .await
+                .expect("status recorded");
             }
         })
         .buffer_unordered(16)
@@ -1002,7 +1193,7 @@ async fn erasure_benchmark_of_a_tenant_with_1000_backups() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let h = Harness::start().await;
+    let mut h = Harness::start().await;
     let pg = shared();
     create_database_server(&h.client, "pg", pg).await;
     let s3 = S3Server::start().await;
@@ -1016,13 +1207,35 @@ async fn erasure_benchmark_of_a_tenant_with_1000_backups() {
         .await
         .expect("key Secret");
     let recipient = key.annotations()[landlord::keys::kubernetes::RECIPIENT_ANNOTATION].clone();
-    let written = std::time::Instant::now();
-    write_backups(&s3, "bench", &tenant, &recipient, count).await;
+    // Every backup is kept by retention; the operator is stopped while the backups are
+    // written and recorded, then started again, as after a restart.
+    h.tenants()
+        .patch(
+            "bulk",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"backup": {"retention": {"keepLast": 10000}}}})),
+        )
+        .await
+        .expect("retention");
+    h.stop_operator().await;
+    let writing = std::time::Instant::now();
+    let written = write_backups(&s3, "bench", &tenant, &recipient, count).await;
+    // ERASURE_BENCH_UNRECORDED=1: objects only, no TenantBackups (every object is read).
+    let recorded = std::env::var_os("ERASURE_BENCH_UNRECORDED").is_none();
+    if recorded {
+        record_backups(&h.client, &tenant, &written).await;
+    }
     println!(
-        "wrote {count} backups ({} objects) in {:.1} s",
+        "wrote {count} backups ({} objects{}) in {:.1} s",
         2 * count,
-        written.elapsed().as_secs_f64()
+        if recorded {
+            " and their TenantBackups"
+        } else {
+            ""
+        },
+        writing.elapsed().as_secs_f64()
     );
+    h.start_operator().await;
 
     let started = std::time::Instant::now();
     h.tenants()

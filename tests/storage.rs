@@ -88,11 +88,11 @@ async fn a_multipart_upload_round_trips_byte_exact() {
     let store = server.store("round-trip", "landlord/");
     // Two full parts of 5 MiB and a short third, in chunks that straddle part edges.
     let body = data(2 * MIN_PART_SIZE + 1_234_567, 7);
-    let size = store
+    let written = store
         .put_stream("acme/uid-1/backup.age", chunked(&body, 100_003), None)
         .await
         .expect("uploaded");
-    assert_eq!(size, body.len() as u64);
+    assert_eq!(written.size, body.len() as u64);
     assert!(read_all(&store, "acme/uid-1/backup.age").await == body);
 
     // It is under the prefix, and was really sent in three parts (the ETag of a multipart
@@ -115,6 +115,9 @@ async fn a_multipart_upload_round_trips_byte_exact() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].key, "acme/uid-1/backup.age");
     assert_eq!(listed[0].size, body.len() as u64);
+    // The listing shows the entity tag the upload answered.
+    assert!(written.etag.is_some());
+    assert_eq!(listed[0].etag, written.etag);
     assert!(store.list("other/").await.expect("listed").is_empty());
 
     // An empty stream is an empty object, not an error.
@@ -122,7 +125,7 @@ async fn a_multipart_upload_round_trips_byte_exact() {
         .put_stream("acme/uid-1/empty", chunked(&[], 1), None)
         .await
         .expect("empty upload");
-    assert_eq!(empty, 0);
+    assert_eq!(empty.size, 0);
     assert!(read_all(&store, "acme/uid-1/empty").await.is_empty());
     assert!(raw_uploads(&server, "round-trip").await.is_empty());
 }
@@ -193,24 +196,25 @@ async fn a_ranged_read_returns_only_the_range() {
         .await
         .expect("written");
     let head = store.get_range("header", 0..64).await.expect("read");
-    assert_eq!(&head[..], &body[..64]);
+    assert_eq!(&head.bytes[..], &body[..64]);
+    assert_eq!(head.lock, None, "not locked");
     let middle = store.get_range("header", 1000..1010).await.expect("read");
-    assert_eq!(&middle[..], &body[1000..1010]);
+    assert_eq!(&middle.bytes[..], &body[1000..1010]);
     // Past the end: what there is; beyond the end: nothing.
     let tail = store
         .get_range("header", 199_990..300_000)
         .await
         .expect("read");
-    assert_eq!(&tail[..], &body[199_990..]);
+    assert_eq!(&tail.bytes[..], &body[199_990..]);
     let beyond = store
         .get_range("header", 500_000..500_010)
         .await
         .expect("read");
-    assert!(beyond.is_empty());
+    assert!(beyond.bytes.is_empty());
     // Never more than MAX_RANGE, however much is asked.
     let capped = store.get_range("header", 0..u64::MAX).await.expect("read");
-    assert_eq!(capped.len() as u64, MAX_RANGE);
-    assert_eq!(&capped[..], &body[..MAX_RANGE as usize]);
+    assert_eq!(capped.bytes.len() as u64, MAX_RANGE);
+    assert_eq!(&capped.bytes[..], &body[..MAX_RANGE as usize]);
     assert!(matches!(
         store.get_range("absent", 0..10).await,
         Err(StorageError::NotFound(_))
@@ -269,8 +273,20 @@ async fn object_lock_is_required_checked_and_respected() {
             other => panic!("{key}: {other:?}"),
         }
     }
-    // Still there and readable.
+    // Still there and readable, and a read reports the lock.
     assert!(read_all(&store, "acme/backup.age").await == body);
+    let read = store
+        .get_range("acme/backup.age", 0..16)
+        .await
+        .expect("read");
+    let lock = read
+        .lock
+        .expect("a read of a locked object reports its lock");
+    assert!(
+        lock.until
+            .is_some_and(|t| (t - until).get_seconds().abs() <= 1),
+        "{lock:?} vs {until}"
+    );
 
     // An object written without retention in the same bucket goes, every version of it.
     store
@@ -390,17 +406,18 @@ async fn the_filesystem_store_never_shows_a_partial_object() {
     );
 
     let body = data(3_000_000, 9);
-    let size = store
+    let written = store
         .put_stream("acme/uid/backup.age", chunked(&body, 77_777), None)
         .await
         .expect("written");
-    assert_eq!(size, body.len() as u64);
+    assert_eq!(written.size, body.len() as u64);
+    assert_eq!(written.etag, None, "files have no entity tag");
     assert!(read_all(&store, "acme/uid/backup.age").await == body);
     let header = store
         .get_range("acme/uid/backup.age", 10..20)
         .await
         .expect("range");
-    assert_eq!(&header[..], &body[10..20]);
+    assert_eq!(&header.bytes[..], &body[10..20]);
     store
         .put("acme/uid/manifest.json", Bytes::from_static(b"{}"), None)
         .await
@@ -713,4 +730,59 @@ async fn a_usable_storage_is_looked_at_again() {
         .await
         .expect("bucket deleted");
     wait_available(&harness, "drifting", "False", "BucketMissing").await;
+}
+
+#[tokio::test]
+async fn a_batch_deletion_refuses_locked_objects_and_a_rewrite_changes_the_entity_tag() {
+    let server = S3Server::start().await;
+    server.create_bucket("batch", true).await;
+    let store = server.store("batch", "landlord/");
+    let retention = Retention {
+        mode: ObjectLockMode::Governance,
+        retain_until: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24),
+    };
+    let locked = store
+        .put("t/u/locked", Bytes::from_static(b"kept"), Some(retention))
+        .await
+        .expect("locked object");
+    let first = store
+        .put("t/u/free", Bytes::from_static(b"one"), None)
+        .await
+        .expect("written");
+    // Written again with other bytes: another entity tag, which the listing shows.
+    let second = store
+        .put("t/u/free", Bytes::from_static(b"two"), None)
+        .await
+        .expect("written again");
+    assert_ne!(first.etag, second.etag);
+    let listed = store.list("t/u/").await.expect("listed");
+    let tag = |key: &str| {
+        listed
+            .iter()
+            .find(|i| i.key == key)
+            .and_then(|i| i.etag.clone())
+    };
+    assert_eq!(tag("t/u/free"), second.etag);
+    assert_eq!(tag("t/u/locked"), locked.etag);
+
+    let keys = ["t/u/free", "t/u/locked", "t/u/absent"].map(str::to_owned);
+    let done = store.delete_all("t/u/", &keys).await.expect("answered");
+    assert_eq!(
+        done,
+        vec![Deletion::Deleted, Deletion::Refused, Deletion::Absent],
+        "every version of the free object goes; the locked one is refused"
+    );
+    // Asked alone, the store says why: the lock, with its date.
+    assert!(matches!(
+        store.delete("t/u/locked").await.expect("answered"),
+        Deletion::Locked { until: Some(_) }
+    ));
+    let left: Vec<String> = store
+        .list("t/u/")
+        .await
+        .expect("listed")
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    assert_eq!(left, vec!["t/u/locked".to_owned()]);
 }

@@ -97,6 +97,17 @@ pub struct TenantBackupStatus {
     /// SHA-256 of the encrypted object, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The storage's entity tag (S3 ETag) of the object as written: a listing that shows
+    /// the same tag shows the same object, so the erasure records its SHA-256 from here
+    /// instead of reading it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// SHA-256 of the manifest, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
+    /// The storage's entity tag of the manifest as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_etag: Option<String>,
     /// Fingerprint of the age recipient the backup is encrypted to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,

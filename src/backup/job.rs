@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use jiff::Timestamp;
+use sha2::{Digest, Sha256};
 
 use super::manifest::{self, Manifest, ObjectKeys};
 use super::pg_dump::{Compression, DumpSource, PgDump};
@@ -61,6 +62,10 @@ pub struct Completed {
     /// When the objects' lock expires, when written under one.
     pub retain_until: Option<Timestamp>,
     pub manifest: Manifest,
+    /// The store's entity tag of the object, and the manifest's SHA-256 and tag.
+    pub etag: Option<String>,
+    pub manifest_sha256: String,
+    pub manifest_etag: Option<String>,
 }
 
 /// Why a backup failed.
@@ -158,14 +163,14 @@ pub async fn run(job: Job) -> Result<Completed, BackupError> {
     // The producer's own error is the cause when the stream failed; the store's when the
     // store failed (the producer then only saw the upload stop reading).
     let produced = producer.finish().await;
-    let summary = match (uploaded, produced) {
-        (Ok(size), Ok(summary)) if size == summary.size => summary,
-        (Ok(size), Ok(summary)) => {
+    let (summary, etag) = match (uploaded, produced) {
+        (Ok(written), Ok(summary)) if written.size == summary.size => (summary, written.etag),
+        (Ok(written), Ok(summary)) => {
             return Err(storage_error(
                 &keys.object,
                 StorageError::Service(format!(
-                    "the store took {size} bytes of a {}-byte stream",
-                    summary.size
+                    "the store took {} bytes of a {}-byte stream",
+                    written.size, summary.size
                 )),
             ));
         }
@@ -208,11 +213,17 @@ pub async fn run(job: Job) -> Result<Completed, BackupError> {
         }),
         written_by: format!("landlord {}", env!("CARGO_PKG_VERSION")),
     };
-    job.store
-        .put(&keys.manifest, Bytes::from(manifest.to_json()), retention)
+    let manifest_bytes = Bytes::from(manifest.to_json());
+    let manifest_sha256 = pipeline::hex(&Sha256::digest(&manifest_bytes));
+    let manifest_written = job
+        .store
+        .put(&keys.manifest, manifest_bytes, retention)
         .await
         .map_err(|e| storage_error(&keys.manifest, e))?;
     Ok(Completed {
+        etag,
+        manifest_sha256,
+        manifest_etag: manifest_written.etag,
         keys,
         summary,
         key_id,

@@ -43,6 +43,28 @@ where
     }
     replace(api, &fresh, &kept).await
 }
+/// Removes `finalizer` from `object` as it was read (from a cache): one write when it has
+/// not changed since, else a fresh read and [`remove`].
+pub async fn remove_from<K>(api: &Api<K>, object: &K, finalizer: &str) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if !object.finalizers().iter().any(|f| f == finalizer) {
+        return Ok(());
+    }
+    let kept: Vec<String> = object
+        .finalizers()
+        .iter()
+        .filter(|f| *f != finalizer)
+        .cloned()
+        .collect();
+    match replace(api, object, &kept).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            remove(api, &object.name_any(), finalizer).await
+        }
+        other => other,
+    }
+}
 
 /// Replaces the finalizer list, guarded by the resourceVersion `object` was read at.
 async fn replace<K>(api: &Api<K>, object: &K, finalizers: &[String]) -> Result<(), kube::Error>

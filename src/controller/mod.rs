@@ -11,7 +11,7 @@ pub mod backup_storage;
 pub mod database_server;
 pub(crate) mod drill;
 mod error;
-mod finalizers;
+pub(crate) mod finalizers;
 mod index;
 pub(crate) mod status;
 mod subscription;

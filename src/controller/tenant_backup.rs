@@ -881,6 +881,9 @@ async fn attempt(
             status.phase = Some(BackupPhase::Completed);
             status.size_bytes = i64::try_from(done.summary.size).ok();
             status.sha256 = Some(done.summary.sha256.clone());
+            status.etag = done.etag.clone();
+            status.manifest_sha256 = Some(done.manifest_sha256.clone());
+            status.manifest_etag = done.manifest_etag.clone();
             status.key_id = Some(done.key_id.as_str().to_owned());
             status.completion_time = Some(Time(done.finished));
             status.retain_until = done.retain_until.map(Time);
@@ -1128,15 +1131,29 @@ async fn delete(backup: &TenantBackup, ctx: &Context) -> Result<Action, Error> {
                 }
                 let mut locked = Vec::new();
                 let mut until = None;
-                for key in &keys {
-                    match store.delete(key).await.map_err(|source| Error::Storage {
-                        name: storage_name.clone(),
-                        source,
-                    })? {
-                        Deletion::Deleted | Deletion::Absent => {}
-                        Deletion::Locked { until: at } => {
-                            locked.push(key.clone());
-                            until = until.max(at);
+                // Objects written under a lock that has not expired are not asked to go:
+                // the store would refuse (a TenantBackup erased with its tenant, or pruned,
+                // waits here for its lock without a request per look).
+                let lock_ahead = status
+                    .retain_until
+                    .as_ref()
+                    .map(|t| t.0)
+                    .filter(|t| *t > jiff::Timestamp::now());
+                if let Some(at) = lock_ahead {
+                    locked.clone_from(&keys);
+                    until = Some(at);
+                } else {
+                    for key in &keys {
+                        match store.delete(key).await.map_err(|source| Error::Storage {
+                            name: storage_name.clone(),
+                            source,
+                        })? {
+                            Deletion::Deleted | Deletion::Absent => {}
+                            Deletion::Locked { until: at } => {
+                                locked.push(key.clone());
+                                until = until.max(at);
+                            }
+                            Deletion::Refused => locked.push(key.clone()),
                         }
                     }
                 }
@@ -1160,7 +1177,7 @@ async fn delete(backup: &TenantBackup, ctx: &Context) -> Result<Action, Error> {
                         ),
                     );
                     finish(ctx, backup, status).await?;
-                    return Ok(Action::requeue(Duration::from_secs(3600)));
+                    return Ok(Action::requeue(lock_wait(lock_ahead)));
                 }
             }
         }
@@ -1169,6 +1186,16 @@ async fn delete(backup: &TenantBackup, ctx: &Context) -> Result<Action, Error> {
         .await
         .map_err(backup_error(backup))?;
     Ok(Action::await_change())
+}
+
+/// How long a deleted backup whose objects are locked waits before it looks again: until
+/// the lock it was written under expires (and a minute), at most an hour, so that a lock
+/// shortened or lifted in the storage is noticed.
+fn lock_wait(until: Option<jiff::Timestamp>) -> Duration {
+    const MOST: Duration = Duration::from_secs(3600);
+    until
+        .and_then(|t| Duration::try_from(t.duration_since(jiff::Timestamp::now())).ok())
+        .map_or(MOST, |left| (left + Duration::from_secs(60)).min(MOST))
 }
 
 /// Creates the TenantBackup `backup`; an existing one of that name is fine (a schedule

@@ -2,12 +2,16 @@
 //! size) in `status.erasure.objects` before any is deleted, then deleted where Object
 //! Lock allows; incomplete uploads are aborted and the tenant's TenantBackups deleted.
 //!
-//! The SHA-256 of a backup is the one its manifest records (checked against the listed
-//! size); a manifest's own is computed from its bytes (a few KiB); any other object is
-//! read once, streaming, to hash it. A crash between recording and deleting only means
-//! recording again: what was recorded stays recorded, and deleting what is gone is a
-//! no-op ([`Deletion::Absent`]).
+//! An object the bucket still holds as Landlord wrote it (the listing shows the entity
+//! tag its TenantBackup recorded) is recorded with the SHA-256 recorded then; any other
+//! (written again since, or with no TenantBackup) is read once, streaming, to hash it.
+//! Deletion goes in batches; an object written under a lock that has not expired, which
+//! the store refuses to delete, is recorded as kept until then ([`super::verify`] reads
+//! the lock again); any other refusal is asked about alone. A crash between recording
+//! and deleting only means recording again: what was recorded stays recorded, and
+//! deleting what is gone is a no-op ([`Deletion::Absent`]).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -20,7 +24,7 @@ use crate::api::Tenant;
 use crate::api::{
     BackupStorage, ErasedStorage, ErasureObject, ErasureObjectState, TenantBackup, TenantStatus,
 };
-use crate::backup::manifest::{self, Manifest};
+use crate::backup::manifest;
 use crate::controller::{Context, Error, backup_schedule};
 use crate::storage::{Deletion, ObjectInfo, ObjectStore, StorageError};
 
@@ -112,80 +116,106 @@ pub(super) async fn read_all(
             kept.extend_from_slice(&chunk[..chunk.len().min(limit - kept.len())]);
         }
     }
-    Ok(Some((kept, hex(&hasher.finalize()), size)))
+    Ok(Some((
+        kept,
+        crate::backup::pipeline::hex(&hasher.finalize()),
+        size,
+    )))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// What Landlord recorded in a TenantBackup's status when it wrote an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct WrittenObject {
+    pub sha256: String,
+    /// The store's entity tag of the object as written.
+    pub etag: String,
+    /// The Object Lock it was written under.
+    pub retain_until: Option<jiff::Timestamp>,
+}
+
+/// The objects the tenant's TenantBackups (of its UID, in the cache) say Landlord wrote
+/// to the storage `storage`, by key: only those whose entity tag was recorded.
+pub(super) fn written_objects(
+    ctx: &Context,
+    tenant: &Tenant,
+    storage: &str,
+) -> HashMap<String, WrittenObject> {
+    let mut written = HashMap::new();
+    for backup in backup_schedule::backups_of(ctx, tenant) {
+        let Some(status) = &backup.status else {
+            continue;
+        };
+        if status.storage_ref.as_deref() != Some(storage) {
+            continue;
+        }
+        let retain_until = status.retain_until.as_ref().map(|t| t.0);
+        let objects = [
+            (&status.object_key, &status.sha256, &status.etag),
+            (
+                &status.manifest_key,
+                &status.manifest_sha256,
+                &status.manifest_etag,
+            ),
+        ];
+        for (key, sha256, etag) in objects {
+            if let (Some(key), Some(sha256), Some(etag)) = (key, sha256, etag) {
+                written.insert(
+                    key.clone(),
+                    WrittenObject {
+                        sha256: sha256.clone(),
+                        etag: etag.clone(),
+                        retain_until,
+                    },
+                );
+            }
+        }
+    }
+    written
 }
 
 /// Records every object under the tenant's prefix that is not recorded yet.
+///
+/// An object whose listed entity tag is the one its TenantBackup recorded at writing is
+/// the object Landlord wrote (S3 gives an object written again a new tag), and is
+/// recorded with the SHA-256 recorded then, without a read. Any other is read once,
+/// streaming, and hashed.
 async fn record(
     store: &Arc<dyn ObjectStore>,
     prefix: &str,
+    written: &HashMap<String, WrittenObject>,
     objects: &mut Vec<ErasureObject>,
 ) -> Result<usize, StorageError> {
     let listed = store.list(prefix).await?;
-    let known = |key: &str, objects: &[ErasureObject]| objects.iter().any(|o| o.key == key);
-    let (manifest_infos, other_infos): (Vec<ObjectInfo>, Vec<ObjectInfo>) = listed
-        .into_iter()
-        .partition(|i| i.key.ends_with(MANIFEST_SUFFIX));
-    // Manifests first: they give the SHA-256 of their backups.
-    let manifest_reads: Vec<(ObjectInfo, Option<Read>)> = stream::iter(manifest_infos)
+    let known: HashSet<String> = objects.iter().map(|o| o.key.clone()).collect();
+    let mut added = 0;
+    let mut unknown = Vec::new();
+    for info in listed {
+        if known.contains(&info.key) {
+            continue;
+        }
+        match written.get(&info.key) {
+            Some(w) if info.etag.as_deref() == Some(w.etag.as_str()) => {
+                objects.push(recorded(&info.key, w.sha256.clone(), info.size));
+                added += 1;
+            }
+            _ => unknown.push(info),
+        }
+    }
+    let hashed: Vec<(ObjectInfo, Option<Read>)> = stream::iter(unknown)
         .map(|info| {
             let store = store.clone();
             async move {
-                let read = read_all(store.as_ref(), &info.key, Some(MANIFEST_LIMIT)).await?;
+                let read = read_all(store.as_ref(), &info.key, Some(0)).await?;
                 Ok::<_, StorageError>((info, read))
             }
         })
         .buffer_unordered(IN_FLIGHT)
         .try_collect()
         .await?;
-    let mut manifests = Vec::new();
-    let mut added = 0;
-    for (info, read) in manifest_reads {
-        let Some((bytes, sha256, size)) = read else {
-            continue;
-        };
-        if let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) {
-            manifests.push(manifest);
-        }
-        if !known(&info.key, objects) {
+    for (info, read) in hashed {
+        // Gone since the listing: nothing to record.
+        if let Some((_, sha256, size)) = read {
             objects.push(recorded(&info.key, sha256, size));
-            added += 1;
-        }
-    }
-    let others: Vec<(ObjectInfo, Option<String>)> = other_infos
-        .into_iter()
-        .filter(|i| !known(&i.key, objects))
-        .map(|info| {
-            let from_manifest = manifests
-                .iter()
-                .find(|m| m.object_key == info.key && m.size_bytes == info.size)
-                .map(|m| m.sha256.clone());
-            (info, from_manifest)
-        })
-        .collect();
-    let hashed: Vec<(ObjectInfo, Option<String>)> = stream::iter(others)
-        .map(|(info, from_manifest)| {
-            let store = store.clone();
-            async move {
-                let sha256 = match from_manifest {
-                    Some(sha256) => Some(sha256),
-                    None => read_all(store.as_ref(), &info.key, None)
-                        .await?
-                        .map(|(_, sha256, _)| sha256),
-                };
-                Ok::<_, StorageError>((info, sha256))
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .try_collect()
-        .await?;
-    for (info, sha256) in hashed {
-        if let Some(sha256) = sha256 {
-            objects.push(recorded(&info.key, sha256, info.size));
             added += 1;
         }
     }
@@ -212,7 +242,7 @@ pub async fn delete_backups(
     status: &mut TenantStatus,
 ) -> Result<String, Error> {
     let Some(name) = storage_name(tenant, ctx) else {
-        delete_tenant_backups(tenant, ctx).await?;
+        release_tenant_backups(tenant, ctx, &[]).await?;
         return Ok("the tenant has no backup storage: no backup objects".to_owned());
     };
     let failed = storage_error(&name);
@@ -221,11 +251,12 @@ pub async fn delete_backups(
     let prefix = erased.prefix.clone();
     let mut progress = status.erasure.clone().unwrap_or_default();
     progress.storage = Some(erased);
+    let written = written_objects(ctx, tenant, &name);
     // Until a listing finds nothing new: an upload that completed while this step ran
     // is recorded and deleted too.
     let mut aborted = 0;
     loop {
-        let added = record(&store, &prefix, &mut progress.objects)
+        let added = record(&store, &prefix, &written, &mut progress.objects)
             .await
             .map_err(&failed)?;
         status.erasure = Some(progress.clone());
@@ -245,6 +276,9 @@ pub async fn delete_backups(
                 .map(|i| progress.objects[*i].key.clone())
                 .collect();
             let deleted = store.delete_all(&prefix, &keys).await.map_err(&failed)?;
+            let deleted = explain_refusals(&store, &written, &keys, deleted)
+                .await
+                .map_err(&failed)?;
             for (index, deletion) in chunk.iter().zip(deleted) {
                 let object = &mut progress.objects[*index];
                 match deletion {
@@ -255,6 +289,12 @@ pub async fn delete_backups(
                         object.state = ErasureObjectState::Locked;
                         object.locked_until =
                             until.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+                    }
+                    Deletion::Refused => {
+                        return Err(failed(StorageError::Denied(format!(
+                            "deleting {} was refused",
+                            object.key
+                        ))));
                     }
                 }
             }
@@ -267,14 +307,12 @@ pub async fn delete_backups(
         }
         status.erasure = Some(progress.clone());
         let remaining = store.list(&prefix).await.map_err(&failed)?;
-        let unrecorded = remaining
-            .iter()
-            .any(|i| !progress.objects.iter().any(|o| o.key == i.key));
-        if !unrecorded {
+        let recorded: HashSet<&str> = progress.objects.iter().map(|o| o.key.as_str()).collect();
+        if remaining.iter().all(|i| recorded.contains(i.key.as_str())) {
             break;
         }
     }
-    delete_tenant_backups(tenant, ctx).await?;
+    release_tenant_backups(tenant, ctx, &progress.objects).await?;
     let deleted = progress
         .objects
         .iter()
@@ -292,14 +330,102 @@ pub async fn delete_backups(
     ))
 }
 
-/// Deletes the tenant's TenantBackups (their finalizer removes what is left of their
-/// objects; one whose objects are locked stays until the lock expires).
-async fn delete_tenant_backups(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
+/// What each refusal of [`ObjectStore::delete_all`] was: an object written under a lock
+/// that has not expired (its TenantBackup says until when; [`super::verify`] reads the
+/// lock again) is kept by it; any other is asked again alone, which says whether a lock
+/// keeps it, and fails when the store refuses for another reason (a missing permission).
+async fn explain_refusals(
+    store: &Arc<dyn ObjectStore>,
+    written: &HashMap<String, WrittenObject>,
+    keys: &[String],
+    deletions: Vec<Deletion>,
+) -> Result<Vec<Deletion>, StorageError> {
+    let now = jiff::Timestamp::now();
+    // Owned, so that the requests' futures borrow nothing.
+    let asked: Vec<(String, Deletion, Option<jiff::Timestamp>)> = keys
+        .iter()
+        .zip(deletions)
+        .map(|(key, deletion)| {
+            let lock_ahead = written
+                .get(key)
+                .and_then(|w| w.retain_until)
+                .filter(|until| *until > now);
+            (key.clone(), deletion, lock_ahead)
+        })
+        .collect();
+    stream::iter(asked)
+        .map(|(key, deletion, lock_ahead)| {
+            let store = store.clone();
+            async move {
+                match (deletion, lock_ahead) {
+                    (Deletion::Refused, Some(until)) => Ok(Deletion::Locked { until: Some(until) }),
+                    (Deletion::Refused, None) => match store.delete(&key).await? {
+                        Deletion::Refused => {
+                            Err(StorageError::Denied(format!("deleting {key} was refused")))
+                        }
+                        other => Ok(other),
+                    },
+                    (other, _) => Ok(other),
+                }
+            }
+        })
+        .buffered(IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+/// Lets the tenant's TenantBackups go. One whose objects this erasure deleted (and
+/// recorded) goes at once: its finalizer, which would delete them again, is removed
+/// first. Any other is deleted, and its finalizer deletes what is left of its objects;
+/// one whose objects are locked stays until the lock expires.
+async fn release_tenant_backups(
+    tenant: &Tenant,
+    ctx: &Context,
+    objects: &[ErasureObject],
+) -> Result<(), Error> {
     let api: Api<TenantBackup> = Api::all(ctx.client.clone());
-    for backup in backup_schedule::backups_of(ctx, tenant) {
-        if backup.metadata.deletion_timestamp.is_none() {
-            crate::controller::apply::delete(&api, &backup.name_any()).await?;
-        }
-    }
+    let deleted: HashSet<&str> = objects
+        .iter()
+        .filter(|o| o.state == ErasureObjectState::Deleted)
+        .map(|o| o.key.as_str())
+        .collect();
+    let backups: Vec<(Arc<TenantBackup>, bool)> = backup_schedule::backups_of(ctx, tenant)
+        .into_iter()
+        .map(|backup| {
+            let status = backup.status.clone().unwrap_or_default();
+            let erased = [&status.object_key, &status.manifest_key]
+                .into_iter()
+                .flatten()
+                .all(|key| deleted.contains(key.as_str()));
+            (backup, erased)
+        })
+        .collect();
+    stream::iter(backups)
+        .map(|(backup, erased)| {
+            let api = api.clone();
+            async move {
+                let name = backup.name_any();
+                if erased {
+                    crate::controller::finalizers::remove_from(
+                        &api,
+                        backup.as_ref(),
+                        crate::controller::tenant_backup::FINALIZER,
+                    )
+                    .await
+                    .map_err(|source| Error::Object {
+                        kind: "TenantBackup",
+                        name: name.clone(),
+                        source,
+                    })?;
+                }
+                if backup.metadata.deletion_timestamp.is_none() {
+                    crate::controller::apply::delete(&api, &name).await?;
+                }
+                Ok::<_, Error>(())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(())
 }

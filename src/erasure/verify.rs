@@ -5,9 +5,11 @@
 //! - the server's catalog has no database and no role of the tenant's names;
 //! - the key provider has no key for the tenant (a GET of the key Secret: 404);
 //! - every object left under the tenant's prefix is one recorded as kept by Object Lock,
-//!   its age header (a ranged GET of [`FIRST_READ`] bytes, more only if the header is
-//!   longer) has exactly one X25519 stanza and nothing else but grease, and its manifest
-//!   names the destroyed key;
+//!   and the read below reports a lock in force (the receipt names that lock's date, as
+//!   the store reports it now); its age header (a ranged GET of [`FIRST_READ`] bytes,
+//!   more only if the header is longer) has exactly one X25519 stanza and nothing else
+//!   but grease, and its manifest (a ranged GET of its first 64 KiB) names the destroyed
+//!   key;
 //! - the canary sealed to the key at onboarding opens with no age identity found in any
 //!   Secret of the operator's namespace (where every key the operator can read lives).
 //!
@@ -34,7 +36,8 @@ use crate::controller::{Context, Error};
 use crate::database::TenantIdentifiers;
 use crate::keys::header::{self, HEADER_READ_BYTES, HeaderError};
 use crate::keys::{TenantRef, crypto};
-use crate::storage::{ObjectStore, StorageError};
+use crate::storage::{Lock, ObjectStore, StorageError};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// The first ranged read of an object's header: a Landlord backup's header (one X25519
 /// stanza and one grease stanza) is under 400 bytes.
@@ -228,25 +231,40 @@ fn manifest_of(key: &str) -> Option<String> {
     Some(format!("{base}{MANIFEST_SUFFIX}"))
 }
 
-/// Reads an object's age header: [`FIRST_READ`] bytes, then up to
-/// [`HEADER_READ_BYTES`] if the header is longer.
 /// A header as read: parsed (or why not), and how many bytes were read.
 type HeaderRead = (Result<header::Header, HeaderError>, u64);
 
-async fn read_header(store: &dyn ObjectStore, key: &str) -> Result<HeaderRead, StorageError> {
+/// Reads an object's age header: [`FIRST_READ`] bytes, then up to
+/// [`HEADER_READ_BYTES`] if the header is longer; with the lock the store reports.
+async fn read_header(
+    store: &dyn ObjectStore,
+    key: &str,
+) -> Result<(HeaderRead, Option<Lock>), StorageError> {
     let first = store.get_range(key, 0..FIRST_READ).await?;
-    let mut read = first.len() as u64;
-    let parsed = header::parse_header(&first);
+    let mut read = first.bytes.len() as u64;
+    let parsed = header::parse_header(&first.bytes);
     if matches!(parsed, Err(HeaderError::Truncated(_))) && read == FIRST_READ {
         let rest = store
             .get_range(key, FIRST_READ..HEADER_READ_BYTES as u64)
             .await?;
-        read += rest.len() as u64;
-        let mut whole = first.to_vec();
-        whole.extend_from_slice(&rest);
-        return Ok((header::parse_header(&whole), read));
+        read += rest.bytes.len() as u64;
+        let mut whole = first.bytes.to_vec();
+        whole.extend_from_slice(&rest.bytes);
+        return Ok(((header::parse_header(&whole), read), first.lock));
     }
-    Ok((parsed, read))
+    Ok(((parsed, read), first.lock))
+}
+
+/// The manifest at `key` (its first [`objects::MANIFEST_LIMIT`] bytes, if they parse as
+/// one), with the lock the store reports.
+async fn read_manifest(
+    store: &dyn ObjectStore,
+    key: &str,
+) -> Result<(Option<Manifest>, Option<Lock>), StorageError> {
+    let read = store
+        .get_range(key, 0..objects::MANIFEST_LIMIT as u64)
+        .await?;
+    Ok((serde_json::from_slice(&read.bytes).ok(), read.lock))
 }
 
 async fn remaining_objects(
@@ -275,7 +293,7 @@ async fn remaining_objects(
         .filter(|i| i.key.ends_with(MANIFEST_SUFFIX))
         .map(|i| i.key.clone())
         .collect();
-    let read: HashMap<String, Option<Manifest>> = stream::iter(manifest_keys)
+    let read: HashMap<String, (Option<Manifest>, Option<Lock>)> = stream::iter(manifest_keys)
         .map(|key| {
             let store = store.clone();
             async move {
@@ -292,7 +310,7 @@ async fn remaining_objects(
         .filter(|i| manifest_of(&i.key).is_some())
         .map(|i| i.key.clone())
         .collect();
-    let mut headers: HashMap<String, HeaderRead> = stream::iter(backup_keys)
+    let mut headers: HashMap<String, (HeaderRead, Option<Lock>)> = stream::iter(backup_keys)
         .map(|key| {
             let store = store.clone();
             async move {
@@ -304,8 +322,13 @@ async fn remaining_objects(
         .try_collect()
         .await
         .map_err(failed)?;
+    let index: HashMap<String, usize> = recorded
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.key.clone(), i))
+        .collect();
     for info in &listed {
-        let Some(object) = recorded.iter_mut().find(|o| o.key == info.key) else {
+        let Some(object) = index.get(&info.key).map(|i| &mut recorded[*i]) else {
             problems.push(format!("{} was never recorded", info.key));
             continue;
         };
@@ -316,8 +339,22 @@ async fn remaining_objects(
             ));
             continue;
         }
+        // The lock as the store reports it now is what the receipt says keeps it.
+        let lock = read
+            .get(&info.key)
+            .map(|(_, lock)| *lock)
+            .or_else(|| headers.get(&info.key).map(|(_, lock)| *lock))
+            .flatten();
+        let Some(lock) = lock else {
+            problems.push(format!(
+                "{} is still there, and no Object Lock keeps it (its deletion was refused for another reason: the storage's permissions?)",
+                info.key
+            ));
+            continue;
+        };
+        object.locked_until = lock.until.map(Time);
         if info.key.ends_with(MANIFEST_SUFFIX) {
-            match read.get(&info.key).cloned().flatten() {
+            match read.get(&info.key).and_then(|(m, _)| m.clone()) {
                 Some(m) if m.encryption.key_id == key_id => manifests += 1,
                 Some(m) => problems.push(format!(
                     "the manifest {} names the key {}, not the destroyed {key_id}",
@@ -331,16 +368,15 @@ async fn remaining_objects(
             problems.push(format!("{} is not a backup object", info.key));
             continue;
         };
-        let Some((parsed, header_read)) = headers.remove(&info.key) else {
+        let Some(((parsed, header_read), _)) = headers.remove(&info.key) else {
             problems.push(format!("{} was not read", info.key));
             continue;
         };
         bytes_read += header_read;
         let named = read
             .get(&manifest_key)
-            .cloned()
-            .flatten()
-            .map(|m| m.encryption.key_id)
+            .and_then(|(m, _)| m.as_ref())
+            .map(|m| m.encryption.key_id.clone())
             .unwrap_or_default();
         match parsed {
             Ok(header) => {
@@ -394,15 +430,6 @@ async fn remaining_objects(
             problems.join("; "),
         )
     }))
-}
-
-/// The manifest at `key`, if there is one and it parses.
-async fn read_manifest(
-    store: &dyn ObjectStore,
-    key: &str,
-) -> Result<Option<Manifest>, StorageError> {
-    let read = objects::read_all(store, key, Some(objects::MANIFEST_LIMIT)).await?;
-    Ok(read.and_then(|(bytes, _, _)| serde_json::from_slice(&bytes).ok()))
 }
 
 /// Every age identity in the values of `secrets`: each line that parses as one.

@@ -17,8 +17,8 @@ use jiff::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::{
-    ByteStream, Deletion, ObjectInfo, ObjectStore, PendingUpload, Retention, StorageError, bounded,
-    validate_key, validate_prefix,
+    ByteStream, Deletion, ObjectInfo, ObjectStore, PendingUpload, RangeRead, Retention,
+    StorageError, Written, bounded, validate_key, validate_prefix,
 };
 
 /// Where uploads in progress are kept, inside the store's directory.
@@ -182,11 +182,13 @@ impl ObjectStore for FilesystemStore {
         key: &str,
         body: ByteStream,
         retention: Option<Retention>,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<Written, StorageError> {
         if retention.is_some() {
             return Err(no_lock());
         }
-        self.write(key, body).await
+        let size = self.write(key, body).await?;
+        // Files have no entity tag: whoever needs to know a file's content reads it.
+        Ok(Written { size, etag: None })
     }
 
     async fn put(
@@ -194,18 +196,20 @@ impl ObjectStore for FilesystemStore {
         key: &str,
         body: Bytes,
         retention: Option<Retention>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Written, StorageError> {
         if retention.is_some() {
             return Err(no_lock());
         }
         let body: ByteStream = Box::pin(futures::stream::iter([Ok(body)]));
-        self.write(key, body).await.map(|_| ())
+        let size = self.write(key, body).await?;
+        Ok(Written { size, etag: None })
     }
 
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError> {
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead, StorageError> {
         let path = self.path(key)?;
+        let unlocked = |bytes| RangeRead { bytes, lock: None };
         let Some(range) = bounded(&range) else {
-            return Ok(Bytes::new());
+            return Ok(unlocked(Bytes::new()));
         };
         let mut file = open(&path, key).await?;
         file.seek(SeekFrom::Start(range.start))
@@ -229,7 +233,7 @@ impl ObjectStore for FilesystemStore {
                 break;
             }
         }
-        Ok(read.freeze())
+        Ok(unlocked(read.freeze()))
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, StorageError> {
@@ -284,7 +288,11 @@ impl ObjectStore for FilesystemStore {
                     && key.starts_with(prefix)
                 {
                     let size = entry.metadata().await.map(|m| m.len()).unwrap_or(0);
-                    found.push(ObjectInfo { key, size });
+                    found.push(ObjectInfo {
+                        key,
+                        size,
+                        etag: None,
+                    });
                 }
             }
         }

@@ -87,6 +87,41 @@ pub struct ObjectInfo {
     /// The key, relative to the store's prefix.
     pub key: String,
     pub size: u64,
+    /// The store's entity tag of the object's current content (S3's ETag, which changes
+    /// whenever the object is written again), when the store has one.
+    pub etag: Option<String>,
+}
+
+/// What a write left in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub size: u64,
+    /// The entity tag the store gave the object (see [`ObjectInfo::etag`]).
+    pub etag: Option<String>,
+}
+
+/// The first bytes of an object, as [`ObjectStore::get_range`] read them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeRead {
+    pub bytes: Bytes,
+    /// The Object Lock that keeps the object now, as the store answered the read (none
+    /// for an object that is not locked, or a store without locks).
+    pub lock: Option<Lock>,
+}
+
+/// An Object Lock in force: a retain-until date still ahead, or a legal hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lock {
+    /// The retain-until date; none for a legal hold without one.
+    pub until: Option<Timestamp>,
+}
+
+impl Lock {
+    /// The lock that a retain-until date and a legal hold status amount to now.
+    pub fn of(until: Option<Timestamp>, legal_hold: bool) -> Option<Lock> {
+        let retained = until.is_some_and(|t| t > Timestamp::now());
+        (retained || legal_hold).then_some(Lock { until })
+    }
 }
 
 /// An upload that was started and neither completed nor aborted (a crash, a lost leader).
@@ -108,6 +143,10 @@ pub enum Deletion {
     Absent,
     /// Object Lock refused: the object stays until `until` (when the store said).
     Locked { until: Option<Timestamp> },
+    /// Only from [`ObjectStore::delete_all`]: the store refused to delete the object (S3's
+    /// `AccessDenied`, which Object Lock answers, and a missing permission too). A
+    /// [`ObjectStore::delete`] of the key tells which, or a read reports the lock.
+    Refused,
 }
 
 /// Where objects are kept.
@@ -120,15 +159,15 @@ pub trait ObjectStore: Send + Sync {
     /// and has Object Lock enabled when `object_lock` is required.
     async fn check(&self, object_lock: bool) -> Result<(), StorageError>;
 
-    /// Writes `body` under `key` as a multipart upload, and returns its size. On any
-    /// failure (of the stream or of the store) the upload is aborted: no object and no
-    /// incomplete upload is left.
+    /// Writes `body` under `key` as a multipart upload, and returns its size and entity
+    /// tag. On any failure (of the stream or of the store) the upload is aborted: no
+    /// object and no incomplete upload is left.
     async fn put_stream(
         &self,
         key: &str,
         body: ByteStream,
         retention: Option<Retention>,
-    ) -> Result<u64, StorageError>;
+    ) -> Result<Written, StorageError>;
 
     /// Writes a small object (a manifest, a receipt) in one request.
     async fn put(
@@ -136,11 +175,11 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         body: Bytes,
         retention: Option<Retention>,
-    ) -> Result<(), StorageError>;
+    ) -> Result<Written, StorageError>;
 
     /// Reads `range` of the object at `key` (at most [`MAX_RANGE`] bytes; shorter when the
-    /// object ends first).
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError>;
+    /// object ends first), with the lock the store reports for it.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead, StorageError>;
 
     /// Reads the whole object at `key`.
     async fn get(&self, key: &str) -> Result<ByteStream, StorageError>;
@@ -154,7 +193,9 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes every object of `keys`, all of which lie under `prefix`, as
     /// [`ObjectStore::delete`] does one: what it did with each, in the order of `keys`. A
     /// store may do it in fewer requests (S3: one listing of the prefix's versions, then
-    /// batches of up to 1,000 deletions); by default, one key at a time.
+    /// batches of up to 1,000 deletions, answering [`Deletion::Refused`] for what it was
+    /// not allowed to delete, without a request per key to learn why); by default, one
+    /// key at a time.
     async fn delete_all(
         &self,
         prefix: &str,

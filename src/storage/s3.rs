@@ -29,14 +29,15 @@ use aws_sdk_s3::types::{
 };
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use bytes::{Bytes, BytesMut};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use jiff::Timestamp;
 use tokio::task::JoinSet;
 use tracing::warn;
 
 use super::{
-    ByteStream, Deletion, MAX_PARTS, MIN_PART_SIZE, Multipart, ObjectInfo, ObjectStore,
-    PendingUpload, Retention, StorageError, bounded, validate_key, validate_prefix,
+    ByteStream, Deletion, Lock, MAX_PARTS, MIN_PART_SIZE, Multipart, ObjectInfo, ObjectStore,
+    PendingUpload, RangeRead, Retention, StorageError, Written, bounded, validate_key,
+    validate_prefix,
 };
 use crate::api::ObjectLockMode;
 
@@ -321,8 +322,7 @@ impl S3Store {
             .ok()?;
         let until = head.object_lock_retain_until_date().and_then(timestamp);
         let held = head.object_lock_legal_hold_status().map(|s| s.as_str()) == Some("ON");
-        let retained = until.is_some_and(|t| t > Timestamp::now());
-        (retained || held).then_some(until)
+        Lock::of(until, held).map(|lock| lock.until)
     }
 }
 
@@ -549,7 +549,7 @@ impl ObjectStore for S3Store {
         key: &str,
         body: ByteStream,
         retention: Option<Retention>,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<Written, StorageError> {
         validate_key(key)?;
         let full = self.full(key);
         let created = self
@@ -624,7 +624,10 @@ impl ObjectStore for S3Store {
                 .await
                 .map_err(|e| self.error(&format!("locking {full} in"), e))?;
         }
-        Ok(size)
+        Ok(Written {
+            size,
+            etag: completed.e_tag().map(str::to_owned),
+        })
     }
 
     async fn put(
@@ -632,10 +635,12 @@ impl ObjectStore for S3Store {
         key: &str,
         body: Bytes,
         retention: Option<Retention>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Written, StorageError> {
         validate_key(key)?;
         let full = self.full(key);
-        self.client
+        let size = body.len() as u64;
+        let answer = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(&full)
@@ -646,13 +651,19 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| self.error(&format!("writing {full} to"), e))?;
-        Ok(())
+        Ok(Written {
+            size,
+            etag: answer.e_tag().map(str::to_owned),
+        })
     }
 
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError> {
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<RangeRead, StorageError> {
         validate_key(key)?;
         let Some(range) = bounded(&range) else {
-            return Ok(Bytes::new());
+            return Ok(RangeRead {
+                bytes: Bytes::new(),
+                lock: None,
+            });
         };
         let full = self.full(key);
         let answer = self
@@ -663,10 +674,18 @@ impl ObjectStore for S3Store {
             .range(format!("bytes={}-{}", range.start, range.end - 1))
             .send()
             .await;
-        let mut body = match answer {
-            Ok(answer) => answer.body,
+        let (mut body, lock) = match answer {
+            Ok(answer) => {
+                let until = answer.object_lock_retain_until_date().and_then(timestamp);
+                let held = answer.object_lock_legal_hold_status().map(|s| s.as_str()) == Some("ON");
+                let lock = Lock::of(until, held);
+                (answer.body, lock)
+            }
             Err(SdkError::ServiceError(e)) if e.err().code() == Some("InvalidRange") => {
-                return Ok(Bytes::new());
+                return Ok(RangeRead {
+                    bytes: Bytes::new(),
+                    lock: None,
+                });
             }
             Err(e) => return Err(self.error(&format!("reading {full} from"), e)),
         };
@@ -687,7 +706,10 @@ impl ObjectStore for S3Store {
             }
         }
         read.truncate(want);
-        Ok(read.freeze())
+        Ok(RangeRead {
+            bytes: read.freeze(),
+            lock,
+        })
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, StorageError> {
@@ -729,6 +751,7 @@ impl ObjectStore for S3Store {
                     found.push(ObjectInfo {
                         key: key.to_owned(),
                         size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
+                        etag: object.e_tag().map(str::to_owned),
                     });
                 }
             }
@@ -862,36 +885,18 @@ impl ObjectStore for S3Store {
                 }
             }
         }
-        // The lock of each refused key, from its versions (HEAD), a few at a time.
-        let locks: HashMap<String, Option<Timestamp>> = futures::stream::iter(refused)
-            .map(|(full, ids)| async move {
-                let mut locked: Option<Option<Timestamp>> = None;
-                for id in ids {
-                    let Some(until) = self.lock_of(&full, id.as_deref()).await else {
-                        return Err(StorageError::Denied(format!(
-                            "deleting {full} from bucket {} at {} was refused, and it is not under Object Lock",
-                            self.bucket, self.endpoint
-                        )));
-                    };
-                    // The latest date of all locked versions is when the key can go.
-                    locked = Some(match (locked.flatten(), until) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
-                    });
-                }
-                Ok((full, locked.flatten()))
-            })
-            .buffer_unordered(16)
-            .try_collect()
-            .await?;
+        // Why each refused key was refused is not asked here (a HEAD per key): the caller
+        // knows which objects were written under a lock, and asks for the others.
         Ok(keys
             .iter()
             .map(|key| {
                 let full = self.full(key);
-                match locks.get(&full) {
-                    Some(until) => Deletion::Locked { until: *until },
-                    None if versions.contains_key(&full) => Deletion::Deleted,
-                    None => Deletion::Absent,
+                if refused.contains_key(&full) {
+                    Deletion::Refused
+                } else if versions.contains_key(&full) {
+                    Deletion::Deleted
+                } else {
+                    Deletion::Absent
                 }
             })
             .collect())

@@ -692,6 +692,80 @@ async fn a_backup_replaced_in_the_bucket_is_recorded_as_it_is_not_as_it_was_writ
     );
 }
 
+/// A storage identity that may write but not delete: S3 refuses each deletion of the
+/// batch, no Object Lock explains the refusal, and the erasure says so and waits, rather
+/// than recording the objects as kept by a lock. With a permission that lets it delete,
+/// it goes on to a receipt with the objects deleted.
+#[tokio::test]
+async fn a_deletion_the_storage_refuses_without_a_lock_holds_the_erasure_until_allowed() {
+    let h = Harness::start().await;
+    let pg = shared();
+    create_database_server(&h.client, "pg", pg).await;
+    let s3 = S3Server::start_with_auth().await;
+    s3.create_bucket("nodelete", false).await;
+    let keeper = s3.keeper.clone().expect("a user that cannot delete");
+    support::landlord::create_s3_storage_at(
+        &h.client,
+        "s3",
+        &s3.endpoint,
+        "nodelete",
+        &keeper.access_key_id,
+        &keeper.secret_access_key,
+    )
+    .await;
+    let tenant = tenant_with_rows(&h, pg, "kept", "s3").await;
+    let uid = tenant.uid().expect("uid");
+    backup_completed(&h.client, "kept-1", "kept").await;
+    h.tenants()
+        .delete("kept", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let message = wait_blocked(&h, "kept", "StorageUnavailable").await;
+    assert!(
+        message.contains("DeleteBackups") && message.contains("no Object Lock keeps it"),
+        "{message}"
+    );
+    assert_eq!(
+        keys_in(&s3, "nodelete", &format!("kept/{uid}/"))
+            .await
+            .len(),
+        2,
+        "nothing deleted"
+    );
+    // Credentials that may delete, in a Secret of their own: the storage is looked at
+    // again for its new spec, and the erasure goes on.
+    support::landlord::put_secret(
+        &h.client,
+        "s3-admin",
+        &[
+            ("accessKeyId", &s3.admin.access_key_id),
+            ("secretAccessKey", &s3.admin.secret_access_key),
+        ],
+    )
+    .await;
+    Api::<landlord::api::BackupStorage>::all(h.client.clone())
+        .patch(
+            "s3",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"spec": {"s3": {"credentials": {"secret": {"name": "s3-admin"}}}}}),
+            ),
+        )
+        .await
+        .expect("credentials changed");
+    let receipt = receipt_of(&h, "kept", &uid).await;
+    assert_eq!(receipt.spec.objects.len(), 2);
+    assert!(
+        receipt
+            .spec
+            .objects
+            .iter()
+            .all(|o| o.disposition == ObjectDisposition::Deleted),
+        "{:?}",
+        receipt.spec.objects
+    );
+}
+
 #[tokio::test]
 async fn faults_hold_the_erasure_with_a_condition_until_they_clear() {
     let h = Harness::start_with(true).await;
@@ -1238,6 +1312,7 @@ async fn erasure_benchmark_of_a_tenant_with_1000_backups() {
     h.start_operator().await;
 
     let started = std::time::Instant::now();
+    let deleted_at = jiff::Timestamp::now();
     h.tenants()
         .delete("bulk", &DeleteParams::default())
         .await
@@ -1250,7 +1325,8 @@ async fn erasure_benchmark_of_a_tenant_with_1000_backups() {
         .iter()
         .map(|s| {
             let ms = s.completed_at.0.duration_since(s.started_at.0).as_millis();
-            format!("{} {ms} ms", s.name)
+            let at = s.started_at.0.duration_since(deleted_at).as_secs_f64();
+            format!("{} {ms} ms (from {at:.0} s)", s.name)
         })
         .collect();
     let remaining: Vec<_> = receipt

@@ -765,6 +765,18 @@ async fn a_batch_deletion_refuses_locked_objects_and_a_rewrite_changes_the_entit
     assert_eq!(tag("t/u/free"), second.etag);
     assert_eq!(tag("t/u/locked"), locked.etag);
 
+    // One request tells whether a lock keeps an object, and until when.
+    assert_eq!(store.lock("t/u/free").await.expect("answered"), None);
+    let lock = store
+        .lock("t/u/locked")
+        .await
+        .expect("answered")
+        .expect("locked");
+    assert!(
+        lock.until
+            .is_some_and(|t| (t - retention.retain_until).get_seconds().abs() <= 1),
+        "{lock:?}"
+    );
     let keys = ["t/u/free", "t/u/locked", "t/u/absent"].map(str::to_owned);
     let done = store.delete_all("t/u/", &keys).await.expect("answered");
     assert_eq!(
@@ -785,4 +797,29 @@ async fn a_batch_deletion_refuses_locked_objects_and_a_rewrite_changes_the_entit
         .map(|i| i.key)
         .collect();
     assert_eq!(left, vec!["t/u/locked".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_deletion_refused_without_a_lock_is_told_apart_from_one_a_lock_refuses() {
+    let server = S3Server::start_with_auth().await;
+    server.create_bucket("kept", true).await;
+    let admin = server.store("kept", "p/");
+    admin
+        .put("t/u/backup", Bytes::from_static(b"data"), None)
+        .await
+        .expect("written");
+    let keeper =
+        S3Store::new(server.settings("kept", "p/", server.keeper.as_ref())).expect("store");
+    let keys = vec!["t/u/backup".to_owned()];
+    // Refused key by key (S3 answers AccessDenied in the batch), and no lock explains it.
+    assert_eq!(
+        keeper.delete_all("t/u/", &keys).await.expect("answered"),
+        vec![Deletion::Refused]
+    );
+    assert_eq!(keeper.lock("t/u/backup").await.expect("HEAD allowed"), None);
+    assert_eq!(
+        admin.list("t/u/").await.expect("listed").len(),
+        1,
+        "nothing was deleted"
+    );
 }

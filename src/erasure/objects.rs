@@ -36,7 +36,7 @@ pub(super) const MANIFEST_LIMIT: usize = 64 * 1024;
 /// and so how many between two status writes.
 const DELETE_BATCH: usize = 1000;
 /// How many requests to the store at once.
-pub const IN_FLIGHT: usize = 16;
+pub const IN_FLIGHT: usize = 32;
 
 /// The BackupStorage of the tenant's backups: its spec's, or the one its backups name.
 fn storage_name(tenant: &Tenant, ctx: &Context) -> Option<String> {
@@ -332,8 +332,8 @@ pub async fn delete_backups(
 
 /// What each refusal of [`ObjectStore::delete_all`] was: an object written under a lock
 /// that has not expired (its TenantBackup says until when; [`super::verify`] reads the
-/// lock again) is kept by it; any other is asked again alone, which says whether a lock
-/// keeps it, and fails when the store refuses for another reason (a missing permission).
+/// lock again) is kept by it; for any other the store is asked for its lock (one request),
+/// and a refusal that no lock explains (a missing permission) fails the step.
 async fn explain_refusals(
     store: &Arc<dyn ObjectStore>,
     written: &HashMap<String, WrittenObject>,
@@ -359,11 +359,11 @@ async fn explain_refusals(
             async move {
                 match (deletion, lock_ahead) {
                     (Deletion::Refused, Some(until)) => Ok(Deletion::Locked { until: Some(until) }),
-                    (Deletion::Refused, None) => match store.delete(&key).await? {
-                        Deletion::Refused => {
-                            Err(StorageError::Denied(format!("deleting {key} was refused")))
-                        }
-                        other => Ok(other),
+                    (Deletion::Refused, None) => match store.lock(&key).await? {
+                        Some(lock) => Ok(Deletion::Locked { until: lock.until }),
+                        None => Err(StorageError::Denied(format!(
+                            "deleting {key} was refused, and no Object Lock keeps it: does the operator's storage identity have s3:DeleteObject and s3:DeleteObjectVersion?"
+                        ))),
                     },
                     (other, _) => Ok(other),
                 }

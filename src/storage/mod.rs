@@ -190,6 +190,13 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes the object at `key` (every version of it), unless Object Lock refuses.
     async fn delete(&self, key: &str) -> Result<Deletion, StorageError>;
 
+    /// The Object Lock in force on the object at `key` (its current version), if any: one
+    /// request (S3: a HEAD). A store without locks has none.
+    async fn lock(&self, key: &str) -> Result<Option<Lock>, StorageError> {
+        validate_key(key)?;
+        Ok(None)
+    }
+
     /// Deletes every object of `keys`, all of which lie under `prefix`, as
     /// [`ObjectStore::delete`] does one: what it did with each, in the order of `keys`. A
     /// store may do it in fewer requests (S3: one listing of the prefix's versions, then

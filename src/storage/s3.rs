@@ -764,6 +764,22 @@ impl ObjectStore for S3Store {
         Ok(found)
     }
 
+    async fn lock(&self, key: &str) -> Result<Option<Lock>, StorageError> {
+        validate_key(key)?;
+        let full = self.full(key);
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("reading the lock of {full} in"), e))?;
+        let until = head.object_lock_retain_until_date().and_then(timestamp);
+        let held = head.object_lock_legal_hold_status().map(|s| s.as_str()) == Some("ON");
+        Ok(Lock::of(until, held))
+    }
+
     async fn delete(&self, key: &str) -> Result<Deletion, StorageError> {
         validate_key(key)?;
         let full = self.full(key);

@@ -57,6 +57,8 @@ pub struct S3Server {
     pub admin: User,
     /// With auth: a user allowed nothing.
     pub nobody: Option<User>,
+    /// With auth: a user allowed everything on S3 but deleting objects.
+    pub keeper: Option<User>,
     /// The TLS certificate authority (PEM), for a server started with TLS.
     pub ca_pem: Option<String>,
     dir: Option<PathBuf>,
@@ -68,17 +70,21 @@ import json, sys, boto3
 iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
                    aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
 keys = []
-for user in ("landlord", "nobody"):
+for user in ("landlord", "nobody", "keeper"):
     iam.create_user(UserName=user)
     key = iam.create_access_key(UserName=user)["AccessKey"]
     keys += [key["AccessKeyId"], key["SecretAccessKey"]]
 iam.put_user_policy(UserName="landlord", PolicyName="s3", PolicyDocument=json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+iam.put_user_policy(UserName="keeper", PolicyName="s3", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"], "Resource": "*"}]}))
 print(" ".join(keys))
 "#;
 
 /// How many requests [`BOOTSTRAP`] makes.
-const BOOTSTRAP_REQUESTS: u32 = 5;
+const BOOTSTRAP_REQUESTS: u32 = 9;
 
 impl S3Server {
     /// A server that accepts any credentials.
@@ -145,6 +151,7 @@ impl S3Server {
                 secret_access_key: "testing".to_owned(),
             },
             nobody: None,
+            keeper: None,
             ca_pem,
             dir,
         };
@@ -166,7 +173,7 @@ impl S3Server {
             );
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             let keys: Vec<&str> = text.split_whitespace().collect();
-            assert_eq!(keys.len(), 4, "{text}");
+            assert_eq!(keys.len(), 6, "{text}");
             server.admin = User {
                 access_key_id: keys[0].to_owned(),
                 secret_access_key: keys[1].to_owned(),
@@ -174,6 +181,10 @@ impl S3Server {
             server.nobody = Some(User {
                 access_key_id: keys[2].to_owned(),
                 secret_access_key: keys[3].to_owned(),
+            });
+            server.keeper = Some(User {
+                access_key_id: keys[4].to_owned(),
+                secret_access_key: keys[5].to_owned(),
             });
         }
         server

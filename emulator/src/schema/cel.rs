@@ -21,6 +21,13 @@ pub(crate) struct CelRule {
     transition: bool,
     /// The rule text, for messages.
     rule: String,
+    /// The only fields of `self` and `oldSelf` the rule (and its `messageExpression`)
+    /// reads, when it reads them only as `self.<field>`: an object is handed to the rule
+    /// with those fields alone. The API server converts the object to CEL lazily, field
+    /// by field as the rule reads it; converting all of a large object (a status with
+    /// thousands of items) for a rule on `self.metadata.name` made each write of it cost
+    /// hundreds of milliseconds here.
+    reads: Option<Vec<String>>,
 }
 
 /// Compiles the rules of the schema node `json`; a rule that does not compile makes the CRD
@@ -60,10 +67,22 @@ pub(crate) fn compile_rules(json: &Value, path: &str) -> Result<Vec<CelRule>, St
             }
             None => false,
         };
+        let message_expression = rule.get("messageExpression").and_then(Value::as_str);
+        let reads = match (fields_read(&text), message_expression.map(fields_read)) {
+            (Some(mut fields), Some(Some(more))) => {
+                fields.extend(more);
+                fields.sort();
+                fields.dedup();
+                Some(fields)
+            }
+            (fields, None) => fields,
+            _ => None,
+        };
         compiled_rules.push(CelRule {
             compiled,
             transition,
             rule: text,
+            reads,
         });
     }
     Ok(compiled_rules)
@@ -99,6 +118,14 @@ pub(crate) fn validate(
         if unchanged && !rule.transition {
             continue;
         }
+        let projected = rule
+            .reads
+            .as_deref()
+            .map(|fields| (project(value, fields), old.map(|old| project(old, fields))));
+        let (value, old) = match &projected {
+            Some((value, old)) => (value, old.as_ref()),
+            None => (value, old),
+        };
         if let Err(failures) = kube::core::cel::validate_compiled(&rule.compiled, value, old) {
             errors.extend(failures.iter().map(|f| to_field_error(schema, rule, f, at)));
         }
@@ -134,6 +161,108 @@ pub(crate) fn validate(
         }
         _ => {}
     }
+}
+
+/// `value` with only `fields`, when it is an object; else `value`.
+fn project(value: &Value, fields: &[String]) -> Value {
+    match value {
+        Value::Object(obj) => Value::Object(
+            fields
+                .iter()
+                .filter_map(|f| obj.get(f).map(|v| (f.clone(), v.clone())))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The fields of `self` and `oldSelf` that the CEL expression `rule` reads, when every
+/// use of either is a field selection `self.<field>` (outside string literals); `None`
+/// when one is not (`self == oldSelf`, `self.all(...)`, `self[...]`, an optional
+/// `self.?field`): the rule then reads the whole value. Conservative: anything it does
+/// not recognise means the whole value.
+pub(crate) fn fields_read(rule: &str) -> Option<Vec<String>> {
+    let chars: Vec<char> = rule.chars().collect();
+    let ident_start = |c: char| c.is_ascii_alphabetic() || c == '_';
+    let ident_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let skip_space = |mut j: usize| {
+        while j < chars.len() && chars[j].is_whitespace() {
+            j += 1;
+        }
+        j
+    };
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' || c == '"' {
+            // A string literal (raw when an `r` or `R` comes right before it): skipped.
+            let raw = i > 0 && matches!(chars[i - 1], 'r' | 'R');
+            let triple = chars.get(i + 1) == Some(&c) && chars.get(i + 2) == Some(&c);
+            let quote_len = if triple { 3 } else { 1 };
+            let closes = |at: usize| {
+                chars.get(at) == Some(&c)
+                    && (!triple || (chars.get(at + 1) == Some(&c) && chars.get(at + 2) == Some(&c)))
+            };
+            i += quote_len;
+            loop {
+                let d = *chars.get(i)?;
+                if d == '\\' && !raw {
+                    i += 2;
+                } else if closes(i) {
+                    i += quote_len;
+                    break;
+                } else {
+                    i += 1;
+                }
+            }
+            continue;
+        }
+        if c == '`' {
+            return None;
+        }
+        if c.is_ascii_digit() {
+            // A number, with any suffix or exponent: not an identifier.
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+            continue;
+        }
+        if !ident_start(c) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && ident_char(chars[i]) {
+            i += 1;
+        }
+        let word: String = chars[start..i].iter().collect();
+        let selected = chars[..start].iter().rev().find(|c| !c.is_whitespace()) == Some(&'.');
+        if (word != "self" && word != "oldSelf") || selected {
+            continue;
+        }
+        let dot = skip_space(i);
+        if chars.get(dot) != Some(&'.') {
+            return None;
+        }
+        let field_start = skip_space(dot + 1);
+        if !chars.get(field_start).is_some_and(|c| ident_start(*c)) {
+            return None;
+        }
+        let mut end = field_start;
+        while end < chars.len() && ident_char(chars[end]) {
+            end += 1;
+        }
+        // A method call on self (`self.all(...)`, `self.size()`) is not a field.
+        if chars.get(skip_space(end)) == Some(&'(') {
+            return None;
+        }
+        fields.push(chars[field_start..end].iter().collect());
+        i = end;
+    }
+    fields.sort();
+    fields.dedup();
+    Some(fields)
 }
 
 /// The item of the old `listType=map` list with the same keys as `item`.
@@ -193,4 +322,68 @@ fn rule_field_path(compiled: &CompiledSchema) -> Option<&str> {
         .rule
         .field_path
         .as_deref()
+}
+
+#[cfg(test)]
+mod fields_read_tests {
+    use super::fields_read;
+
+    fn read(rule: &str) -> Option<Vec<String>> {
+        fields_read(rule)
+    }
+
+    fn names(fields: &[&str]) -> Option<Vec<String>> {
+        Some(fields.iter().map(|f| (*f).to_owned()).collect())
+    }
+
+    #[test]
+    fn field_selections_of_self_and_old_self_are_what_a_rule_reads() {
+        assert_eq!(
+            read("self.metadata.name.size() <= 56 && self.metadata.name.matches('^[a-z]$')"),
+            names(&["metadata"])
+        );
+        assert_eq!(
+            read("!has(oldSelf.spec.database) || has(self.spec.database)"),
+            names(&["spec"])
+        );
+        assert_eq!(
+            read(
+                "(has(oldSelf.spec.x) ? oldSelf.spec.x : 'tenant-' + oldSelf.metadata.name) == self . spec.x"
+            ),
+            names(&["metadata", "spec"])
+        );
+        assert_eq!(read("1 + 2 == 3"), names(&[]));
+    }
+
+    #[test]
+    fn any_other_use_of_self_reads_the_whole_value() {
+        for rule in [
+            "self == oldSelf",
+            "self.all(k, k.size() < 10)",
+            "self.size() > 0",
+            "self[0] == 1",
+            "self.?spec.orValue(1) == 1",
+            "has(self)",
+            "self.`spec-x` == 1",
+            "size(self) > 0",
+            "'unterminated",
+        ] {
+            assert_eq!(fields_read(rule), None, "{rule}");
+        }
+    }
+
+    #[test]
+    fn self_inside_a_string_or_as_another_value_field_is_not_a_read() {
+        assert_eq!(
+            read(r#"self.spec.a == 'self == oldSelf' && self.spec.b == "self""#),
+            names(&["spec"])
+        );
+        assert_eq!(read(r"r'\' + self.kind == ''"), names(&["kind"]));
+        assert_eq!(
+            read(r"'''self ' oldSelf''' == self.metadata.x"),
+            names(&["metadata"])
+        );
+        assert_eq!(read(r"'\'self' == self.status.x"), names(&["status"]));
+        assert_eq!(read("self.spec.self == 1"), names(&["spec"]));
+    }
 }

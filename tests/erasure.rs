@@ -766,6 +766,21 @@ async fn a_deletion_the_storage_refuses_without_a_lock_holds_the_erasure_until_a
     );
 }
 
+/// [`wait_blocked`], for a condition whose message names `step`.
+async fn wait_blocked_in(h: &Harness, name: &str, reason: &str, step: &str) -> String {
+    let (_, _, message) = wait_for(&format!("Erasing=False {reason} in {step}"), || async {
+        erasing(h, name)
+            .await
+            .filter(|(s, r, m)| s == "False" && r == reason && m.contains(step))
+    })
+    .await;
+    assert!(
+        exists(&h.tenants(), name).await,
+        "the finalizer holds the Tenant while {reason}"
+    );
+    message
+}
+
 #[tokio::test]
 async fn faults_hold_the_erasure_with_a_condition_until_they_clear() {
     let h = Harness::start_with(true).await;
@@ -800,12 +815,13 @@ async fn faults_hold_the_erasure_with_a_condition_until_they_clear() {
     pg.start_again();
     let message = wait_blocked(&h, "faulty", "StorageUnavailable").await;
     assert!(message.contains("DeleteBackups"), "{message}");
-    // The API refusing to create the receipt: IssueReceipt waits.
+    // The storage back, and the API answering 409 Conflict to every write of a
+    // TenantBackup (as to a writer whose every read is stale): DeleteBackups waits.
     let emulator = h.emulator.emulator().expect("the emulator injects faults");
-    let refusal = emulator.inject_fault(kube_emulator::FaultRule::fail(
-        Some("create"),
-        Some("erasurereceipts"),
-        500,
+    let conflict = emulator.inject_fault(kube_emulator::FaultRule::fail(
+        Some("patch"),
+        Some("tenantbackups"),
+        409,
     ));
     storages
         .patch(
@@ -815,7 +831,16 @@ async fn faults_hold_the_erasure_with_a_condition_until_they_clear() {
         )
         .await
         .expect("storage back");
-    let message = wait_blocked(&h, "faulty", "ApiError").await;
+    let message = wait_blocked_in(&h, "faulty", "ApiError", "DeleteBackups").await;
+    assert!(message.contains("faulty-1"), "{message}");
+    // The API refusing to create the receipt: IssueReceipt waits.
+    let refusal = emulator.inject_fault(kube_emulator::FaultRule::fail(
+        Some("create"),
+        Some("erasurereceipts"),
+        500,
+    ));
+    emulator.remove_fault(conflict);
+    let message = wait_blocked_in(&h, "faulty", "ApiError", "IssueReceipt").await;
     assert!(message.contains("IssueReceipt"), "{message}");
     assert!(
         receipts(&h.client)

@@ -244,6 +244,15 @@ impl LeaderLog {
         }
     }
 
+    /// Whether a sample taken after `since` saw replica `i` leading.
+    fn saw_leading_since(&self, since: Instant, i: usize) -> bool {
+        self.samples
+            .lock()
+            .expect("samples")
+            .iter()
+            .any(|(at, leading)| *at > since && leading[i])
+    }
+
     /// Stops sampling; panics if two replicas ever reported leading at once.
     fn finish(self) -> Vec<Sample> {
         self.task.abort();
@@ -336,6 +345,12 @@ async fn replicas_with_skewed_clocks_never_lead_together_and_the_standby_takes_o
         !emulator.fault_hits(broken).is_empty(),
         "the renewals failed"
     );
+    // The sampler runs on its own: let it see the takeover the check above saw.
+    let took_over = Instant::now();
+    eventually("the leader log sees replica-behind lead again", || async {
+        log.saw_leading_since(took_over, 0)
+    })
+    .await;
 
     let samples = log.finish();
     let (behind_last, behind_first) = seen_leading(&samples, 0);

@@ -179,7 +179,8 @@ fn project(value: &Value, fields: &[String]) -> Value {
 /// The fields of `self` and `oldSelf` that the CEL expression `rule` reads, when every
 /// use of either is a field selection `self.<field>` (outside string literals); `None`
 /// when one is not (`self == oldSelf`, `self.all(...)`, `self[...]`, an optional
-/// `self.?field`): the rule then reads the whole value. Conservative: anything it does
+/// `self.?field`, an escaped name such as `self.__namespace__`): the rule then reads the
+/// whole value. Conservative: anything it does
 /// not recognise means the whole value.
 pub(crate) fn fields_read(rule: &str) -> Option<Vec<String>> {
     let chars: Vec<char> = rule.chars().collect();
@@ -257,7 +258,13 @@ pub(crate) fn fields_read(rule: &str) -> Option<Vec<String>> {
         if chars.get(skip_space(end)) == Some(&'(') {
             return None;
         }
-        fields.push(chars[field_start..end].iter().collect());
+        let field: String = chars[field_start..end].iter().collect();
+        // An escaped property name (`__namespace__` for `namespace`, `__dash__` for `-`)
+        // is not the property's own name: the whole value, rather than unescape here.
+        if field.contains("__") {
+            return None;
+        }
+        fields.push(field);
         i = end;
     }
     fields.sort();
@@ -365,6 +372,8 @@ mod fields_read_tests {
             "self.?spec.orValue(1) == 1",
             "has(self)",
             "self.`spec-x` == 1",
+            "self.kind == 'ServiceAccount' ? has(self.__namespace__) : !has(self.__namespace__)",
+            "self.a__dash__b == 1",
             "size(self) > 0",
             "'unterminated",
         ] {

@@ -1,6 +1,10 @@
-//! Object storage against a real S3 server (moto, on loopback) and a temporary directory,
-//! and the BackupStorage controller against the emulator: every `Available` reason is
-//! produced by the fault it names.
+//! Object storage against real S3 servers (moto and MinIO, on loopback) and a temporary
+//! directory, and the BackupStorage controller against the emulator: every `Available`
+//! reason is produced by the fault it names.
+//!
+//! The store's own tests run against both servers (`<test>::moto` and `<test>::minio`):
+//! moto has the IAM users the permission tests need, MinIO refuses requests moto lets
+//! through (a part without the checksum its upload was created with, for one).
 
 mod support;
 
@@ -23,6 +27,23 @@ use serde_json::json;
 use support::cluster::Harness;
 use support::s3::{S3Server, closed_port};
 use support::wait::{eventually, wait_for};
+
+/// Runs the store test `$name(server)` twice: against moto and against MinIO.
+macro_rules! on_moto_and_minio {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn moto() {
+                super::$name(super::S3Server::start().await).await;
+            }
+
+            #[tokio::test]
+            async fn minio() {
+                super::$name(super::S3Server::start_minio().await).await;
+            }
+        }
+    };
+}
 
 /// `len` bytes that do not repeat in any short period (xorshift), so a misplaced part
 /// cannot compare equal.
@@ -81,9 +102,8 @@ async fn raw_uploads(server: &S3Server, bucket: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_multipart_upload_round_trips_byte_exact() {
-    let server = S3Server::start().await;
+on_moto_and_minio!(a_multipart_upload_round_trips_byte_exact);
+async fn a_multipart_upload_round_trips_byte_exact(server: S3Server) {
     server.create_bucket("round-trip", false).await;
     let store = server.store("round-trip", "landlord/");
     // Two full parts of 5 MiB and a short third, in chunks that straddle part edges.
@@ -130,9 +150,8 @@ async fn a_multipart_upload_round_trips_byte_exact() {
     assert!(raw_uploads(&server, "round-trip").await.is_empty());
 }
 
-#[tokio::test]
-async fn a_failed_upload_leaves_no_object_and_no_incomplete_upload() {
-    let server = S3Server::start().await;
+on_moto_and_minio!(a_failed_upload_leaves_no_object_and_no_incomplete_upload);
+async fn a_failed_upload_leaves_no_object_and_no_incomplete_upload(server: S3Server) {
     server.create_bucket("failing", false).await;
     let store = server.store("failing", "");
     // Three parts' worth is read (and uploaded, two at a time) before the stream fails.
@@ -152,9 +171,8 @@ async fn a_failed_upload_leaves_no_object_and_no_incomplete_upload() {
     ));
 }
 
-#[tokio::test]
-async fn uploads_left_by_a_crash_are_found_and_aborted() {
-    let server = S3Server::start().await;
+on_moto_and_minio!(uploads_left_by_a_crash_are_found_and_aborted);
+async fn uploads_left_by_a_crash_are_found_and_aborted(server: S3Server) {
     server.create_bucket("crashed", false).await;
     let store = server.store("crashed", "landlord/");
     let client = server.client();
@@ -185,9 +203,8 @@ async fn uploads_left_by_a_crash_are_found_and_aborted() {
     );
 }
 
-#[tokio::test]
-async fn a_ranged_read_returns_only_the_range() {
-    let server = S3Server::start().await;
+on_moto_and_minio!(a_ranged_read_returns_only_the_range);
+async fn a_ranged_read_returns_only_the_range(server: S3Server) {
     server.create_bucket("ranges", false).await;
     let store = server.store("ranges", "p/");
     let body = data(200_000, 11);
@@ -221,9 +238,8 @@ async fn a_ranged_read_returns_only_the_range() {
     ));
 }
 
-#[tokio::test]
-async fn object_lock_is_required_checked_and_respected() {
-    let server = S3Server::start().await;
+on_moto_and_minio!(object_lock_is_required_checked_and_respected);
+async fn object_lock_is_required_checked_and_respected(server: S3Server) {
     server.create_bucket("unlocked", false).await;
     server.create_bucket("locked", true).await;
     let unlocked = server.store("unlocked", "");
@@ -732,9 +748,10 @@ async fn a_usable_storage_is_looked_at_again() {
     wait_available(&harness, "drifting", "False", "BucketMissing").await;
 }
 
-#[tokio::test]
-async fn a_batch_deletion_refuses_locked_objects_and_a_rewrite_changes_the_entity_tag() {
-    let server = S3Server::start().await;
+on_moto_and_minio!(a_batch_deletion_refuses_locked_objects_and_a_rewrite_changes_the_entity_tag);
+async fn a_batch_deletion_refuses_locked_objects_and_a_rewrite_changes_the_entity_tag(
+    server: S3Server,
+) {
     server.create_bucket("batch", true).await;
     let store = server.store("batch", "landlord/");
     let retention = Retention {

@@ -346,6 +346,7 @@ async fn upload_part(
     number: i32,
     body: Bytes,
 ) -> Result<CompletedPart, StorageError> {
+    let checksum = crc32(&body);
     let uploaded = store
         .client
         .upload_part()
@@ -354,6 +355,7 @@ async fn upload_part(
         .upload_id(&upload_id)
         .part_number(number)
         .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .checksum_crc32(&checksum)
         .body(SdkByteStream::from(body))
         .send()
         .await
@@ -361,8 +363,21 @@ async fn upload_part(
     Ok(CompletedPart::builder()
         .part_number(number)
         .set_e_tag(uploaded.e_tag().map(str::to_owned))
-        .set_checksum_crc32(uploaded.checksum_crc32().map(str::to_owned))
+        .checksum_crc32(checksum)
         .build())
+}
+
+/// The `x-amz-checksum-crc32` value of `body`: its CRC32, big-endian, in base64.
+///
+/// Computed here rather than left to the SDK: with request checksums `WhenRequired`,
+/// aws-sdk-s3 1.122 sends `x-amz-sdk-checksum-algorithm: CRC32` for a request that names
+/// the algorithm but no checksum, which S3 refuses for a part of an upload created with
+/// that algorithm (MinIO: "checksum missing, want CRC32") and for a write with Object
+/// Lock parameters. Requests carry both headers: some servers (moto) look for the
+/// algorithm's, every server verifies the checksum's.
+fn crc32(body: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(crc32fast::hash(body).to_be_bytes())
 }
 
 fn lock_mode(mode: ObjectLockMode) -> SdkLockMode {
@@ -645,6 +660,7 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(&full)
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .checksum_crc32(crc32(&body))
             .set_object_lock_mode(retention.map(|r| lock_mode(r.mode)))
             .set_object_lock_retain_until_date(retention.map(|r| date_time(r.retain_until)))
             .body(SdkByteStream::from(body))
@@ -808,7 +824,10 @@ impl ObjectStore for S3Store {
                 Ok(_) => {}
                 Err(e) => {
                     let e = self.error(&format!("deleting {full} from"), e);
-                    if matches!(e, StorageError::Denied(_))
+                    // S3 refuses a locked version with 403 AccessDenied, MinIO with 400
+                    // InvalidRequest ("Object is WORM protected"): either way, a lock is
+                    // what the object's HEAD must show for the refusal to be one.
+                    if matches!(e, StorageError::Denied(_) | StorageError::Service(_))
                         && let Some(until) = self.lock_of(&full, version.as_deref()).await
                     {
                         // The latest date of all locked versions is when the key can go.
@@ -886,7 +905,10 @@ impl ObjectStore for S3Store {
                 };
                 match code {
                     "NoSuchKey" | "NoSuchVersion" => {}
-                    "AccessDenied" => refused
+                    // S3 refuses a locked version with AccessDenied, MinIO with
+                    // InvalidRequest ("Object is WORM protected"); the caller asks which
+                    // lock, if any, explains the refusal.
+                    "AccessDenied" | "InvalidRequest" => refused
                         .entry(key.to_owned())
                         .or_default()
                         .push(error.version_id().map(str::to_owned)),
@@ -918,8 +940,13 @@ impl ObjectStore for S3Store {
             .collect())
     }
 
+    /// The bucket's incomplete uploads are listed whole and filtered here: MinIO answers a
+    /// listing with a prefix only when the prefix is a whole object key (an empty answer
+    /// otherwise), so a tenant's uploads would go unseen. Incomplete uploads are few (every
+    /// failure aborts its own), so the listing stays short.
     async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StorageError> {
         validate_prefix(prefix)?;
+        let full = self.full(prefix);
         let mut found = Vec::new();
         let (mut key_marker, mut upload_marker) = (None, None);
         loop {
@@ -927,7 +954,6 @@ impl ObjectStore for S3Store {
                 .client
                 .list_multipart_uploads()
                 .bucket(&self.bucket)
-                .prefix(self.full(prefix))
                 .set_key_marker(key_marker)
                 .set_upload_id_marker(upload_marker)
                 .send()
@@ -935,7 +961,10 @@ impl ObjectStore for S3Store {
                 .map_err(|e| self.error("listing the incomplete uploads in", e))?;
             for upload in page.uploads() {
                 let (Some(key), Some(id)) = (
-                    upload.key().and_then(|k| self.relative(k)),
+                    upload
+                        .key()
+                        .filter(|k| k.starts_with(&full))
+                        .and_then(|k| self.relative(k)),
                     upload.upload_id(),
                 ) else {
                     continue;

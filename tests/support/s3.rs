@@ -1,6 +1,11 @@
 //! A real S3-compatible server for integration tests: moto's server (`moto[server]`, which
-//! `scripts/test` installs into the project's `.venv`), on a free loopback port, one per
-//! test, stopped when dropped (and by a watchdog when the test binary exits).
+//! `scripts/test` installs into the project's `.venv`), or MinIO ([`S3Server::start_minio`],
+//! which `scripts/minio` builds from source), on a free loopback port, one per test, stopped
+//! when dropped (and by a watchdog when the test binary exits).
+//!
+//! MinIO checks what moto lets through: a part of a multipart upload created with a
+//! checksum algorithm must carry that checksum, and a write with Object Lock parameters
+//! must carry one. The store's tests run against both.
 //!
 //! moto accepts any credentials unless it is started in its IAM mode
 //! ([`S3Server::start_with_auth`]): then only access keys of IAM users created in it are
@@ -29,6 +34,49 @@ fn python() -> PathBuf {
         python.display()
     );
     python
+}
+
+/// The MinIO server binary: `LANDLORD_MINIO_BIN`, else where `scripts/minio` builds the
+/// version pinned in `testenv/minio/go.mod`.
+fn minio() -> PathBuf {
+    if let Some(binary) = std::env::var_os("LANDLORD_MINIO_BIN") {
+        return PathBuf::from(binary);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let go_mod = std::fs::read_to_string(root.join("testenv/minio/go.mod")).expect("go.mod");
+    let version = go_mod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("github.com/minio/minio "))
+        .and_then(|v| v.split_whitespace().next())
+        .map(str::to_owned)
+        .expect("testenv/minio/go.mod requires github.com/minio/minio");
+    let cache = std::env::var_os("LANDLORD_MINIO_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("landlord/minio"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/landlord/minio"))
+        })
+        .expect("a cache directory");
+    let binary = cache.join(format!("minio-{version}")).join("minio");
+    assert!(
+        binary.exists(),
+        "{} is missing: run scripts/minio (scripts/test does) to build MinIO {version}",
+        binary.display()
+    );
+    binary
+}
+
+/// A new private directory under the system's temporary directory.
+fn temp_dir(what: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let path = std::env::temp_dir().join(format!("landlord-{what}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&path).expect("temporary directory");
+    path
 }
 
 fn free_port() -> u16 {
@@ -97,6 +145,52 @@ impl S3Server {
         S3Server::launch(Some(BOOTSTRAP_REQUESTS), false).await
     }
 
+    /// A MinIO server (single drive, in a temporary directory) that accepts its root user only.
+    pub async fn start_minio() -> S3Server {
+        let port = free_port();
+        let console = free_port();
+        let dir = temp_dir("minio");
+        let user = User {
+            access_key_id: "landlord-root".to_owned(),
+            secret_access_key: "landlord-root-secret".to_owned(),
+        };
+        let child = Command::new(minio())
+            .arg("server")
+            .arg(dir.join("data"))
+            .args(["--address", &format!("127.0.0.1:{port}")])
+            .args(["--console-address", &format!("127.0.0.1:{console}")])
+            .arg("--quiet")
+            .env("MINIO_ROOT_USER", &user.access_key_id)
+            .env("MINIO_ROOT_PASSWORD", &user.secret_access_key)
+            .env("MINIO_BROWSER", "off")
+            .env("MINIO_UPDATE", "off")
+            .env("MINIO_CI_CD", "on")
+            .env("HOME", &dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("minio starts");
+        watch_parent(child.id());
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            admin: user,
+            nobody: None,
+            keeper: None,
+            ca_pem: None,
+            dir: Some(dir),
+        };
+        // MinIO accepts connections before it serves S3: wait for an answer to a request.
+        let client = server.client();
+        wait_for("minio serves S3", || {
+            let client = client.clone();
+            async move { client.list_buckets().send().await.ok() }
+        })
+        .await;
+        server
+    }
+
     /// A server on `https://127.0.0.1`, with a certificate from a test CA ([`S3Server::ca_pem`]).
     pub async fn start_with_tls() -> S3Server {
         S3Server::launch(None, true).await
@@ -122,13 +216,7 @@ impl S3Server {
         }
         let (mut dir, mut ca_pem) = (None, None);
         if tls {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            let path =
-                std::env::temp_dir().join(format!("landlord-s3-{}-{nanos}", std::process::id()));
-            std::fs::create_dir_all(&path).expect("certificate directory");
+            let path = temp_dir("s3");
             let (ca, cert, key) = certificates();
             std::fs::write(path.join("cert.pem"), cert).expect("certificate written");
             std::fs::write(path.join("key.pem"), key).expect("key written");

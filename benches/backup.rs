@@ -1,5 +1,7 @@
 //! Benchmark: one backup of a tenant database, Landlord against the stock tools, side by
-//! side on the same PostgreSQL 15 and the same S3 server (moto, on loopback).
+//! side on the same PostgreSQL 15 and the same S3 server on loopback: moto, or MinIO with
+//! `--s3=minio` (built by `scripts/minio`; it costs far less CPU per byte than moto, which
+//! shares the 2 cores with everything else).
 //!
 //! Two databases: random text (md5 hex, which compresses to about half and no further:
 //! what the time of compression looks like on real client data) of `--size-mib`, and a
@@ -10,7 +12,7 @@
 //! - (a) `pg_dump -Fc -Z0 > /dev/null`: reading the database, the floor;
 //! - (b) `pg_dump -Fc > /dev/null`: pg_dump's own gzip;
 //! - (c) `pg_dump -Fc | age -r R | aws s3 cp - s3://...`: the shell pipeline with the stock
-//!   AWS CLI, to the same moto server;
+//!   AWS CLI, to the same S3 server;
 //! - (d) `landlord backup run ... --s3-bucket` (the release binary): zstd, age, S3
 //!   multipart, manifest; its peak RSS (VmHWM, polled every 20 ms from /proc);
 //! - (e) `landlord backup run ... --storage-dir`.
@@ -25,7 +27,7 @@
 //!
 //! Options after `--`: `--size-mib=N` (random text, default 1024; 0 skips it),
 //! `--pgbench-scale=N` (default 70, about 1 GiB; 0 skips it), `--runs=N` (default 3),
-//! `--only=abcde` (which of the commands to run).
+//! `--only=abcde` (which of the commands to run), `--s3=moto|minio` (default moto).
 
 mod common;
 #[allow(dead_code)]
@@ -45,11 +47,15 @@ use postgres::PostgresServer;
 
 const BUCKET: &str = "bench";
 const REGION: &str = "us-east-1";
+/// The S3 server's credentials (MinIO's root user; moto takes any).
+const ACCESS_KEY: &str = "testing";
+const SECRET_KEY: &str = "testing-secret";
 
 /// Everything the commands need.
 struct Bench {
     pg: PostgresServer,
-    moto_pid: u32,
+    /// The S3 server's process (for its CPU time).
+    server_pid: u32,
     landlord: PathBuf,
     bin: PathBuf,
     s3: String,
@@ -75,15 +81,15 @@ struct Run {
     peak_rss_kib: Option<u64>,
     /// CPU seconds of the landlord process itself (pg_dump aside), when it ran.
     landlord_cpu: Option<f64>,
-    /// CPU seconds moto's server used meanwhile.
-    moto_cpu: f64,
+    /// CPU seconds the S3 server used meanwhile.
+    server_cpu: f64,
 }
 
 impl Bench {
     fn aws_env(&self, command: &mut Command) {
         command
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
             .env("AWS_DEFAULT_REGION", REGION);
     }
 
@@ -157,8 +163,8 @@ impl Bench {
                 backup,
             ])
             .args(destination)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -194,17 +200,17 @@ impl Bench {
             dump_size: manifest["dumpSizeBytes"].as_u64(),
             peak_rss_kib: Some(peak.load(Ordering::Relaxed)).filter(|&k| k > 0),
             landlord_cpu: Some(ticks.load(Ordering::Relaxed) as f64 / 100.0),
-            moto_cpu: 0.0,
+            server_cpu: 0.0,
         })
     }
 
     fn run(&self, db: &Database, which: char, round: usize) -> Result<Run, Failure> {
-        let moto_before = cpu_ticks(self.moto_pid).unwrap_or(0);
+        let before = cpu_ticks(self.server_pid).unwrap_or(0);
         let mut run = self.run_one(db, which, round)?;
-        // (Cleaning up after (c) and (d) also costs moto a little; it is counted too.)
-        run.moto_cpu = cpu_ticks(self.moto_pid)
+        // (Cleaning up after (c) and (d) also costs the server a little; it is counted too.)
+        run.server_cpu = cpu_ticks(self.server_pid)
             .unwrap_or(0)
-            .saturating_sub(moto_before) as f64
+            .saturating_sub(before) as f64
             / 100.0;
         Ok(run)
     }
@@ -216,7 +222,7 @@ impl Bench {
             dump_size: None,
             peak_rss_kib: None,
             landlord_cpu: None,
-            moto_cpu: 0.0,
+            server_cpu: 0.0,
         };
         match which {
             'a' => Ok(plain(self.timed_shell(
@@ -328,6 +334,64 @@ fn postgres_password() -> String {
     random.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The S3 server on `127.0.0.1:port`, started: moto from the project's `.venv` (which
+/// `scripts/test` installs), or MinIO (which `scripts/minio` builds, or `LANDLORD_MINIO_BIN`)
+/// with its data under `dir`.
+fn start_s3(kind: &str, port: u16, dir: &Path) -> Result<std::process::Child, Failure> {
+    let mut command = match kind {
+        "moto" => {
+            let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+            if !python.exists() {
+                return Err(
+                    format!("{} is missing: run scripts/test once", python.display()).into(),
+                );
+            }
+            let mut command = Command::new(python);
+            command.args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ]);
+            command
+        }
+        "minio" => {
+            let binary = match std::env::var_os("LANDLORD_MINIO_BIN") {
+                Some(binary) => PathBuf::from(binary),
+                None => {
+                    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/minio");
+                    let out = check(Command::new(script).output()?, "scripts/minio")?;
+                    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+                }
+            };
+            let mut command = Command::new(binary);
+            command
+                .arg("server")
+                .arg(dir.join("minio"))
+                .args(["--address", &format!("127.0.0.1:{port}")])
+                .args([
+                    "--console-address",
+                    &format!("127.0.0.1:{}", common::free_port()?),
+                ])
+                .arg("--quiet")
+                .env("MINIO_ROOT_USER", ACCESS_KEY)
+                .env("MINIO_ROOT_PASSWORD", SECRET_KEY)
+                .env("MINIO_BROWSER", "off")
+                .env("MINIO_UPDATE", "off");
+            command
+        }
+        other => return Err(format!("--s3={other}: moto or minio").into()),
+    };
+    Ok(command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting {kind}: {e}"))?)
+}
+
 /// utime + stime of `pid` in clock ticks (100 per second on Linux).
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -383,11 +447,11 @@ fn measure(bench: &Bench, db: &Database, only: &str, runs: usize) -> Result<(), 
         for which in only.chars() {
             let run = bench.run(db, which, round)?;
             eprintln!(
-                "  {} round {} ({which}): {:.2} s, moto CPU {:.2} s{}{}",
+                "  {} round {} ({which}): {:.2} s, S3 server CPU {:.2} s{}{}",
                 db.name,
                 round + 1,
                 run.seconds,
-                run.moto_cpu,
+                run.server_cpu,
                 run.peak_rss_kib
                     .map(|k| format!(", peak RSS {k} KiB"))
                     .unwrap_or_default(),
@@ -406,7 +470,7 @@ fn measure(bench: &Bench, db: &Database, only: &str, runs: usize) -> Result<(), 
         })
         .collect();
     println!();
-    println!("| command | median | runs (s) | vs (a) | written | moto CPU | landlord CPU |");
+    println!("| command | median | runs (s) | vs (a) | written | S3 server CPU | landlord CPU |");
     println!("|---|---:|---|---:|---:|---:|---:|");
     for (which, runs) in &results {
         let all: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.seconds)).collect();
@@ -425,7 +489,7 @@ fn measure(bench: &Bench, db: &Database, only: &str, runs: usize) -> Result<(), 
                 }
             })
             .unwrap_or_else(|| "–".to_owned());
-        let mut moto: Vec<f64> = runs.iter().map(|r| r.moto_cpu).collect();
+        let mut server: Vec<f64> = runs.iter().map(|r| r.server_cpu).collect();
         let mut own: Vec<f64> = runs.iter().filter_map(|r| r.landlord_cpu).collect();
         let own = if own.is_empty() {
             "–".to_owned()
@@ -437,7 +501,7 @@ fn measure(bench: &Bench, db: &Database, only: &str, runs: usize) -> Result<(), 
             label(*which),
             medians[which],
             all.join(", "),
-            median(&mut moto)
+            median(&mut server)
         );
     }
     if let (Some(c), Some(d)) = (medians.get(&'c'), medians.get(&'d')) {
@@ -493,31 +557,10 @@ async fn main() -> Result<(), Failure> {
     )?;
     let recipient = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
-    // moto's S3 server, from the project's .venv (scripts/test installs it).
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let s3_kind: String = option_arg("s3", "moto".to_owned())?;
     let port = common::free_port()?;
-    let mut moto = Command::new(&python)
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{}: {e} (run scripts/test once)", python.display()))?;
+    let mut server = start_s3(&s3_kind, port, &dir)?;
     let s3 = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err("moto did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 
     let pg = PostgresServer::start_with_settings("max_wal_size = 8GB\ncheckpoint_timeout = 1h\n")?;
     let version: String = pg
@@ -528,20 +571,28 @@ async fn main() -> Result<(), Failure> {
         .get(0);
     let bench = Bench {
         pg,
-        moto_pid: moto.id(),
+        server_pid: server.id(),
         landlord,
         bin: PathBuf::from(postgres::DEFAULT_BIN),
         s3,
         dir: dir.clone(),
         recipient,
     };
-    bench.aws(&["s3api", "create-bucket", "--bucket", BUCKET])?;
+    // The server may listen before it serves S3 (MinIO does): create the bucket when it
+    // answers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = bench.aws(&["s3api", "create-bucket", "--bucket", BUCKET]) {
+        if Instant::now() > deadline {
+            return Err(format!("{s3_kind} on {} does not serve S3: {e}", bench.s3).into());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let aws_version = check(
         Command::new("aws").arg("--version").output()?,
         "aws --version",
     )?;
     println!(
-        "PostgreSQL {version}; moto on {}; {}; {} rounds of {only}",
+        "PostgreSQL {version}; {s3_kind} on {}; {}; {} rounds of {only}",
         bench.s3,
         String::from_utf8_lossy(&aws_version.stdout).trim(),
         runs
@@ -584,8 +635,8 @@ async fn main() -> Result<(), Failure> {
         );
         measure(&bench, &db, &only, runs)?;
     }
-    let _ = moto.kill();
-    let _ = moto.wait();
+    let _ = server.kill();
+    let _ = server.wait();
     drop(bench);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

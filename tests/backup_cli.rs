@@ -16,25 +16,26 @@ use support::s3::S3Server;
 
 mod support;
 
-/// boto3 from the project's `.venv` (where `scripts/test` installs moto): `get BUCKET KEY
-/// PATH` downloads an object; `ls BUCKET` prints the keys and the pending multipart
-/// uploads as JSON.
+/// boto3 from the project's `.venv` (where `scripts/test` installs moto), given the
+/// endpoint, access key and secret: `get BUCKET KEY PATH` downloads an object; `ls BUCKET`
+/// prints the keys and the pending multipart uploads as JSON.
 const BOTO: &str = r#"
 import json, sys, boto3
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
-                  aws_access_key_id="testing", aws_secret_access_key="testing")
-if sys.argv[2] == "get":
-    s3.download_file(sys.argv[3], sys.argv[4], sys.argv[5])
+                  aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])
+if sys.argv[4] == "get":
+    s3.download_file(sys.argv[5], sys.argv[6], sys.argv[7])
 else:
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=sys.argv[3]).get("Contents", [])]
-    uploads = [u["Key"] for u in s3.list_multipart_uploads(Bucket=sys.argv[3]).get("Uploads", [])]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=sys.argv[5]).get("Contents", [])]
+    uploads = [u["Key"] for u in s3.list_multipart_uploads(Bucket=sys.argv[5]).get("Uploads", [])]
     print(json.dumps({"keys": keys, "uploads": uploads}))
 "#;
 
-fn boto(endpoint: &str, args: &[&str]) -> String {
+fn boto(s3: &S3Server, args: &[&str]) -> String {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let out = Command::new(python)
-        .args(["-c", BOTO, endpoint])
+        .args(["-c", BOTO, &s3.endpoint])
+        .args([&s3.admin.access_key_id, &s3.admin.secret_access_key])
         .args(args)
         .output()
         .expect("boto3 runs");
@@ -47,9 +48,9 @@ fn boto(endpoint: &str, args: &[&str]) -> String {
 }
 
 /// The keys and pending uploads of `bucket`, as boto3 sees them.
-fn bucket_contents(endpoint: &str, bucket: &str) -> (Vec<String>, Vec<String>) {
+fn bucket_contents(s3: &S3Server, bucket: &str) -> (Vec<String>, Vec<String>) {
     let listing: serde_json::Value =
-        serde_json::from_str(&boto(endpoint, &["ls", bucket])).expect("listing JSON");
+        serde_json::from_str(&boto(s3, &["ls", bucket])).expect("listing JSON");
     let strings = |field: &str| -> Vec<String> {
         listing[field]
             .as_array()
@@ -132,7 +133,23 @@ fn password_file(dir: &Path, password: &str) -> PathBuf {
 }
 
 /// `landlord backup run` with the database arguments and `extra`.
-fn landlord_backup(server: &PostgresServer, name: &str, password: &Path, extra: &[&str]) -> Output {
+/// `landlord backup run` of database `name`; `s3` gives the S3 credentials (moto's
+/// defaults when `None`).
+fn landlord_backup(
+    server: &PostgresServer,
+    name: &str,
+    password: &Path,
+    extra: &[&str],
+    s3: Option<&S3Server>,
+) -> Output {
+    let (key, secret) = s3
+        .map(|s| {
+            (
+                s.admin.access_key_id.as_str(),
+                s.admin.secret_access_key.as_str(),
+            )
+        })
+        .unwrap_or(("testing", "testing"));
     Command::new(env!("CARGO_BIN_EXE_landlord"))
         .args(["backup", "run", "--host", "127.0.0.1", "--port"])
         .arg(server.port.to_string())
@@ -150,8 +167,8 @@ fn landlord_backup(server: &PostgresServer, name: &str, password: &Path, extra: 
             "nightly-1",
         ])
         .args(extra)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
         .stdin(Stdio::null())
         .output()
         .expect("landlord runs")
@@ -201,12 +218,27 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-#[tokio::test]
-async fn a_backup_to_s3_restores_with_stock_tools() {
+/// The same backup to moto and to MinIO (which refuses a part without its checksum).
+mod a_backup_to_s3_restores_with_stock_tools {
+    #[tokio::test]
+    async fn moto() {
+        super::a_backup_to_s3_restores_with_stock_tools(super::S3Server::start().await, "cli_s3")
+            .await;
+    }
+
+    #[tokio::test]
+    async fn minio() {
+        super::a_backup_to_s3_restores_with_stock_tools(
+            super::S3Server::start_minio().await,
+            "cli_minio",
+        )
+        .await;
+    }
+}
+
+async fn a_backup_to_s3_restores_with_stock_tools(s3: S3Server, name: &str) {
     let server = postgres::shared();
-    let s3 = S3Server::start().await;
     s3.create_bucket("backups", false).await;
-    let name = "cli_s3";
     let password = tenant_database(server, name, 3000).await;
     let dir = scratch(name);
     let (_, recipient) = stock_key(&dir);
@@ -227,32 +259,33 @@ async fn a_backup_to_s3_restores_with_stock_tools() {
             "landlord",
             "--s3-path-style",
         ],
+        Some(&s3),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "landlord backup run: {stderr}");
     assert!(!stderr.contains(&password), "{stderr}");
     let manifest: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("the manifest on stdout");
-    let object = "cli_s3/7f0c-uid/backups/nightly-1.dump.zst.age";
-    assert_eq!(manifest["objectKey"], object);
+    let object = format!("{name}/7f0c-uid/backups/nightly-1.dump.zst.age");
+    assert_eq!(manifest["objectKey"], object.as_str());
     assert_eq!(manifest["compression"], "zstd");
     assert_eq!(manifest["encryption"]["recipient"], recipient.as_str());
     assert_eq!(manifest["tenant"]["uid"], "7f0c-uid");
     assert_eq!(manifest["database"]["role"], name);
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&password));
 
-    let (keys, uploads) = bucket_contents(&s3.endpoint, "backups");
+    let (keys, uploads) = bucket_contents(&s3, "backups");
     assert_eq!(
         keys,
         [
             format!("landlord/{object}"),
-            "landlord/cli_s3/7f0c-uid/backups/nightly-1.manifest.json".to_owned()
+            format!("landlord/{name}/7f0c-uid/backups/nightly-1.manifest.json")
         ]
     );
     assert!(uploads.is_empty(), "{uploads:?}");
     let path = dir.join("backup.age");
     boto(
-        &s3.endpoint,
+        &s3,
         &[
             "get",
             "backups",
@@ -284,11 +317,11 @@ async fn a_backup_to_s3_restores_with_stock_tools() {
     );
     let manifest_path = dir.join("manifest.json");
     boto(
-        &s3.endpoint,
+        &s3,
         &[
             "get",
             "backups",
-            "landlord/cli_s3/7f0c-uid/backups/nightly-1.manifest.json",
+            &format!("landlord/{name}/7f0c-uid/backups/nightly-1.manifest.json"),
             manifest_path.to_str().expect("path"),
         ],
     );
@@ -300,7 +333,7 @@ async fn a_backup_to_s3_restores_with_stock_tools() {
         server,
         &dir,
         "age -d -i key.txt backup.age | zstd -d | pg_restore --no-owner -d \"$TARGET\"",
-        "cli_s3_restored",
+        &format!("{name}_restored"),
     )
     .await;
     assert_eq!(rows, 3000);
@@ -330,6 +363,7 @@ async fn a_backup_to_a_directory_with_pg_dump_compression_restores_without_zstd(
             "--storage-dir",
             store.to_str().expect("path"),
         ],
+        None,
     );
     assert!(
         out.status.success(),
@@ -381,7 +415,7 @@ async fn a_wrong_password_fails_in_one_line_without_it_and_leaves_nothing() {
         "--s3-path-style",
     ];
 
-    let out = landlord_backup(server, name, &password_path, &s3_args);
+    let out = landlord_backup(server, name, &password_path, &s3_args, Some(&s3));
     assert!(!out.status.success(), "a wrong password is not a backup");
     assert!(out.stdout.is_empty(), "no manifest");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -391,14 +425,14 @@ async fn a_wrong_password_fails_in_one_line_without_it_and_leaves_nothing() {
         "{stderr}"
     );
     assert!(!stderr.contains(wrong), "{stderr}");
-    let (keys, uploads) = bucket_contents(&s3.endpoint, "backups");
+    let (keys, uploads) = bucket_contents(&s3, "backups");
     assert!(keys.is_empty(), "{keys:?}");
     assert!(uploads.is_empty(), "{uploads:?}");
 
     // A password file others can read is refused before anything runs.
     std::fs::set_permissions(&password_path, std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
-    let out = landlord_backup(server, name, &password_path, &s3_args);
+    let out = landlord_backup(server, name, &password_path, &s3_args, Some(&s3));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("accessible to others"), "{stderr}");
@@ -414,12 +448,12 @@ async fn a_wrong_password_fails_in_one_line_without_it_and_leaves_nothing() {
         .expect("identity line");
     let mut args = s3_args;
     args[1] = identity;
-    let out = landlord_backup(server, name, &password_path, &args);
+    let out = landlord_backup(server, name, &password_path, &args, Some(&s3));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("public recipient"), "{stderr}");
     assert!(!stderr.contains(&identity[15..]), "{stderr}");
-    let (keys, _) = bucket_contents(&s3.endpoint, "backups");
+    let (keys, _) = bucket_contents(&s3, "backups");
     assert!(keys.is_empty(), "{keys:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -601,18 +601,9 @@ async fn erasing(h: &Harness, name: &str) -> Option<(String, String, String)> {
     Some((format!("{:?}", c.status), c.reason, c.message))
 }
 
+/// [`wait_blocked_in`], whatever the message.
 async fn wait_blocked(h: &Harness, name: &str, reason: &str) -> String {
-    let (_, _, message) = wait_for(&format!("Erasing=False {reason}"), || async {
-        erasing(h, name)
-            .await
-            .filter(|(s, r, _)| s == "False" && r == reason)
-    })
-    .await;
-    assert!(
-        exists(&h.tenants(), name).await,
-        "the finalizer holds the Tenant while {reason}"
-    );
-    message
+    wait_blocked_in(h, name, reason, "").await
 }
 
 /// Landlord records an object's SHA-256 from its TenantBackup only when the bucket still
@@ -766,7 +757,8 @@ async fn a_deletion_the_storage_refuses_without_a_lock_holds_the_erasure_until_a
     );
 }
 
-/// [`wait_blocked`], for a condition whose message names `step`.
+/// Waits for `Erasing=False` with `reason` and a message naming `step` (any message when
+/// `step` is empty), and checks that the finalizer still holds the Tenant.
 async fn wait_blocked_in(h: &Harness, name: &str, reason: &str, step: &str) -> String {
     let (_, _, message) = wait_for(&format!("Erasing=False {reason} in {step}"), || async {
         erasing(h, name)
@@ -1132,6 +1124,7 @@ async fn write_backups(
                 );
                 let body = landlord::keys::crypto::encrypt_to(recipient, &[b'x'; 16 * 1024])
                     .expect("sealed");
+                let sha256 = hex(&Sha256::digest(&body));
                 let record = manifest::Manifest {
                     format: manifest::FORMAT.to_owned(),
                     tenant: manifest::TenantIdentity {
@@ -1151,7 +1144,7 @@ async fn write_backups(
                         landlord::backup::pg_dump::Compression::Zstd,
                     )
                     .to_owned(),
-                    sha256: hex(&Sha256::digest(&body)),
+                    sha256: sha256.clone(),
                     size_bytes: body.len() as u64,
                     dump_size_bytes: 16 * 1024,
                     database: manifest::DatabaseIdentity {
@@ -1166,25 +1159,15 @@ async fn write_backups(
                     object_lock: None,
                     written_by: "the erasure benchmark".to_owned(),
                 };
+                let manifest_json = record.to_json();
                 let locked = (i % 2 == 1).then_some(until);
-                let mut written = WrittenBackup {
-                    name: backup,
-                    object_key: keys.object.clone(),
-                    manifest_key: keys.manifest.clone(),
-                    size: body.len(),
-                    sha256: hex(&Sha256::digest(&body)),
-                    etag: String::new(),
-                    manifest_sha256: hex(&Sha256::digest(record.to_json())),
-                    manifest_etag: String::new(),
-                    key_id: key_id.as_str().to_owned(),
-                    locked,
-                };
-                for (key, bytes) in [(keys.object, body), (keys.manifest, record.to_json())] {
+                // Written as the operator writes them: each with its lock, if any.
+                let put = |key: String, bytes: Vec<u8>| async move {
                     let mut put = s3
                         .client()
                         .put_object()
                         .bucket(bucket)
-                        .key(&key)
+                        .key(key)
                         .body(bytes.into());
                     if let Some(until) = locked {
                         put = put
@@ -1193,20 +1176,25 @@ async fn write_backups(
                                 aws_sdk_s3::primitives::DateTime::from_secs(until.as_second()),
                             );
                     }
-                    let etag = put
-                        .send()
+                    put.send()
                         .await
                         .expect("written")
                         .e_tag()
                         .expect("an ETag")
-                        .to_owned();
-                    if key == written.object_key {
-                        written.etag = etag;
-                    } else {
-                        written.manifest_etag = etag;
-                    }
+                        .to_owned()
+                };
+                WrittenBackup {
+                    name: backup,
+                    size: body.len(),
+                    sha256,
+                    manifest_sha256: hex(&Sha256::digest(&manifest_json)),
+                    etag: put(keys.object.clone(), body).await,
+                    manifest_etag: put(keys.manifest.clone(), manifest_json).await,
+                    object_key: keys.object,
+                    manifest_key: keys.manifest,
+                    key_id: key_id.as_str().to_owned(),
+                    locked,
                 }
-                written
             }
         })
         .buffer_unordered(16)

@@ -32,38 +32,39 @@ where
     let Some(fresh) = api.get_opt(name).await? else {
         return Ok(());
     };
-    let kept: Vec<String> = fresh
-        .finalizers()
-        .iter()
-        .filter(|f| *f != finalizer)
-        .cloned()
-        .collect();
-    if kept.len() == fresh.finalizers().len() {
-        return Ok(());
+    match without(&fresh, finalizer) {
+        Some(kept) => replace(api, &fresh, &kept).await,
+        None => Ok(()),
     }
-    replace(api, &fresh, &kept).await
 }
+
 /// Removes `finalizer` from `object` as it was read (from a cache): one write when it has
 /// not changed since, else a fresh read and [`remove`].
 pub async fn remove_from<K>(api: &Api<K>, object: &K, finalizer: &str) -> Result<(), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    if !object.finalizers().iter().any(|f| f == finalizer) {
+    let Some(kept) = without(object, finalizer) else {
         return Ok(());
-    }
-    let kept: Vec<String> = object
-        .finalizers()
-        .iter()
-        .filter(|f| *f != finalizer)
-        .cloned()
-        .collect();
+    };
     match replace(api, object, &kept).await {
         Err(kube::Error::Api(status)) if status.code == 409 => {
             remove(api, &object.name_any(), finalizer).await
         }
         other => other,
     }
+}
+
+/// The finalizers of `object` but `finalizer`, or `None` when it does not have it.
+fn without<K: Resource>(object: &K, finalizer: &str) -> Option<Vec<String>> {
+    let finalizers = object.finalizers();
+    finalizers.iter().any(|f| f == finalizer).then(|| {
+        finalizers
+            .iter()
+            .filter(|f| *f != finalizer)
+            .cloned()
+            .collect()
+    })
 }
 
 /// Replaces the finalizer list, guarded by the resourceVersion `object` was read at.

@@ -310,7 +310,13 @@ impl S3Store {
         Ok(found)
     }
 
-    async fn lock_of(&self, full: &str, version: Option<&str>) -> Option<Option<Timestamp>> {
+    /// The lock on `full` (a version of it when given), from its HEAD: `None` when nothing
+    /// keeps it.
+    async fn head_lock(
+        &self,
+        full: &str,
+        version: Option<&str>,
+    ) -> Result<Option<Lock>, StorageError> {
         let head = self
             .client
             .head_object()
@@ -319,10 +325,10 @@ impl S3Store {
             .set_version_id(version.map(str::to_owned))
             .send()
             .await
-            .ok()?;
+            .map_err(|e| self.error(&format!("reading the lock of {full} in"), e))?;
         let until = head.object_lock_retain_until_date().and_then(timestamp);
         let held = head.object_lock_legal_hold_status().map(|s| s.as_str()) == Some("ON");
-        Lock::of(until, held).map(|lock| lock.until)
+        Ok(Lock::of(until, held))
     }
 }
 
@@ -782,18 +788,7 @@ impl ObjectStore for S3Store {
 
     async fn lock(&self, key: &str) -> Result<Option<Lock>, StorageError> {
         validate_key(key)?;
-        let full = self.full(key);
-        let head = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| self.error(&format!("reading the lock of {full} in"), e))?;
-        let until = head.object_lock_retain_until_date().and_then(timestamp);
-        let held = head.object_lock_legal_hold_status().map(|s| s.as_str()) == Some("ON");
-        Ok(Lock::of(until, held))
+        self.head_lock(&self.full(key), None).await
     }
 
     async fn delete(&self, key: &str) -> Result<Deletion, StorageError> {
@@ -828,8 +823,9 @@ impl ObjectStore for S3Store {
                     // InvalidRequest ("Object is WORM protected"): either way, a lock is
                     // what the object's HEAD must show for the refusal to be one.
                     if matches!(e, StorageError::Denied(_) | StorageError::Service(_))
-                        && let Some(until) = self.lock_of(&full, version.as_deref()).await
+                        && let Ok(Some(lock)) = self.head_lock(&full, version.as_deref()).await
                     {
+                        let until = lock.until;
                         // The latest date of all locked versions is when the key can go.
                         locked = Some(match (locked.flatten(), until) {
                             (Some(a), Some(b)) => Some(a.max(b)),

@@ -15,7 +15,10 @@
 //!   AWS CLI, to the same S3 server;
 //! - (d) `landlord backup run ... --s3-bucket` (the release binary): zstd, age, S3
 //!   multipart, manifest; its peak RSS (VmHWM, polled every 20 ms from /proc);
-//! - (e) `landlord backup run ... --storage-dir`.
+//! - (e) `landlord backup run ... --storage-dir`;
+//! - (f) `pg_dump -Fc -Z0 | zstd -1 -T2 | age -r R > /dev/null`: the stock tools doing
+//!   Landlord's compression and encryption, with no hashing and no storage: the floor of
+//!   (d) and (e) on this machine's cores.
 //!
 //! Every pg_dump (Landlord's too) logs in as the database's owner, a plain role, with its
 //! password in a PGPASSFILE. The medians, sizes and peak RSS are printed as Markdown. The
@@ -27,7 +30,7 @@
 //!
 //! Options after `--`: `--size-mib=N` (random text, default 1024; 0 skips it),
 //! `--pgbench-scale=N` (default 70, about 1 GiB; 0 skips it), `--runs=N` (default 3),
-//! `--only=abcde` (which of the commands to run), `--s3=moto|minio` (default moto).
+//! `--only=abcdef` (which of the commands to run; default abcde), `--s3=moto|minio` (default moto).
 
 mod common;
 #[allow(dead_code)]
@@ -232,6 +235,10 @@ impl Bench {
             'b' => Ok(plain(
                 self.timed_shell(db, "pg_dump -Fc --dbname=\"$CONN\" > /dev/null")?,
             )),
+            'f' => Ok(plain(self.timed_shell(
+                db,
+                "pg_dump -Fc -Z0 --dbname=\"$CONN\" | zstd -q -1 -T2 | age -r \"$RECIPIENT\" > /dev/null",
+            )?)),
             'c' => {
                 let key = format!("shell/{}-{round}.dump.age", db.name);
                 let seconds = self.timed_shell(
@@ -287,7 +294,7 @@ impl Bench {
                 std::fs::remove_dir_all(&store)?;
                 Ok(run)
             }
-            other => Err(format!("no command {other:?}: --only takes letters of abcde").into()),
+            other => Err(format!("no command {other:?}: --only takes letters of abcdef").into()),
         }
     }
 
@@ -434,6 +441,7 @@ fn label(which: char) -> &'static str {
         'c' => "(c) `pg_dump -Fc \\| age -r … \\| aws s3 cp - s3://…`",
         'd' => "(d) `landlord backup run` to S3",
         'e' => "(e) `landlord backup run` to a directory",
+        'f' => "(f) `pg_dump -Fc -Z0 \\| zstd -1 -T2 \\| age -r … > /dev/null`",
         _ => "?",
     }
 }
@@ -543,7 +551,7 @@ async fn main() -> Result<(), Failure> {
         )
         .into());
     }
-    common::require_tools(&["age", "age-keygen", "aws"])?;
+    common::require_tools(&["age", "age-keygen", "aws", "zstd"])?;
     let dir = common::private_dir("backup")?;
     let out = check(
         Command::new("sh")

@@ -254,12 +254,38 @@ async fn storage_on_locked_bucket(h: &Harness, s3: &S3Server, bucket: &str) {
     .await;
 }
 
-#[tokio::test]
-async fn a_deleted_tenant_leaves_a_signed_receipt_whose_every_claim_is_true() {
+/// The whole erasure against moto and against MinIO, which answers a locked deletion, an
+/// upload listing and a part without its checksum otherwise than moto does.
+mod a_deleted_tenant_leaves_a_signed_receipt_whose_every_claim_is_true {
+    use super::*;
+
+    #[tokio::test]
+    async fn moto() {
+        super::a_deleted_tenant_leaves_a_signed_receipt_whose_every_claim_is_true(
+            S3Server::start().await,
+            shared(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn minio() {
+        // A PostgreSQL of its own: the Tenant's names are those of the moto run.
+        let pg = PostgresServer::start().expect("a server of its own");
+        super::a_deleted_tenant_leaves_a_signed_receipt_whose_every_claim_is_true(
+            S3Server::start_minio().await,
+            &pg,
+        )
+        .await;
+    }
+}
+
+async fn a_deleted_tenant_leaves_a_signed_receipt_whose_every_claim_is_true(
+    s3: S3Server,
+    pg: &PostgresServer,
+) {
     let h = Harness::start_with(true).await;
-    let pg = shared();
     create_database_server(&h.client, "pg", pg).await;
-    let s3 = S3Server::start().await;
     // One bucket with Object Lock; its BackupStorage locks nothing at first, then every
     // backup for a day: the tenant ends with one deletable backup and one locked.
     storage_on_locked_bucket(&h, &s3, "erasure").await;

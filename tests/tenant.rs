@@ -796,6 +796,75 @@ async fn injected_conflicts_and_server_errors_are_survived() {
     assert!(exists(&quotas, "landlord-quota").await);
 }
 
+/// A namespace is pruned only when the spec or the status names it, so one created by a
+/// pass whose status write failed, then dropped from the spec, would stay forever (seen on
+/// the real control plane: a spec change landing between the create and the status write
+/// made that write a 409). Landlord records a namespace in the status before it creates
+/// it: while every status write fails, the added namespace is not created at all.
+#[tokio::test]
+async fn a_namespace_is_recorded_before_it_is_created_so_a_lost_status_write_leaks_nothing() {
+    let h = Harness::start().await;
+    h.create_tenant("hooli", json!({})).await;
+    h.wait_condition("hooli", "Ready", "True").await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    let failing = h.emulator.inject_fault(kube_emulator::FaultRule::fail(
+        Some("patch"),
+        Some("tenants/status"),
+        409,
+    ));
+    let before = h.emulator.fault_hits(failing).len();
+    let add = json!({"spec": {"namespaces": {"additional": [{"name": "hooli-staging"}]}}});
+    h.tenants()
+        .patch("hooli", &PatchParams::default(), &Patch::Merge(&add))
+        .await
+        .expect("spec updated");
+    eventually("two passes have failed to write the status", || async {
+        h.emulator.fault_hits(failing).len() >= before + 2
+    })
+    .await;
+    assert!(
+        !exists(&namespaces, "hooli-staging").await,
+        "created before the status that records it was written"
+    );
+    // The spec drops it again while the writes still fail, then the API heals.
+    let remove = json!({"spec": {"namespaces": {"additional": null}}});
+    h.tenants()
+        .patch("hooli", &PatchParams::default(), &Patch::Merge(&remove))
+        .await
+        .expect("spec updated");
+    h.emulator.remove_fault(failing);
+    h.wait_condition("hooli", "Ready", "True").await;
+    let tenant = h.tenants().get("hooli").await.expect("tenant");
+    assert_eq!(
+        tenant.status.expect("status").namespaces,
+        ["tenant-hooli"],
+        "the dropped namespace is not recorded once the spec no longer asks for it"
+    );
+    assert!(!exists(&namespaces, "hooli-staging").await);
+
+    // And the way it is meant to go: recorded, created, then dropped and pruned.
+    h.tenants()
+        .patch("hooli", &PatchParams::default(), &Patch::Merge(&add))
+        .await
+        .expect("spec updated");
+    eventually("the additional namespace exists", || async {
+        exists(&namespaces, "hooli-staging").await
+    })
+    .await;
+    h.tenants()
+        .patch("hooli", &PatchParams::default(), &Patch::Merge(&remove))
+        .await
+        .expect("spec updated");
+    eventually("the removed namespace is pruned", || async {
+        namespaces
+            .get_opt("hooli-staging")
+            .await
+            .expect("readable")
+            .is_none_or(|ns| ns.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+}
+
 async fn events_for(client: &Client, tenant: &str) -> Vec<(String, String, String)> {
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(client.clone(), "default");

@@ -3,7 +3,8 @@
 //! deleting it runs the deletion workflow behind the `landlord.dev/erasure` finalizer.
 //!
 //! The reconcile is the pipeline of the conventions: observe (caches) → validate (pure,
-//! [`crate::isolation::validate`]) → the key ([`super::tenant_key`]) → build (pure,
+//! [`crate::isolation::validate`]) → every namespace to create recorded in
+//! `status.namespaces` first (a pass of its own) → the key ([`super::tenant_key`]) → build (pure,
 //! [`crate::isolation::build`]) → apply ([`super::apply`], skipping what already matches)
 //! → prune → the database ([`super::tenant_database`]) → status (computed from what was
 //! applied, written only when it changed, and only over the version it was computed
@@ -135,6 +136,14 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(ctx.config.resync));
         }
     };
+    // record before create: a namespace is pruned only when the spec or the status names
+    // it (see `known_namespaces`), so one created by a pass whose status write then failed
+    // (a 409 after the spec changed again, a crash) and dropped from the spec after that
+    // would stay forever. The next pass, brought by this write, creates it.
+    if let Some(status) = with_namespaces_recorded(tenant, &validated) {
+        finish_status(tenant, ctx, status).await?;
+        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+    }
     // the key its backups are encrypted to, in the operator's namespace. Before apply:
     // it depends on nothing apply does, and what apply changes (a namespace taken over)
     // is then followed closely by the status that records it.
@@ -364,6 +373,26 @@ async fn update_namespace(
         Claim::Adopt { from } => NamespaceOutcome::Adopted { from, outcome },
         _ => NamespaceOutcome::Done(outcome),
     })
+}
+
+/// The Tenant's status with every namespace `validated` asks for recorded in
+/// `status.namespaces`, or `None` when they all are.
+fn with_namespaces_recorded(
+    tenant: &Tenant,
+    validated: &ValidatedTenant<'_>,
+) -> Option<TenantStatus> {
+    let mut status = tenant.status.clone().unwrap_or_default();
+    let missing: Vec<String> = validated
+        .namespaces()
+        .iter()
+        .filter(|n| !status.namespaces.contains(n))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    status.namespaces.extend(missing);
+    Some(status)
 }
 
 /// The namespaces that can be the Tenant's: those its spec asks for and those its status

@@ -154,6 +154,20 @@ where
     if old == status {
         return Ok(());
     }
+    write_over(api, object, status).await?;
+    for (type_, reason, note) in news(old.conditions(), status.conditions(), summary) {
+        event(ctx, object, type_, &reason, &note).await;
+    }
+    Ok(())
+}
+
+/// Writes `status` on `object`, guarded by the `resourceVersion` it was read at (a 409
+/// when it changed since), and returns the object as written.
+pub async fn write_over<K, S>(api: &Api<K>, object: &K, status: &S) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
     let patch = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
@@ -165,11 +179,7 @@ where
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
-    .await?;
-    for (type_, reason, note) in news(old.conditions(), status.conditions(), summary) {
-        event(ctx, object, type_, &reason, &note).await;
-    }
-    Ok(())
+    .await
 }
 
 /// Writes `status` on `object`, unconditionally.

@@ -4,7 +4,7 @@
 //!
 //! The reconcile is the pipeline of the conventions: observe (caches) → validate (pure,
 //! [`crate::isolation::validate`]) → every namespace to create recorded in
-//! `status.namespaces` first (a pass of its own) → the key ([`super::tenant_key`]) → build (pure,
+//! `status.namespaces` first → the key ([`super::tenant_key`]) → build (pure,
 //! [`crate::isolation::build`]) → apply ([`super::apply`], skipping what already matches)
 //! → prune → the database ([`super::tenant_database`]) → status (computed from what was
 //! applied, written only when it changed, and only over the version it was computed
@@ -139,11 +139,16 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     // record before create: a namespace is pruned only when the spec or the status names
     // it (see `known_namespaces`), so one created by a pass whose status write then failed
     // (a 409 after the spec changed again, a crash) and dropped from the spec after that
-    // would stay forever. The next pass, brought by this write, creates it.
-    if let Some(status) = with_namespaces_recorded(tenant, &validated) {
-        finish_status(tenant, ctx, status).await?;
-        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
-    }
+    // would stay forever. The write is guarded by the version the spec was read at; the
+    // pass goes on from the Tenant it answers, so its own status write is guarded by that.
+    let recorded;
+    let tenant = match with_namespaces_recorded(tenant, &validated) {
+        Some(status) => {
+            recorded = record_namespaces(tenant, ctx, &status).await?;
+            &recorded
+        }
+        None => tenant,
+    };
     // the key its backups are encrypted to, in the operator's namespace. Before apply:
     // it depends on nothing apply does, and what apply changes (a namespace taken over)
     // is then followed closely by the status that records it.
@@ -393,6 +398,18 @@ fn with_namespaces_recorded(
     }
     status.namespaces.extend(missing);
     Some(status)
+}
+
+/// Writes `status` (the Tenant's, with more namespaces recorded) over the version the
+/// Tenant was read at, and returns the Tenant as written.
+async fn record_namespaces(
+    tenant: &Tenant,
+    ctx: &Context,
+    status: &TenantStatus,
+) -> Result<Tenant, Error> {
+    super::status::write_over(&Api::<Tenant>::all(ctx.client.clone()), tenant, status)
+        .await
+        .map_err(tenant_error(tenant))
 }
 
 /// The namespaces that can be the Tenant's: those its spec asks for and those its status

@@ -176,11 +176,19 @@ impl PostgresServer {
                 bin.join("initdb").display()
             ));
         }
+        // The process, the time and a count: two tests of one binary starting a server in
+        // the same tick of a coarse clock once got the same directory, and the first to
+        // fail removed the other's (seen in CI).
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!("landlord-pg-{}-{nanos}", std::process::id()));
+        let count = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "landlord-pg-{}-{nanos}-{count}",
+            std::process::id()
+        ));
         fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let mut server = PostgresServer {
             port: 0,

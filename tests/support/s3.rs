@@ -74,7 +74,13 @@ fn temp_dir(what: &str) -> PathBuf {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let path = std::env::temp_dir().join(format!("landlord-{what}-{}-{nanos}", std::process::id()));
+    // A count too: the clock can be too coarse to tell two servers of one test binary apart.
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "landlord-{what}-{}-{nanos}-{count}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&path).expect("temporary directory");
     path
 }

@@ -520,9 +520,20 @@ impl TestCluster {
     /// `LANDLORD_TEST_CLUSTER=real` (which always authorizes with RBAC).
     pub async fn start(rbac: bool) -> TestCluster {
         if real_cluster() {
-            let plane = ControlPlane::start()
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            // The ports are picked free, then bound by etcd and kube-apiserver: another
+            // test's process can take one in between ("address already in use", seen in
+            // CI). Such a start is tried again with new ports; any other failure is final.
+            let mut attempt = 1;
+            let plane = loop {
+                match ControlPlane::start().await {
+                    Ok(plane) => break plane,
+                    Err(e) if attempt < 3 && e.contains("address already in use") => {
+                        eprintln!("control plane start {attempt} lost a port race; again: {e}");
+                        attempt += 1;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            };
             eprintln!(
                 "control plane started in {:.1} s at {}",
                 plane.startup.as_secs_f64(),
